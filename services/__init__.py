@@ -1,0 +1,1 @@
+"""The processes: thin I/O shells around the supernode core library."""
