@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csupernode/v1/supernode.proto\x12\x0csupernode.v1\"\xca\x01\n\rInstanceShape\x12\x10\n\x08hardware\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x13\n\x0bnum_devices\x18\x03 \x01(\r\x12\x10\n\x08num_dies\x18\x04 \x01(\r\x12\n\n\x02\x64p\x18\x05 \x01(\r\x12\n\n\x02tp\x18\x06 \x01(\r\x12\n\n\x02\x65p\x18\x07 \x01(\r\x12\r\n\x05quant\x18\x08 \x01(\t\x12\x12\n\nmicrobatch\x18\t \x01(\x08\x12\x12\n\nmtp_tokens\x18\n \x01(\r\x12\x16\n\x0emtp_acceptance\x18\x0b \x01(\x01\"\\\n\x08\x43\x61pacity\x12\x1a\n\x12kv_capacity_tokens\x18\x01 \x01(\x04\x12\x14\n\x0cmax_num_seqs\x18\x02 \x01(\r\x12\x1e\n\x16max_num_batched_tokens\x18\x03 \x01(\x04\"z\n\x04Load\x12\x13\n\x0bnum_running\x18\x01 \x01(\r\x12\x13\n\x0bnum_waiting\x18\x02 \x01(\r\x12\x16\n\x0ekv_used_tokens\x18\x03 \x01(\x04\x12\x19\n\x11num_queued_tokens\x18\x04 \x01(\x04\x12\x15\n\rbusy_fraction\x18\x05 \x01(\x01\"\xcc\x01\n\x0fRegisterRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.supernode.v1.WorkerKind\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12*\n\x05shape\x18\x04 \x01(\x0b\x32\x1b.supernode.v1.InstanceShape\x12(\n\x08\x63\x61pacity\x18\x05 \x01(\x0b\x32\x16.supernode.v1.Capacity\x12\x17\n\x0fmetrics_address\x18\x06 \x01(\t\"A\n\x10RegisterResponse\x12\x1c\n\x14heartbeat_interval_s\x18\x01 \x01(\x01\x12\x0f\n\x07lease_s\x18\x02 \x01(\x01\"G\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12 \n\x04load\x18\x02 \x01(\x0b\x32\x12.supernode.v1.Load\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"\x97\x01\n\x0ePrefillRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x02 \x03(\r\x12\x17\n\x0f\x63\x61\x63he_namespace\x18\x03 \x01(\t\x12\x18\n\x10\x64\x65\x63ode_worker_id\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65\x63ode_address\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x04\"\xc4\x01\n\x0fPrefillResponse\x12\x19\n\x11num_prompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11num_cached_tokens\x18\x02 \x01(\r\x12\x16\n\x0e\x66irst_token_id\x18\x03 \x01(\r\x12\x0f\n\x07queue_s\x18\x04 \x01(\x01\x12\x11\n\tcompute_s\x18\x05 \x01(\x01\x12\x15\n\rcache_fetch_s\x18\x06 \x01(\x01\x12\x12\n\ntransfer_s\x18\x07 \x01(\x01\x12\x14\n\x0ckv_num_bytes\x18\x08 \x01(\x04\"\"\n\x0c\x41\x62ortRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1e\n\rAbortResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\xb5\x01\n\x0c\x41\x64mitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11num_prompt_tokens\x18\x02 \x01(\r\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x15\n\rnum_generated\x18\x04 \x01(\r\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x12\n\nignore_eos\x18\x06 \x01(\x08\x12\x14\n\x0c\x65os_token_id\x18\x07 \x01(\r\x12\x13\n\x0bkv_in_place\x18\x08 \x01(\x08\"1\n\rAdmitResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa4\x01\n\x07KvChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12\x12\n\nnum_chunks\x18\x03 \x01(\r\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x05 \x01(\r\x12\x16\n\x0etrue_num_bytes\x18\x06 \x01(\x04\x12\x12\n\nnum_tokens\x18\x07 \x01(\r\x12\x18\n\x10source_worker_id\x18\x08 \x01(\t\"K\n\x12TransferKvResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x19\n\x11num_payload_bytes\x18\x03 \x01(\x04\"g\n\x0bTokenUpdate\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\r\x12\x31\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1a.supernode.v1.FinishReason\"H\n\nTokenBatch\x12\x0e\n\x06step_s\x18\x01 \x01(\x01\x12*\n\x07updates\x18\x02 \x03(\x0b\x32\x19.supernode.v1.TokenUpdate\",\n\x13StreamTokensRequest\x12\x15\n\rsubscriber_id\x18\x01 \x01(\t\"6\n\rLookupRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nblock_keys\x18\x02 \x03(\x0c\"(\n\x0eLookupResponse\x12\x16\n\x0enum_hit_blocks\x18\x01 \x01(\r\"3\n\nGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nblock_keys\x18\x02 \x03(\x0c\"\x84\x01\n\x07KvBlock\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x04 \x01(\r\x12\x16\n\x0etrue_num_bytes\x18\x05 \x01(\x04\x12\x12\n\nnum_tokens\x18\x06 \x01(\r\x12\r\n\x05\x66ound\x18\x07 \x01(\x08\"Q\n\x0bPutResponse\x12\x12\n\nnum_stored\x18\x01 \x01(\r\x12\x18\n\x10num_deduplicated\x18\x02 \x01(\r\x12\x14\n\x0cnum_rejected\x18\x03 \x01(\r\"!\n\x0cStatsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"\xc0\x01\n\rStatsResponse\x12\x12\n\nnum_blocks\x18\x01 \x01(\x04\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bnum_lookups\x18\x04 \x01(\x04\x12\x16\n\x0enum_hit_blocks\x18\x05 \x01(\x04\x12\x1a\n\x12num_queried_blocks\x18\x06 \x01(\x04\x12\x15\n\rnum_evictions\x18\x07 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x01(\t*o\n\nWorkerKind\x12\x1b\n\x17WORKER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_KIND_PREFILL\x10\x01\x12\x16\n\x12WORKER_KIND_DECODE\x10\x02\x12\x13\n\x0fWORKER_KIND_EMS\x10\x03*x\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x17\n\x13\x46INISH_REASON_ABORT\x10\x03\x32\xaa\x01\n\x0fRegistryService\x12I\n\x08Register\x12\x1d.supernode.v1.RegisterRequest\x1a\x1e.supernode.v1.RegisterResponse\x12L\n\tHeartbeat\x12\x1e.supernode.v1.HeartbeatRequest\x1a\x1f.supernode.v1.HeartbeatResponse2\x9a\x01\n\x0ePrefillService\x12\x46\n\x07Prefill\x12\x1c.supernode.v1.PrefillRequest\x1a\x1d.supernode.v1.PrefillResponse\x12@\n\x05\x41\x62ort\x12\x1a.supernode.v1.AbortRequest\x1a\x1b.supernode.v1.AbortResponse2\xab\x02\n\rDecodeService\x12@\n\x05\x41\x64mit\x12\x1a.supernode.v1.AdmitRequest\x1a\x1b.supernode.v1.AdmitResponse\x12G\n\nTransferKv\x12\x15.supernode.v1.KvChunk\x1a .supernode.v1.TransferKvResponse(\x01\x12M\n\x0cStreamTokens\x12!.supernode.v1.StreamTokensRequest\x1a\x18.supernode.v1.TokenBatch0\x01\x12@\n\x05\x41\x62ort\x12\x1a.supernode.v1.AbortRequest\x1a\x1b.supernode.v1.AbortResponse2\x88\x02\n\nEmsService\x12\x43\n\x06Lookup\x12\x1b.supernode.v1.LookupRequest\x1a\x1c.supernode.v1.LookupResponse\x12\x38\n\x03Get\x12\x18.supernode.v1.GetRequest\x1a\x15.supernode.v1.KvBlock0\x01\x12\x39\n\x03Put\x12\x15.supernode.v1.KvBlock\x1a\x19.supernode.v1.PutResponse(\x01\x12@\n\x05Stats\x12\x1a.supernode.v1.StatsRequest\x1a\x1b.supernode.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csupernode/v1/supernode.proto\x12\x0csupernode.v1\"\xca\x01\n\rInstanceShape\x12\x10\n\x08hardware\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x13\n\x0bnum_devices\x18\x03 \x01(\r\x12\x10\n\x08num_dies\x18\x04 \x01(\r\x12\n\n\x02\x64p\x18\x05 \x01(\r\x12\n\n\x02tp\x18\x06 \x01(\r\x12\n\n\x02\x65p\x18\x07 \x01(\r\x12\r\n\x05quant\x18\x08 \x01(\t\x12\x12\n\nmicrobatch\x18\t \x01(\x08\x12\x12\n\nmtp_tokens\x18\n \x01(\r\x12\x16\n\x0emtp_acceptance\x18\x0b \x01(\x01\"\\\n\x08\x43\x61pacity\x12\x1a\n\x12kv_capacity_tokens\x18\x01 \x01(\x04\x12\x14\n\x0cmax_num_seqs\x18\x02 \x01(\r\x12\x1e\n\x16max_num_batched_tokens\x18\x03 \x01(\x04\"z\n\x04Load\x12\x13\n\x0bnum_running\x18\x01 \x01(\r\x12\x13\n\x0bnum_waiting\x18\x02 \x01(\r\x12\x16\n\x0ekv_used_tokens\x18\x03 \x01(\x04\x12\x19\n\x11num_queued_tokens\x18\x04 \x01(\x04\x12\x15\n\rbusy_fraction\x18\x05 \x01(\x01\"\xcc\x01\n\x0fRegisterRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.supernode.v1.WorkerKind\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12*\n\x05shape\x18\x04 \x01(\x0b\x32\x1b.supernode.v1.InstanceShape\x12(\n\x08\x63\x61pacity\x18\x05 \x01(\x0b\x32\x16.supernode.v1.Capacity\x12\x17\n\x0fmetrics_address\x18\x06 \x01(\t\"A\n\x10RegisterResponse\x12\x1c\n\x14heartbeat_interval_s\x18\x01 \x01(\x01\x12\x0f\n\x07lease_s\x18\x02 \x01(\x01\"G\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12 \n\x04load\x18\x02 \x01(\x0b\x32\x12.supernode.v1.Load\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"\x97\x01\n\x0ePrefillRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x02 \x03(\r\x12\x17\n\x0f\x63\x61\x63he_namespace\x18\x03 \x01(\t\x12\x18\n\x10\x64\x65\x63ode_worker_id\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65\x63ode_address\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x04\"\xc4\x01\n\x0fPrefillResponse\x12\x19\n\x11num_prompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11num_cached_tokens\x18\x02 \x01(\r\x12\x16\n\x0e\x66irst_token_id\x18\x03 \x01(\r\x12\x0f\n\x07queue_s\x18\x04 \x01(\x01\x12\x11\n\tcompute_s\x18\x05 \x01(\x01\x12\x15\n\rcache_fetch_s\x18\x06 \x01(\x01\x12\x12\n\ntransfer_s\x18\x07 \x01(\x01\x12\x14\n\x0ckv_num_bytes\x18\x08 \x01(\x04\"\"\n\x0c\x41\x62ortRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1e\n\rAbortResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\xcc\x01\n\x0c\x41\x64mitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11num_prompt_tokens\x18\x02 \x01(\r\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x15\n\rnum_generated\x18\x04 \x01(\r\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x12\n\nignore_eos\x18\x06 \x01(\x08\x12\x14\n\x0c\x65os_token_id\x18\x07 \x01(\r\x12\x13\n\x0bkv_in_place\x18\x08 \x01(\x08\x12\x15\n\rsubscriber_id\x18\t \x01(\t\"1\n\rAdmitResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa4\x01\n\x07KvChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12\x12\n\nnum_chunks\x18\x03 \x01(\r\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x05 \x01(\r\x12\x16\n\x0etrue_num_bytes\x18\x06 \x01(\x04\x12\x12\n\nnum_tokens\x18\x07 \x01(\r\x12\x18\n\x10source_worker_id\x18\x08 \x01(\t\"K\n\x12TransferKvResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x19\n\x11num_payload_bytes\x18\x03 \x01(\x04\"g\n\x0bTokenUpdate\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\r\x12\x31\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x1a.supernode.v1.FinishReason\"H\n\nTokenBatch\x12\x0e\n\x06step_s\x18\x01 \x01(\x01\x12*\n\x07updates\x18\x02 \x03(\x0b\x32\x19.supernode.v1.TokenUpdate\",\n\x13StreamTokensRequest\x12\x15\n\rsubscriber_id\x18\x01 \x01(\t\"6\n\rLookupRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nblock_keys\x18\x02 \x03(\x0c\"(\n\x0eLookupResponse\x12\x16\n\x0enum_hit_blocks\x18\x01 \x01(\r\"3\n\nGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nblock_keys\x18\x02 \x03(\x0c\"\x84\x01\n\x07KvBlock\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x04 \x01(\r\x12\x16\n\x0etrue_num_bytes\x18\x05 \x01(\x04\x12\x12\n\nnum_tokens\x18\x06 \x01(\r\x12\r\n\x05\x66ound\x18\x07 \x01(\x08\"Q\n\x0bPutResponse\x12\x12\n\nnum_stored\x18\x01 \x01(\r\x12\x18\n\x10num_deduplicated\x18\x02 \x01(\r\x12\x14\n\x0cnum_rejected\x18\x03 \x01(\r\"!\n\x0cStatsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"\xc0\x01\n\rStatsResponse\x12\x12\n\nnum_blocks\x18\x01 \x01(\x04\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bnum_lookups\x18\x04 \x01(\x04\x12\x16\n\x0enum_hit_blocks\x18\x05 \x01(\x04\x12\x1a\n\x12num_queried_blocks\x18\x06 \x01(\x04\x12\x15\n\rnum_evictions\x18\x07 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x01(\t*o\n\nWorkerKind\x12\x1b\n\x17WORKER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_KIND_PREFILL\x10\x01\x12\x16\n\x12WORKER_KIND_DECODE\x10\x02\x12\x13\n\x0fWORKER_KIND_EMS\x10\x03*x\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x17\n\x13\x46INISH_REASON_ABORT\x10\x03\x32\xaa\x01\n\x0fRegistryService\x12I\n\x08Register\x12\x1d.supernode.v1.RegisterRequest\x1a\x1e.supernode.v1.RegisterResponse\x12L\n\tHeartbeat\x12\x1e.supernode.v1.HeartbeatRequest\x1a\x1f.supernode.v1.HeartbeatResponse2\x9a\x01\n\x0ePrefillService\x12\x46\n\x07Prefill\x12\x1c.supernode.v1.PrefillRequest\x1a\x1d.supernode.v1.PrefillResponse\x12@\n\x05\x41\x62ort\x12\x1a.supernode.v1.AbortRequest\x1a\x1b.supernode.v1.AbortResponse2\xab\x02\n\rDecodeService\x12@\n\x05\x41\x64mit\x12\x1a.supernode.v1.AdmitRequest\x1a\x1b.supernode.v1.AdmitResponse\x12G\n\nTransferKv\x12\x15.supernode.v1.KvChunk\x1a .supernode.v1.TransferKvResponse(\x01\x12M\n\x0cStreamTokens\x12!.supernode.v1.StreamTokensRequest\x1a\x18.supernode.v1.TokenBatch0\x01\x12@\n\x05\x41\x62ort\x12\x1a.supernode.v1.AbortRequest\x1a\x1b.supernode.v1.AbortResponse2\x88\x02\n\nEmsService\x12\x43\n\x06Lookup\x12\x1b.supernode.v1.LookupRequest\x1a\x1c.supernode.v1.LookupResponse\x12\x38\n\x03Get\x12\x18.supernode.v1.GetRequest\x1a\x15.supernode.v1.KvBlock0\x01\x12\x39\n\x03Put\x12\x15.supernode.v1.KvBlock\x1a\x19.supernode.v1.PutResponse(\x01\x12@\n\x05Stats\x12\x1a.supernode.v1.StatsRequest\x1a\x1b.supernode.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'supernode.v1.supernode_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKERKIND']._serialized_start=2576
-  _globals['_WORKERKIND']._serialized_end=2687
-  _globals['_FINISHREASON']._serialized_start=2689
-  _globals['_FINISHREASON']._serialized_end=2809
+  _globals['_WORKERKIND']._serialized_start=2599
+  _globals['_WORKERKIND']._serialized_end=2710
+  _globals['_FINISHREASON']._serialized_start=2712
+  _globals['_FINISHREASON']._serialized_end=2832
   _globals['_INSTANCESHAPE']._serialized_start=47
   _globals['_INSTANCESHAPE']._serialized_end=249
   _globals['_CAPACITY']._serialized_start=251
@@ -58,39 +58,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ABORTRESPONSE']._serialized_start=1241
   _globals['_ABORTRESPONSE']._serialized_end=1271
   _globals['_ADMITREQUEST']._serialized_start=1274
-  _globals['_ADMITREQUEST']._serialized_end=1455
-  _globals['_ADMITRESPONSE']._serialized_start=1457
-  _globals['_ADMITRESPONSE']._serialized_end=1506
-  _globals['_KVCHUNK']._serialized_start=1509
-  _globals['_KVCHUNK']._serialized_end=1673
-  _globals['_TRANSFERKVRESPONSE']._serialized_start=1675
-  _globals['_TRANSFERKVRESPONSE']._serialized_end=1750
-  _globals['_TOKENUPDATE']._serialized_start=1752
-  _globals['_TOKENUPDATE']._serialized_end=1855
-  _globals['_TOKENBATCH']._serialized_start=1857
-  _globals['_TOKENBATCH']._serialized_end=1929
-  _globals['_STREAMTOKENSREQUEST']._serialized_start=1931
-  _globals['_STREAMTOKENSREQUEST']._serialized_end=1975
-  _globals['_LOOKUPREQUEST']._serialized_start=1977
-  _globals['_LOOKUPREQUEST']._serialized_end=2031
-  _globals['_LOOKUPRESPONSE']._serialized_start=2033
-  _globals['_LOOKUPRESPONSE']._serialized_end=2073
-  _globals['_GETREQUEST']._serialized_start=2075
-  _globals['_GETREQUEST']._serialized_end=2126
-  _globals['_KVBLOCK']._serialized_start=2129
-  _globals['_KVBLOCK']._serialized_end=2261
-  _globals['_PUTRESPONSE']._serialized_start=2263
-  _globals['_PUTRESPONSE']._serialized_end=2344
-  _globals['_STATSREQUEST']._serialized_start=2346
-  _globals['_STATSREQUEST']._serialized_end=2379
-  _globals['_STATSRESPONSE']._serialized_start=2382
-  _globals['_STATSRESPONSE']._serialized_end=2574
-  _globals['_REGISTRYSERVICE']._serialized_start=2812
-  _globals['_REGISTRYSERVICE']._serialized_end=2982
-  _globals['_PREFILLSERVICE']._serialized_start=2985
-  _globals['_PREFILLSERVICE']._serialized_end=3139
-  _globals['_DECODESERVICE']._serialized_start=3142
-  _globals['_DECODESERVICE']._serialized_end=3441
-  _globals['_EMSSERVICE']._serialized_start=3444
-  _globals['_EMSSERVICE']._serialized_end=3708
+  _globals['_ADMITREQUEST']._serialized_end=1478
+  _globals['_ADMITRESPONSE']._serialized_start=1480
+  _globals['_ADMITRESPONSE']._serialized_end=1529
+  _globals['_KVCHUNK']._serialized_start=1532
+  _globals['_KVCHUNK']._serialized_end=1696
+  _globals['_TRANSFERKVRESPONSE']._serialized_start=1698
+  _globals['_TRANSFERKVRESPONSE']._serialized_end=1773
+  _globals['_TOKENUPDATE']._serialized_start=1775
+  _globals['_TOKENUPDATE']._serialized_end=1878
+  _globals['_TOKENBATCH']._serialized_start=1880
+  _globals['_TOKENBATCH']._serialized_end=1952
+  _globals['_STREAMTOKENSREQUEST']._serialized_start=1954
+  _globals['_STREAMTOKENSREQUEST']._serialized_end=1998
+  _globals['_LOOKUPREQUEST']._serialized_start=2000
+  _globals['_LOOKUPREQUEST']._serialized_end=2054
+  _globals['_LOOKUPRESPONSE']._serialized_start=2056
+  _globals['_LOOKUPRESPONSE']._serialized_end=2096
+  _globals['_GETREQUEST']._serialized_start=2098
+  _globals['_GETREQUEST']._serialized_end=2149
+  _globals['_KVBLOCK']._serialized_start=2152
+  _globals['_KVBLOCK']._serialized_end=2284
+  _globals['_PUTRESPONSE']._serialized_start=2286
+  _globals['_PUTRESPONSE']._serialized_end=2367
+  _globals['_STATSREQUEST']._serialized_start=2369
+  _globals['_STATSREQUEST']._serialized_end=2402
+  _globals['_STATSRESPONSE']._serialized_start=2405
+  _globals['_STATSRESPONSE']._serialized_end=2597
+  _globals['_REGISTRYSERVICE']._serialized_start=2835
+  _globals['_REGISTRYSERVICE']._serialized_end=3005
+  _globals['_PREFILLSERVICE']._serialized_start=3008
+  _globals['_PREFILLSERVICE']._serialized_end=3162
+  _globals['_DECODESERVICE']._serialized_start=3165
+  _globals['_DECODESERVICE']._serialized_end=3464
+  _globals['_EMSSERVICE']._serialized_start=3467
+  _globals['_EMSSERVICE']._serialized_end=3731
 # @@protoc_insertion_point(module_scope)

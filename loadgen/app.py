@@ -1,0 +1,162 @@
+"""The composition root of one `supernode bench` invocation.
+
+Plan -> samples (built once, reused by every rate) -> one run per rate (progress bar, then
+summary table) -> result files: per point a vLLM-schema JSON and a per-request CSV; for a sweep
+also a combined `*-sweep.json`; plots and their HTML page when asked (always for a saved sweep).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from loadgen.client import request_headers
+from loadgen.config import EndpointConfig, LoadConfig, ReportConfig, SloConfig
+from loadgen.metrics import compute_metrics
+from loadgen.plots import write_plots
+from loadgen.report import RunInfo, default_result_filename, result_dict, write_requests_csv
+from loadgen.runner import run_benchmark
+from loadgen.summary import print_summary
+from loadgen.sweep import SweepPoint, max_rate_meeting_slo, run_sweep, sweep_summary
+from loadgen.types import SampleRequest
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go. Files are written only with `save_result` or `plots`; `result_dir`
+    defaults to the working directory."""
+
+    save_result: bool = False
+    save_detailed: bool = False
+    result_dir: str | None = None
+    result_filename: str | None = None
+    label: str | None = None
+    plots: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """Everything one invocation does; `rates` has one entry per sweep point."""
+
+    endpoint: EndpointConfig
+    load: LoadConfig
+    rates: tuple[float, ...]
+    workload: object
+    dataset_name: str
+    num_prompts: int
+    report: ReportConfig
+    slo: SloConfig
+    output: OutputConfig
+    tokens_as_ids: bool = True
+    bisect_steps: int = 0
+
+
+async def resolve_model(endpoint: EndpointConfig) -> str:
+    """The first model id the server lists at /v1/models."""
+    base = endpoint.base_url.rstrip("/")
+    url = base + ("/models" if base.endswith("/v1") else "/v1/models")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with session.get(url, headers=request_headers(endpoint)) as resp:
+            if resp.status != 200:
+                raise ValueError(f"--model not given and GET {url} answered HTTP {resp.status}")
+            models = (await resp.json()).get("data") or []
+    if not models:
+        raise ValueError(f"--model not given and {url} lists no models")
+    return str(models[0]["id"])
+
+
+async def run_plan(plan: BenchPlan, console: Console | None = None) -> int:
+    """Run every point; returns 0, or 1 when not a single request of any point completed."""
+    console = console or Console()
+    samples = plan.workload.build(plan.num_prompts, plan.load.seed)
+    date = datetime.now().strftime("%Y%m%d-%H%M%S")
+    info = RunInfo(plan.endpoint, len(samples), plan.output.label, plan.dataset_name, date)
+    target = plan.slo.attainment_target if plan.slo.enabled else None
+
+    async def run_point(rate: float) -> SweepPoint:
+        return await _run_point(plan, samples, info, rate, console)
+
+    points = await run_sweep(plan.rates, run_point, target, plan.bisect_steps)
+    if len(points) > 1:
+        _print_sweep(console, points, target)
+    _write_outputs(plan, info, points, target, console)
+    return 0 if any(p.metrics.completed for p in points) else 1
+
+
+async def _run_point(
+    plan: BenchPlan, samples: list[SampleRequest], info: RunInfo, rate: float, console: Console
+) -> SweepPoint:
+    load = replace(plan.load, request_rate=rate)
+    console.print(f"[bold]request rate {rate:g} req/s[/bold], burstiness {load.burstiness:g}, "
+                  f"max concurrency {load.max_concurrency}, {len(samples)} requests -> {plan.endpoint.api_url}")
+    with _progress(plan.output.progress, console) as progress:
+        task = progress.add_task("requests", total=len(samples))
+        outcome = await run_benchmark(samples, plan.endpoint, load, plan.tokens_as_ids,
+                                      on_result=lambda _r: progress.advance(task))
+    metrics = compute_metrics(outcome.results, outcome.duration_s, plan.report, plan.slo)
+    print_summary(console, outcome, metrics, plan.report)
+    result = result_dict(info, outcome, metrics, plan.report, plan.slo, plan.output.save_detailed)
+    return SweepPoint(rate, outcome, metrics, result)
+
+
+def _progress(enabled: bool, console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not enabled, transient=True,
+    )
+
+
+def _print_sweep(console: Console, points: list[SweepPoint], target: float | None) -> None:
+    for p in points:
+        attained = "" if p.metrics.slo_attainment is None else f", SLO attainment {p.metrics.slo_attainment:.3f}"
+        console.print(f"{p.request_rate:g} req/s: {p.metrics.request_throughput:.2f} req/s done, "
+                      f"{p.metrics.failed} failed{attained}")
+    if target is not None:
+        best = max_rate_meeting_slo(points, target)
+        verdict = "no rate" if best is None else f"{best:g} req/s"
+        console.print(f"[bold]highest rate meeting SLO attainment >= {target:g}: {verdict}[/bold]")
+
+
+def _write_outputs(plan: BenchPlan, info: RunInfo, points: list[SweepPoint], target, console: Console) -> None:
+    out = plan.output
+    if not (out.save_result or out.plots):
+        return
+    result_dir = Path(out.result_dir or ".")
+    result_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if out.save_result:
+        for point in points:
+            path = result_dir / _point_filename(out, info, point, len(points) > 1)
+            path.write_text(json.dumps(point.result, indent=2), encoding="utf-8")
+            write_requests_csv(path.with_suffix(".csv"), point.outcome, plan.slo)
+            written += [path, path.with_suffix(".csv")]
+        if len(points) > 1:
+            path = result_dir / _sweep_filename(out, info)
+            path.write_text(json.dumps(sweep_summary(points, plan.slo.limits_ms, target), indent=2), encoding="utf-8")
+            written.append(path)
+    if out.plots or (out.save_result and len(points) > 1):
+        title = f"supernode bench: {info.endpoint.model} @ {info.endpoint.api_url}"
+        written += write_plots(result_dir / "plots", points, target, title)
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+def _point_filename(out: OutputConfig, info: RunInfo, point: SweepPoint, in_sweep: bool) -> str:
+    if not out.result_filename:
+        return default_result_filename(info, point.request_rate, point.outcome.load.max_concurrency)
+    stem = Path(out.result_filename).stem
+    return f"{stem}-{point.request_rate:g}qps.json" if in_sweep else f"{stem}.json"
+
+
+def _sweep_filename(out: OutputConfig, info: RunInfo) -> str:
+    if out.result_filename:
+        return f"{Path(out.result_filename).stem}-sweep.json"
+    model = info.endpoint.model.split("/")[-1] or "model"
+    return f"{out.label or info.endpoint.backend}-{model}-{info.date}-sweep.json"

@@ -1,0 +1,40 @@
+"""Workloads: each builds a list of `SampleRequest`s from its frozen config and a seed.
+
+Adding a workload means one file with a frozen dataclass that has
+`build(num_prompts: int, seed: int) -> list[SampleRequest]`, and one line in `WORKLOADS`.
+Names are vLLM's `--dataset-name` values where vLLM has one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from loadgen.types import SampleRequest
+from loadgen.workloads.mooncake import MooncakeTraceWorkload
+from loadgen.workloads.prefix_repetition import PrefixRepetitionWorkload
+from loadgen.workloads.random_tokens import RandomWorkload
+from loadgen.workloads.sharegpt import ShareGptWorkload
+
+
+class Workload(Protocol):
+    def build(self, num_prompts: int, seed: int) -> list[SampleRequest]:
+        """Exactly `num_prompts` samples (fewer only when a file holds fewer), deterministic
+        for a given seed."""
+        ...
+
+
+WORKLOADS: dict[str, type] = {
+    "random": RandomWorkload,
+    "sharegpt": ShareGptWorkload,
+    "prefix_repetition": PrefixRepetitionWorkload,
+    "mooncake": MooncakeTraceWorkload,
+}
+
+__all__ = [
+    "WORKLOADS",
+    "Workload",
+    "RandomWorkload",
+    "ShareGptWorkload",
+    "PrefixRepetitionWorkload",
+    "MooncakeTraceWorkload",
+]

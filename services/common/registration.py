@@ -1,0 +1,77 @@
+"""A worker's side of the registry: register with the scheduler, then heartbeat its load.
+
+The loop never gives up: when the scheduler is unreachable it retries with backoff, and when
+the scheduler answers `known = false` (it restarted or dropped us) it registers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from services.common.grpc_server import insecure_channel
+from supernode.v1 import supernode_pb2 as pb
+from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+class Registrar:
+    """Keeps one worker registered with the scheduler at `scheduler_address`."""
+
+    def __init__(
+        self,
+        scheduler_address: str,
+        registration: pb.RegisterRequest,
+        current_load: Callable[[], pb.Load],
+    ) -> None:
+        self.scheduler_address = scheduler_address
+        self.registration = registration
+        self.current_load = current_load
+        self.registered = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="registrar")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        async with insecure_channel(self.scheduler_address) as channel:
+            stub = pb_grpc.RegistryServiceStub(channel)
+            backoff_s = 0.1
+            while True:
+                try:
+                    interval_s = await self._register(stub)
+                    backoff_s = 0.1
+                    await self._heartbeat_until_forgotten(stub, interval_s)
+                except grpc.aio.AioRpcError as e:
+                    self.registered.clear()
+                    log.warning("scheduler %s unreachable (%s); retrying in %.1fs",
+                                self.scheduler_address, e.code().name, backoff_s)
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(2.0, backoff_s * 2)
+
+    async def _register(self, stub: pb_grpc.RegistryServiceStub) -> float:
+        response = await stub.Register(self.registration, timeout=2.0)
+        self.registered.set()
+        log.info("registered %s with scheduler %s", self.registration.worker_id,
+                 self.scheduler_address)
+        return response.heartbeat_interval_s
+
+    async def _heartbeat_until_forgotten(self, stub: pb_grpc.RegistryServiceStub,
+                                         interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            request = pb.HeartbeatRequest(worker_id=self.registration.worker_id,
+                                          load=self.current_load())
+            response = await stub.Heartbeat(request, timeout=2.0)
+            if not response.known:
+                log.warning("scheduler forgot %s; registering again", self.registration.worker_id)
+                return

@@ -1,0 +1,87 @@
+"""Shared entry-point plumbing of the service processes: flags, config, signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import yaml
+
+from services.common.logs import configure_logging
+from supernode.config import ClusterConfig, load_config
+
+log = logging.getLogger(__name__)
+
+
+class Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+def base_parser(role: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"supernode serve {role}",
+                                     description=f"Run one supernode {role} process.")
+    parser.add_argument("--config", help="deployment YAML (default: the embedded default)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config field, dotted (e.g. decode.num_devices=32)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--advertise-host", default=None,
+                        help="host others use to reach this process (default: --host)")
+    parser.add_argument("--port", type=int, default=0, help="gRPC port (0: any free port)")
+    parser.add_argument("--metrics-port", type=int, default=0, help="/metrics port (0: any)")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", required=True, metavar="HOST:PORT",
+                        help="the scheduler's registry gRPC address")
+    parser.add_argument("--worker-id", default=None, help="unique id (default: role + random)")
+
+
+def parse_overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            parser.error(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ClusterConfig:
+    try:
+        return load_config(args.config, parse_overrides(args.set, parser))
+    except (ValueError, TypeError, OSError) as e:
+        parser.error(f"--config/--set: {e}")
+        raise  # unreachable: parser.error exits
+
+
+def default_worker_id(role: str) -> str:
+    return f"{role}-{uuid.uuid4().hex[:8]}"
+
+
+def run_service(role: str, level: str, start: Callable[[], Awaitable[Stoppable]]) -> int:
+    """Run `start()` in an event loop until SIGINT/SIGTERM, then stop it cleanly."""
+    configure_logging(role, level)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(role, start))
+    return uvloop.run(_serve(role, start))
+
+
+async def _serve(role: str, start: Callable[[], Awaitable[Stoppable]]) -> int:
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
+    service = await start()
+    await stop_event.wait()
+    log.info("%s stopping", role)
+    await service.stop()
+    return 0

@@ -1,0 +1,90 @@
+"""`python -m services.decode`: one decode instance (see services.decode.worker)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from services.common.grpc_server import GrpcServer, start_grpc_server
+from services.common.metrics_http import serve_metrics
+from services.common.registration import Registrar
+from services.common.shape import instance_shape
+from services.common.worker_main import (
+    add_worker_flags, base_parser, config_from_args, default_worker_id, run_service,
+)
+from services.decode.metrics import DecodeMetrics
+from services.decode.servicer import DecodeServicer
+from services.decode.worker import DecodeWorker
+from supernode.clock import WallClock
+from supernode.deployment import instance_deployment
+from supernode.engine.decode import DecodeEngine, DecodeParams
+from supernode.perf import kv_capacity_tokens
+from supernode.tokenizer import Tokenizer
+from supernode.v1 import supernode_pb2 as pb
+from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+
+@dataclass
+class DecodeProcess:
+    worker: DecodeWorker
+    grpc: GrpcServer
+    registrar: Registrar
+    metrics_server: object
+
+    async def stop(self) -> None:
+        await self.registrar.stop()
+        await self.grpc.stop()
+        await self.worker.stop()
+        self.metrics_server.shutdown()  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("decode")
+    add_worker_flags(parser)
+    args = parser.parse_args(argv)
+    config = config_from_args(args, parser)
+    worker_id = args.worker_id or default_worker_id("decode")
+    try:
+        deployment = instance_deployment(config, "decode")
+    except ValueError as e:
+        parser.error(f"decode instance: {e}")
+
+    async def start() -> DecodeProcess:
+        inst = config.decode
+        tokenizer = Tokenizer(vocab_size=deployment.model.vocab_size)
+        max_num_seqs = inst.max_num_seqs_per_die * deployment.num_dies
+        capacity = kv_capacity_tokens(deployment)
+        engine = DecodeEngine(max_num_seqs, capacity, DecodeParams(
+            mtp_tokens=inst.mtp_tokens, mtp_acceptance=inst.mtp_acceptance,
+            eos_probability=config.eos_probability, vocab_size=tokenizer.vocab_size,
+            eos_token_id=tokenizer.eos_token_id))
+        registry = CollectorRegistry()
+        metrics = DecodeMetrics(registry, config.model_name, worker_id)
+        worker = DecodeWorker(engine, deployment, WallClock(config.speedup), metrics)
+        worker.start()
+        server = await start_grpc_server(
+            [lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s)],
+            args.host, args.port)
+        metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
+        host = args.advertise_host or args.host
+        registration = pb.RegisterRequest(
+            worker_id=worker_id, kind=pb.WORKER_KIND_DECODE, address=f"{host}:{server.port}",
+            shape=instance_shape(deployment),
+            capacity=pb.Capacity(kv_capacity_tokens=capacity, max_num_seqs=max_num_seqs),
+            metrics_address=f"{host}:{metrics_port}")
+
+        def load() -> pb.Load:
+            return pb.Load(num_running=engine.num_running, num_waiting=engine.num_waiting,
+                           kv_used_tokens=engine.kv_used_tokens())
+
+        registrar = Registrar(args.scheduler, registration, load)
+        registrar.start()
+        return DecodeProcess(worker, server, registrar, metrics_server)
+
+    return run_service(f"decode[{worker_id}]", args.log_level, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""`python -m services.ems`: one EMS replica (the prefix-cache pool) over memory or Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from services.common.grpc_server import GrpcServer, start_grpc_server
+from services.common.metrics_http import serve_metrics
+from services.common.registration import Registrar
+from services.common.worker_main import (
+    base_parser,
+    config_from_args,
+    default_worker_id,
+    run_service,
+)
+from services.ems.metrics import EmsMetrics
+from services.ems.servicer import EmsServicer
+from supernode.cache.backends import StoreConfig, make_store
+from supernode.config import CacheConfig
+from supernode.v1 import supernode_pb2 as pb
+from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+GAUGE_REFRESH_S = 1.0
+
+
+@dataclass
+class EmsProcess:
+    servicer: EmsServicer
+    grpc: GrpcServer
+    registrar: Registrar | None
+    refresher: asyncio.Task[None]
+    metrics_server: object
+
+    async def stop(self) -> None:
+        if self.registrar:
+            await self.registrar.stop()
+        self.refresher.cancel()
+        await self.grpc.stop()
+        await self.servicer.close()
+        self.metrics_server.shutdown()  # type: ignore[attr-defined]
+
+
+def store_config(cache: CacheConfig) -> StoreConfig:
+    return StoreConfig(
+        backend=cache.backend,
+        capacity_bytes=cache.capacity_bytes,
+        namespace_capacity_bytes=cache.namespace_capacity_bytes or None,
+        redis_url=cache.redis_url,
+    )
+
+
+async def _refresh_forever(servicer: EmsServicer) -> None:
+    while True:
+        with contextlib.suppress(Exception):  # a down backend is reported by the RPCs
+            await servicer.refresh_gauges()
+        await asyncio.sleep(GAUGE_REFRESH_S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("ems")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="HOST:PORT",
+        help="register with this scheduler (optional)",
+    )
+    parser.add_argument("--worker-id", default=None)
+    parser.add_argument("--redis-url", default=None, help="use Redis (overrides the config)")
+    args = parser.parse_args(argv)
+    config = config_from_args(args, parser)
+    cache = config.cache
+    try:
+        if args.redis_url:
+            cache = CacheConfig(
+                **{**cache.__dict__, "backend": "redis", "redis_url": args.redis_url}
+            )
+        store_cfg = store_config(cache)
+    except ValueError as e:
+        parser.error(f"cache: {e}")
+    worker_id = args.worker_id or default_worker_id("ems")
+
+    async def start() -> EmsProcess:
+        registry = CollectorRegistry()
+        servicer = EmsServicer(make_store(store_cfg), EmsMetrics(registry))
+        server = await start_grpc_server(
+            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(servicer, s)], args.host, args.port
+        )
+        metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
+        refresher = asyncio.create_task(_refresh_forever(servicer))
+        registrar = None
+        if args.scheduler:
+            host = args.advertise_host or args.host
+            registrar = Registrar(
+                args.scheduler,
+                pb.RegisterRequest(
+                    worker_id=worker_id,
+                    kind=pb.WORKER_KIND_EMS,
+                    address=f"{host}:{server.port}",
+                    metrics_address=f"{host}:{metrics_port}",
+                ),
+                pb.Load,
+            )
+            registrar.start()
+        return EmsProcess(servicer, server, registrar, refresher, metrics_server)
+
+    return run_service(f"ems[{worker_id}]", args.log_level, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

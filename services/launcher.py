@@ -1,0 +1,211 @@
+"""`supernode up`: every role as its own local process on loopback, until Ctrl-C or SIGTERM.
+
+Starts the scheduler, EMS, the prefill pool and the decode pool (each `python -m services.X`
+with the same resolved config file), waits until the scheduler reports every worker
+registered, prints the endpoint, and on SIGINT/SIGTERM stops the children by their process
+ids (SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from services.common.worker_main import parse_overrides
+from supernode.config import ClusterConfig, load_config, to_dict
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="supernode up", description=__doc__.split("\n")[0])
+    p.add_argument("--config", help="deployment YAML (default: the embedded default)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config field, dotted (e.g. decode.num_devices=32)")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="OpenAI HTTP port (default 8000)")
+    p.add_argument("--num-prefill", type=int, default=None, help="prefill instances")
+    p.add_argument("--num-decode", type=int, default=None, help="decode instances")
+    p.add_argument("--speedup", type=float, default=None,
+                   help="model seconds per wall second (0.1 = ten times slower)")
+    p.add_argument("--routing-policy", default=None, help="least-loaded | round-robin | ...")
+    p.add_argument("--redis-url", default=None, help="back EMS with Redis at this URL")
+    p.add_argument("--no-cache", action="store_true", help="run without the EMS prefix cache")
+    p.add_argument("--log-dir", default=None, help="where each process writes its log")
+    p.add_argument("--ready-timeout", type=float, default=60.0,
+                   help="seconds to wait for every worker to register")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ClusterConfig:
+    overrides = parse_overrides(args.set, parser)
+    flag_map = {"host": "ports.host", "port": "ports.http", "num_prefill": "num_prefill",
+                "num_decode": "num_decode", "speedup": "speedup",
+                "routing_policy": "routing_policy", "redis_url": "cache.redis_url"}
+    for flag, key in flag_map.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    if args.redis_url:
+        overrides["cache.backend"] = "redis"
+    if args.no_cache:
+        overrides["cache.enabled"] = False
+    try:
+        config = load_config(args.config, overrides)
+        from supernode.deployment import instance_deployment
+        from supernode.policy import make_policy
+
+        make_policy(config.routing_policy)
+        instance_deployment(config, "prefill")
+        instance_deployment(config, "decode")
+    except (ValueError, TypeError, OSError, KeyError) as e:
+        parser.error(str(e))
+    return config
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """The child processes of one `supernode up`."""
+
+    def __init__(self, config: ClusterConfig, log_dir: Path, log_level: str) -> None:
+        self.config = config
+        self.log_dir = log_dir
+        self.log_level = log_level
+        self.children: list[Child] = []
+        self.config_path = log_dir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        host = config.ports.host
+        self.scheduler_grpc = f"{host}:{config.ports.scheduler_grpc or free_port(host)}"
+        self.ems_grpc = f"{host}:{config.ports.ems_grpc or free_port(host)}"
+        self.endpoint = f"http://{host}:{config.ports.http}"
+
+    def start(self) -> None:
+        host = self.config.ports.host
+        common = ["--config", str(self.config_path), "--host", host, "--log-level",
+                  self.log_level]
+        self._spawn("scheduler", "services.scheduler", [
+            *common, "--http-port", str(self.config.ports.http),
+            "--port", self.scheduler_grpc.rsplit(":", 1)[1]])
+        workers = ["--scheduler", self.scheduler_grpc]
+        if self.config.cache.enabled:
+            self._spawn("ems", "services.ems", [
+                *common, *workers, "--port", self.ems_grpc.rsplit(":", 1)[1]])
+        ems = ["--ems", self.ems_grpc] if self.config.cache.enabled else []
+        for i in range(self.config.num_prefill):
+            self._spawn(f"prefill-{i}", "services.prefill",
+                        [*common, *workers, *ems, "--worker-id", f"prefill-{i}"])
+        for i in range(self.config.num_decode):
+            self._spawn(f"decode-{i}", "services.decode",
+                        [*common, *workers, "--worker-id", f"decode-{i}"])
+
+    def _spawn(self, name: str, module: str, args: list[str]) -> None:
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.children.append(Child(name, process, log_path))
+
+    def dead(self) -> list[Child]:
+        return [c for c in self.children if c.process.poll() is not None]
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until /health reports every pool registered; RuntimeError on a dead child."""
+        want = {"prefill": self.config.num_prefill, "decode": self.config.num_decode}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if dead := self.dead():
+                raise RuntimeError(f"{dead[0].name} exited with {dead[0].process.returncode}; "
+                                   f"log {dead[0].log_path}:\n{_tail(dead[0].log_path)}")
+            try:
+                workers = httpx.get(f"{self.endpoint}/health", timeout=1.0).json()["workers"]
+                if all(workers.get(k, 0) >= n for k, n in want.items()):
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"workers did not register within {timeout_s:.0f}s; logs in "
+                           f"{self.log_dir}")
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for child in self.children:
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+
+def _tail(path: Path, num_lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-num_lines:])
+    except OSError:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = resolve_config(args, parser)
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="supernode-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(config, log_dir, args.log_level)
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    cluster.start()
+    try:
+        cluster.wait_ready(args.ready_timeout)
+    except RuntimeError as e:
+        print(f"supernode up: {e}", file=sys.stderr)
+        cluster.stop()
+        return 1
+    print(f"supernode is up: {cluster.endpoint}/v1  model: {config.model_name}  "
+          f"({config.num_prefill} prefill x {config.prefill.num_devices} devices, "
+          f"{config.num_decode} decode x {config.decode.num_devices} devices, "
+          f"{config.hardware}, speedup {config.speedup})", flush=True)
+    print(f"logs: {log_dir}   metrics: {cluster.endpoint}/metrics   Ctrl-C stops", flush=True)
+    reported: set[str] = set()
+    while not stop["now"]:
+        for child in cluster.dead():
+            if child.name not in reported:
+                reported.add(child.name)
+                print(f"supernode up: {child.name} exited ({child.process.returncode}); "
+                      f"see {child.log_path}", file=sys.stderr, flush=True)
+        time.sleep(0.2)
+    print("supernode up: stopping", flush=True)
+    cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

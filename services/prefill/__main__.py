@@ -1,0 +1,95 @@
+"""`python -m services.prefill`: one prefill instance (see services.prefill.worker)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from services.common.grpc_server import GrpcServer, start_grpc_server
+from services.common.metrics_http import serve_metrics
+from services.common.registration import Registrar
+from services.common.shape import instance_shape
+from services.common.worker_main import (
+    add_worker_flags, base_parser, config_from_args, default_worker_id, run_service,
+)
+from services.prefill.cache_client import PrefixCacheClient
+from services.prefill.kv_sender import KvSender
+from services.prefill.metrics import PrefillMetrics
+from services.prefill.servicer import PrefillServicer
+from services.prefill.worker import PrefillWorker
+from supernode.clock import WallClock
+from supernode.deployment import instance_deployment
+from supernode.engine.prefill import PrefillEngine
+from supernode.perf import kv_capacity_tokens
+from supernode.v1 import supernode_pb2 as pb
+from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+
+@dataclass
+class PrefillProcess:
+    worker: PrefillWorker
+    grpc: GrpcServer
+    registrar: Registrar
+    metrics_server: object
+
+    async def stop(self) -> None:
+        await self.registrar.stop()
+        await self.grpc.stop()
+        await self.worker.stop()
+        self.metrics_server.shutdown()  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("prefill")
+    add_worker_flags(parser)
+    parser.add_argument("--ems", default=None, metavar="HOST:PORT",
+                        help="EMS gRPC address (absent: no prefix cache)")
+    args = parser.parse_args(argv)
+    config = config_from_args(args, parser)
+    worker_id = args.worker_id or default_worker_id("prefill")
+    try:
+        deployment = instance_deployment(config, "prefill")
+    except ValueError as e:
+        parser.error(f"prefill instance: {e}")
+
+    async def start() -> PrefillProcess:
+        budget = config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
+        registry = CollectorRegistry()
+        metrics = PrefillMetrics(registry, config.model_name, worker_id)
+        cache = None
+        if args.ems and config.cache.enabled:
+            cache = PrefixCacheClient(
+                args.ems, config.cache, deployment.model.kv_bytes_per_token(deployment.kv_dtype),
+                config.kv_payload_scale, metrics)
+        sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes)
+        worker = PrefillWorker(PrefillEngine(budget), deployment, WallClock(config.speedup),
+                               metrics, sender, cache)
+        worker.start()
+        server = await start_grpc_server(
+            [lambda s: pb_grpc.add_PrefillServiceServicer_to_server(PrefillServicer(worker), s)],
+            args.host, args.port)
+        metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
+        host = args.advertise_host or args.host
+        registration = pb.RegisterRequest(
+            worker_id=worker_id, kind=pb.WORKER_KIND_PREFILL, address=f"{host}:{server.port}",
+            shape=instance_shape(deployment),
+            capacity=pb.Capacity(kv_capacity_tokens=kv_capacity_tokens(deployment),
+                                 max_num_batched_tokens=budget),
+            metrics_address=f"{host}:{metrics_port}")
+
+        def load() -> pb.Load:
+            return pb.Load(num_running=worker.num_running,
+                           num_waiting=worker.engine.num_waiting,
+                           num_queued_tokens=worker.engine.num_queued_tokens)
+
+        registrar = Registrar(args.scheduler, registration, load)
+        registrar.start()
+        return PrefillProcess(worker, server, registrar, metrics_server)
+
+    return run_service(f"prefill[{worker_id}]", args.log_level, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Prefill's use of EMS: look up the prompt's prefix, fetch the hits, store new blocks later.
+
+EMS is optional at every moment: any failed or slow call makes this request run without the
+cache (full compute), marks the cache degraded in metrics and logs, and the next call tries
+again, so the cache comes back by itself. A fetched block whose checksum does not match, or
+that is gone by the time it is read, ends the usable prefix there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from services.common.grpc_server import insecure_channel
+from services.prefill.metrics import PrefillMetrics
+from supernode.cache.hashing import block_keys
+from supernode.cache.payload import checksum, make_payload, payload_num_bytes
+from supernode.config import CacheConfig
+from supernode.v1 import supernode_pb2 as pb
+from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """What the cache gave one prompt: `num_cached_tokens` leading tokens, `num_bytes` true KV."""
+
+    keys: tuple[bytes, ...]
+    num_cached_blocks: int
+    num_cached_tokens: int
+    num_bytes: int
+
+
+class PrefixCacheClient:
+    """EMS client for one prefill worker."""
+
+    def __init__(self, address: str, config: CacheConfig, kv_bytes_per_token: int,
+                 payload_scale: float, metrics: PrefillMetrics) -> None:
+        self.config = config
+        self.kv_bytes_per_block = config.block_size * kv_bytes_per_token
+        self.payload_scale = payload_scale
+        self.metrics = metrics
+        self._channel = insecure_channel(address)
+        self._stub = pb_grpc.EmsServiceStub(self._channel)
+        self._metadata = (("x-supernode-plane", config.plane),)
+        self._pending: set[asyncio.Task[None]] = set()
+        self.degraded = False
+
+    async def close(self) -> None:
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._channel.close()
+
+    async def fetch(self, namespace: str, token_ids: Sequence[int]) -> CacheHit:
+        """Longest cached prefix of the prompt, fetched and verified; at least one token is left
+        to compute (the last prompt token's logits are needed to sample)."""
+        keys = tuple(block_keys(token_ids, self.config.block_size, namespace))
+        usable = (len(token_ids) - 1) // self.config.block_size
+        try:
+            num_hits = await self._lookup(namespace, keys[:usable]) if usable else 0
+            num_ok = await self._get(namespace, keys[:num_hits]) if num_hits else 0
+        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as e:
+            self._degraded("lookup", e)
+            return CacheHit(keys, 0, 0, 0)
+        self._healthy()
+        m = self.metrics
+        m.prefix_queries.labels(**m.labels).inc(len(token_ids))
+        m.prefix_hits.labels(**m.labels).inc(num_ok * self.config.block_size)
+        return CacheHit(keys, num_ok, num_ok * self.config.block_size,
+                        num_ok * self.kv_bytes_per_block)
+
+    def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
+        """Put the prompt's uncached full blocks in the background (never delays the request)."""
+        num_full = num_prompt_tokens // self.config.block_size
+        new_keys = hit.keys[hit.num_cached_blocks:num_full]
+        if not new_keys:
+            return
+        task = asyncio.create_task(self._put(namespace, new_keys))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _lookup(self, namespace: str, keys: Sequence[bytes]) -> int:
+        response = await self._stub.Lookup(
+            pb.LookupRequest(namespace=namespace, block_keys=keys),
+            timeout=self.config.lookup_timeout_s, metadata=self._metadata)
+        return int(response.num_hit_blocks)
+
+    async def _get(self, namespace: str, keys: Sequence[bytes]) -> int:
+        """Number of leading blocks that arrived intact."""
+        num_ok = 0
+        call = self._stub.Get(pb.GetRequest(namespace=namespace, block_keys=keys),
+                              timeout=self.config.lookup_timeout_s, metadata=self._metadata)
+        async for block in call:
+            intact = (block.found and block.key == keys[num_ok]
+                      and checksum(block.payload) == block.crc32)
+            if not intact:
+                self.metrics.cache_rejected_blocks.labels(**self.metrics.labels).inc()
+                call.cancel()
+                break
+            num_ok += 1
+            if num_ok == len(keys):
+                break
+        return num_ok
+
+    async def _put(self, namespace: str, keys: Sequence[bytes]) -> None:
+        size = payload_num_bytes(self.kv_bytes_per_block, self.payload_scale)
+
+        async def blocks() -> AsyncIterator[pb.KvBlock]:
+            for key in keys:
+                payload = make_payload(key, size)
+                yield pb.KvBlock(namespace=namespace, key=key, payload=payload,
+                                 crc32=checksum(payload), true_num_bytes=self.kv_bytes_per_block,
+                                 num_tokens=self.config.block_size)
+
+        try:
+            await self._stub.Put(blocks(), timeout=5.0, metadata=self._metadata)
+        except grpc.aio.AioRpcError as e:
+            self._degraded("put", e)
+            return
+        m = self.metrics
+        m.link_bytes.labels(**m.labels, plane=self.config.plane, direction="out").inc(
+            len(keys) * self.kv_bytes_per_block)
+
+    def _degraded(self, op: str, error: Exception) -> None:
+        m = self.metrics
+        m.cache_errors.labels(**m.labels, op=op).inc()
+        if not self.degraded:
+            log.warning("EMS %s failed (%s); prefill continues without the cache", op,
+                        getattr(error, "code", lambda: error)())
+        m.cache_degraded.labels(**m.labels).set(1)
+        self.degraded = True
+
+    def _healthy(self) -> None:
+        m = self.metrics
+        if self.degraded:
+            log.info("EMS reachable again; prefix cache back in use")
+        m.cache_degraded.labels(**m.labels).set(0)
+        self.degraded = False

@@ -1,0 +1,36 @@
+"""gRPC face of a prefill worker: Prefill, Abort."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from services.prefill.kv_sender import KvTransferError
+from services.prefill.worker import PrefillWorker
+from supernode.v1 import supernode_pb2 as pb
+from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+class PrefillServicer(pb_grpc.PrefillServiceServicer):
+    def __init__(self, worker: PrefillWorker) -> None:
+        self.worker = worker
+
+    async def Prefill(self, request: pb.PrefillRequest, context: grpc.aio.ServicerContext
+                      ) -> pb.PrefillResponse:
+        if not request.prompt_token_ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty prompt")
+        try:
+            return await self.worker.prefill(request)
+        except KvTransferError as e:
+            m = self.worker.metrics
+            m.kv_transfer_failures.labels(**m.labels).inc()
+            log.warning("KV transfer for %s failed: %s", request.request_id, e)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            raise  # unreachable: abort raises
+
+    async def Abort(self, request: pb.AbortRequest, context: grpc.aio.ServicerContext
+                    ) -> pb.AbortResponse:
+        return pb.AbortResponse(found=self.worker.abort(request.request_id))

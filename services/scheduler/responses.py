@@ -1,0 +1,109 @@
+"""Turning emitted tokens into OpenAI response bodies and SSE chunks (chat and completions)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from supernode.engine.request import RequestRecord
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What differs between /v1/chat/completions and /v1/completions."""
+
+    id_prefix: str
+    object: str
+    chunk_object: str
+    chat: bool
+
+
+CHAT = Kind("chatcmpl-", "chat.completion", "chat.completion.chunk", True)
+COMPLETION = Kind("cmpl-", "text_completion", "text_completion", False)
+
+
+class StopMatcher:
+    """Accumulates generated text and cuts it at the first stop string."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = stops
+        self.text = ""
+
+    def add(self, piece: str) -> tuple[str, bool]:
+        """Append `piece`; return the part of it to emit and whether a stop string was hit."""
+        before = len(self.text)
+        self.text += piece
+        if not self.stops:
+            return piece, False
+        window_start = max(0, before - max(len(s) for s in self.stops))
+        hits = [i for s in self.stops if (i := self.text.find(s, window_start)) >= 0]
+        if not hits:
+            return piece, False
+        cut = min(hits)
+        self.text = self.text[:cut]
+        return self.text[before:] if cut > before else "", True
+
+
+def usage(record: RequestRecord) -> dict[str, Any]:
+    n_out = len(record.output_token_ids)
+    return {"prompt_tokens": record.num_prompt_tokens, "completion_tokens": n_out,
+            "total_tokens": record.num_prompt_tokens + n_out,
+            "prompt_tokens_details": {"cached_tokens": record.num_cached_tokens}}
+
+
+def emulator_details(record: RequestRecord) -> dict[str, Any]:
+    """supernode's own extension: where the request ran and what the model said it takes."""
+    return {"prefill_worker": record.prefill_worker_id, "decode_worker": record.decode_worker_id,
+            "modelled_ttft_s": record.modelled_ttft_s,
+            "modelled_tpot_s": record.modelled_tpot_s(), "num_failovers": record.num_failovers,
+            "kv_transfer_bytes": record.kv_num_bytes}
+
+
+def full_response(kind: Kind, response_id: str, created: int, model: str, text: str,
+                  finish_reason: str | None, record: RequestRecord) -> dict[str, Any]:
+    if kind.chat:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                  "logprobs": None, "finish_reason": finish_reason}
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    return {"id": response_id, "object": kind.object, "created": created, "model": model,
+            "choices": [choice], "usage": usage(record), "supernode": emulator_details(record)}
+
+
+class ChunkWriter:
+    """Pre-rendered SSE chunk framing for one streaming response (the hot path)."""
+
+    def __init__(self, kind: Kind, response_id: str, created: int, model: str,
+                 include_usage: bool) -> None:
+        self.kind = kind
+        head = {"id": response_id, "object": kind.chunk_object, "created": created,
+                "model": model}
+        self._head = json.dumps(head, separators=(",", ":"))[:-1]
+        self._tail = ',"usage":null}' if include_usage else "}"
+        self._first = True
+
+    def content(self, text: str, finish_reason: str | None) -> str:
+        finish = "null" if finish_reason is None else json.dumps(finish_reason)
+        if self.kind.chat:
+            role = '"role":"assistant",' if self._first else ""
+            choice = (f'{{"index":0,"delta":{{{role}"content":{json.dumps(text)}}},'
+                      f'"logprobs":null,"finish_reason":{finish}}}')
+        else:
+            choice = (f'{{"index":0,"text":{json.dumps(text)},"logprobs":null,'
+                      f'"finish_reason":{finish}}}')
+        self._first = False
+        return f'data: {self._head},"choices":[{choice}]{self._tail}\n\n'
+
+    def usage_chunk(self, record: RequestRecord) -> str:
+        body = json.dumps({"choices": [], "usage": usage(record),
+                           "supernode": emulator_details(record)}, separators=(",", ":"))
+        return f"data: {self._head},{body[1:]}\n\n"
+
+    @staticmethod
+    def error(message: str, status: int) -> str:
+        body = {"error": {"message": message, "type": "ServiceUnavailableError",
+                          "param": None, "code": status}}
+        return f"data: {json.dumps(body)}\n\n"
+
+    DONE = "data: [DONE]\n\n"

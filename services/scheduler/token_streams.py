@@ -1,0 +1,129 @@
+"""One StreamTokens subscription per decode worker, fanned out to per-request queues.
+
+Each decode worker sends one TokenBatch per step for all of this scheduler's requests on it;
+the batch is split here into the waiting requests' queues. When a worker's stream breaks or
+the worker leaves the registry, every request on it receives `WorkerLost`, so the request flow
+can fail over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from services.common.grpc_server import insecure_channel
+from supernode.v1 import supernode_pb2 as pb
+from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    token_ids: tuple[int, ...]
+    finish_reason: int  # pb.FinishReason
+    step_s: float
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    worker_id: str
+    reason: str
+
+
+Event = TokenEvent | WorkerLost
+
+
+class DecodeLink:
+    """The scheduler's channel, stub and token stream to one decode worker."""
+
+    def __init__(self, worker_id: str, address: str, subscriber_id: str,
+                 streams: TokenStreams) -> None:
+        self.worker_id = worker_id
+        self.address = address
+        self.channel = insecure_channel(address)
+        self.stub = pb_grpc.DecodeServiceStub(self.channel)
+        self.ready = asyncio.Event()
+        self._streams = streams
+        self._subscriber_id = subscriber_id
+        self._task = asyncio.create_task(self._pump(), name=f"tokens-{worker_id}")
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.channel.close()
+
+    async def _pump(self) -> None:
+        reason = "token stream ended"
+        try:
+            call = self.stub.StreamTokens(pb.StreamTokensRequest(subscriber_id=self._subscriber_id))
+            await call.wait_for_connection()
+            self.ready.set()
+            async for batch in call:
+                self._streams.dispatch(batch)
+        except grpc.aio.AioRpcError as e:
+            reason = f"token stream failed: {e.code().name}"
+        except asyncio.CancelledError:
+            reason = "worker left the registry"
+            raise
+        finally:
+            self._streams.on_link_lost(self, reason)
+
+
+class TokenStreams:
+    """Per-request event queues, fed by one DecodeLink per decode worker."""
+
+    def __init__(self, subscriber_id: str) -> None:
+        self.subscriber_id = subscriber_id
+        self.links: dict[str, DecodeLink] = {}
+        self._queues: dict[str, asyncio.Queue[Event]] = {}
+        self._worker_of: dict[str, str] = {}
+
+    def connect(self, worker_id: str, address: str) -> DecodeLink:
+        link = self.links.get(worker_id)
+        if link is None or link.address != address:
+            if link is not None:
+                asyncio.create_task(link.close())
+            link = DecodeLink(worker_id, address, self.subscriber_id, self)
+            self.links[worker_id] = link
+        return link
+
+    async def disconnect(self, worker_id: str) -> None:
+        link = self.links.pop(worker_id, None)
+        if link is not None:
+            await link.close()
+
+    async def close(self) -> None:
+        for worker_id in list(self.links):
+            await self.disconnect(worker_id)
+
+    def open(self, request_id: str, worker_id: str) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._queues[request_id] = queue
+        self._worker_of[request_id] = worker_id
+        return queue
+
+    def close_request(self, request_id: str) -> None:
+        self._queues.pop(request_id, None)
+        self._worker_of.pop(request_id, None)
+
+    def dispatch(self, batch: pb.TokenBatch) -> None:
+        for update in batch.updates:
+            queue = self._queues.get(update.request_id)
+            if queue is not None:
+                queue.put_nowait(TokenEvent(tuple(update.token_ids), update.finish_reason,
+                                            batch.step_s))
+
+    def on_link_lost(self, link: DecodeLink, reason: str) -> None:
+        """Fail every request on the link's worker over; forget the link if it is current."""
+        if self.links.get(link.worker_id) is link:
+            del self.links[link.worker_id]
+        lost = [r for r, w in self._worker_of.items() if w == link.worker_id]
+        if lost:
+            log.warning("decode %s lost (%s): %d requests affected", link.worker_id, reason,
+                        len(lost))
+        for request_id in lost:
+            self._queues[request_id].put_nowait(WorkerLost(link.worker_id, reason))

@@ -1,0 +1,227 @@
+"""In-process `BlockStore`: ordered dicts as LRU lists, the embedded default for `supernode up`.
+
+Every method runs without awaiting in between, so each is atomic on the event loop; that is the
+in-process counterpart of the Redis backend's Lua scripts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from supernode.cache.store import DEFAULT_LEASE_S, PutResult, StoredBlock, StoreStats
+
+_BlockId = tuple[str, bytes]
+
+
+@dataclass
+class _Namespace:
+    """One namespace's blocks, least recently used first, and its counters."""
+
+    lru: OrderedDict[bytes, StoredBlock] = field(default_factory=OrderedDict)
+    used_bytes: int = 0
+    payload_bytes: int = 0
+    num_lookups: int = 0
+    num_queried_blocks: int = 0
+    num_hit_blocks: int = 0
+    num_evictions: int = 0
+
+
+@dataclass
+class _Lease:
+    num_readers: int
+    expires_at: float
+
+
+class MemoryBlockStore:
+    """A `BlockStore` held in this process (see supernode.cache.store for the rules)."""
+
+    backend = "memory"
+
+    def __init__(
+        self,
+        capacity_bytes: int,
+        namespace_capacity_bytes: int | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`namespace_capacity_bytes` None: a namespace may fill the whole pool.
+
+        `clock` returns seconds; it only times lease expiry.
+        """
+        if capacity_bytes < 1:
+            raise ValueError(f"capacity_bytes must be >= 1, got {capacity_bytes}")
+        self._capacity_bytes = capacity_bytes
+        self._namespace_capacity_bytes = min(
+            namespace_capacity_bytes or capacity_bytes, capacity_bytes
+        )
+        self._lease_s = lease_s
+        self._clock = clock
+        self._namespaces: dict[str, _Namespace] = {}
+        self._lru: OrderedDict[_BlockId, None] = OrderedDict()
+        self._leases: dict[_BlockId, _Lease] = {}
+        self._used_bytes = 0
+
+    async def lookup(self, namespace: str, keys: Sequence[bytes]) -> int:
+        space = self._namespace(namespace)
+        hits = self._leading_hits(namespace, keys)
+        self._touch(namespace, [block.key for block in hits])
+        space.num_lookups += 1
+        space.num_queried_blocks += len(keys)
+        space.num_hit_blocks += len(hits)
+        return len(hits)
+
+    async def get(self, namespace: str, keys: Sequence[bytes]) -> AsyncIterator[StoredBlock | None]:
+        blocks = self._leading_hits(namespace, keys)
+        self._touch(namespace, [block.key for block in blocks])
+        for block in blocks:
+            self._lease((namespace, block.key))
+        try:
+            for block in blocks:
+                yield block
+            if len(blocks) < len(keys):
+                yield None
+        finally:
+            for block in blocks:
+                self._release((namespace, block.key))
+
+    async def put(self, namespace: str, blocks: Sequence[StoredBlock]) -> PutResult:
+        result = PutResult()
+        present: list[bytes] = []
+        protected: set[_BlockId] = set()
+        for block in blocks:
+            outcome = self._put_one(namespace, block, protected)
+            if outcome.num_rejected == 0:
+                present.append(block.key)
+                protected.add((namespace, block.key))
+            result += outcome
+        self._touch(namespace, present)
+        return result
+
+    async def stats(self, namespace: str | None = None) -> StoreStats:
+        if namespace is None:
+            spaces = list(self._namespaces.values())
+            capacity_bytes = self._capacity_bytes
+        else:
+            spaces = [self._namespaces.get(namespace, _Namespace())]
+            capacity_bytes = self._namespace_capacity_bytes
+        return StoreStats(
+            backend=self.backend,
+            num_blocks=sum(len(s.lru) for s in spaces),
+            used_bytes=sum(s.used_bytes for s in spaces),
+            payload_bytes=sum(s.payload_bytes for s in spaces),
+            capacity_bytes=capacity_bytes,
+            namespace_capacity_bytes=self._namespace_capacity_bytes,
+            num_lookups=sum(s.num_lookups for s in spaces),
+            num_queried_blocks=sum(s.num_queried_blocks for s in spaces),
+            num_hit_blocks=sum(s.num_hit_blocks for s in spaces),
+            num_evictions=sum(s.num_evictions for s in spaces),
+        )
+
+    async def used_bytes_by_namespace(self) -> dict[str, int]:
+        return {name: space.used_bytes for name, space in self._namespaces.items()}
+
+    async def close(self) -> None:
+        pass
+
+    def _namespace(self, namespace: str) -> _Namespace:
+        return self._namespaces.setdefault(namespace, _Namespace())
+
+    def _leading_hits(self, namespace: str, keys: Sequence[bytes]) -> list[StoredBlock]:
+        space = self._namespaces.get(namespace)
+        hits: list[StoredBlock] = []
+        for key in keys:
+            block = space.lru.get(key) if space is not None else None
+            if block is None:
+                break
+            hits.append(block)
+        return hits
+
+    def _touch(self, namespace: str, keys: Sequence[bytes]) -> None:
+        """Make `keys` the most recent, keys[0] most of all."""
+        if not keys:
+            return
+        space = self._namespaces[namespace]
+        for key in reversed(keys):
+            space.lru.move_to_end(key)
+            self._lru.move_to_end((namespace, key))
+
+    def _put_one(self, namespace: str, block: StoredBlock, protected: set[_BlockId]) -> PutResult:
+        space = self._namespaces.setdefault(namespace, _Namespace())
+        if block.key in space.lru:
+            return PutResult(num_deduplicated=1)
+        victims = self._plan_eviction(namespace, block.true_num_bytes, protected)
+        if victims is None:
+            return PutResult(num_rejected=1)
+        for victim in victims:
+            self._evict(victim)
+        space.lru[block.key] = block
+        self._lru[(namespace, block.key)] = None
+        space.used_bytes += block.true_num_bytes
+        space.payload_bytes += len(block.payload)
+        self._used_bytes += block.true_num_bytes
+        return PutResult(num_stored=1, num_evicted=len(victims))
+
+    def _plan_eviction(
+        self, namespace: str, num_bytes: int, protected: set[_BlockId]
+    ) -> list[_BlockId] | None:
+        """LRU victims that make room for `num_bytes` in `namespace`; None if impossible."""
+        if num_bytes > self._namespace_capacity_bytes:
+            return None
+        space = self._namespaces[namespace]
+        excluded = set(protected)
+        namespace_excess = space.used_bytes + num_bytes - self._namespace_capacity_bytes
+        freed = self._choose(((namespace, k) for k in space.lru), namespace_excess, excluded)
+        if freed is None:
+            return None
+        pool_excess = self._used_bytes - freed + num_bytes - self._capacity_bytes
+        if self._choose(iter(self._lru), pool_excess, excluded) is None:
+            return None
+        return list(excluded - protected)
+
+    def _choose(
+        self, candidates: Iterable[_BlockId], num_bytes: int, excluded: set[_BlockId]
+    ) -> int | None:
+        """Add unleased candidates not in `excluded` to it until they free `num_bytes`.
+
+        Returns the bytes freed, or None if the candidates run out first.
+        """
+        freed = 0
+        for block_id in candidates:
+            if freed >= num_bytes:
+                break
+            if block_id in excluded or self._is_leased(block_id):
+                continue
+            excluded.add(block_id)
+            freed += self._namespaces[block_id[0]].lru[block_id[1]].true_num_bytes
+        return freed if freed >= num_bytes else None
+
+    def _evict(self, block_id: _BlockId) -> None:
+        namespace, key = block_id
+        space = self._namespaces[namespace]
+        block = space.lru.pop(key)
+        del self._lru[block_id]
+        space.used_bytes -= block.true_num_bytes
+        space.payload_bytes -= len(block.payload)
+        space.num_evictions += 1
+        self._used_bytes -= block.true_num_bytes
+
+    def _is_leased(self, block_id: _BlockId) -> bool:
+        lease = self._leases.get(block_id)
+        return lease is not None and lease.expires_at > self._clock()
+
+    def _lease(self, block_id: _BlockId) -> None:
+        expires_at = self._clock() + self._lease_s
+        lease = self._leases.setdefault(block_id, _Lease(0, expires_at))
+        lease.num_readers += 1
+        lease.expires_at = max(lease.expires_at, expires_at)
+
+    def _release(self, block_id: _BlockId) -> None:
+        lease = self._leases.get(block_id)
+        if lease is None:
+            return
+        lease.num_readers -= 1
+        if lease.num_readers <= 0:
+            del self._leases[block_id]

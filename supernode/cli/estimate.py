@@ -1,0 +1,168 @@
+"""``supernode estimate decode|prefill``: ask the hardware model about one configuration.
+
+Prints a readable table, or with ``--json`` one JSON object (decode: ``step_s``, ``tpot_s``,
+``tokens_per_s_per_device``, ``breakdown``; prefill: ``batch_s``,
+``tokens_per_s_per_device``, ``breakdown``; plus ``bounds``, ``notes`` and more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from supernode.perf import Deployment, estimate_decode, estimate_prefill, kv_capacity_tokens
+from supernode.perf.timing import Timing
+
+
+def eplb_arg(text: str) -> str | float:
+    """``perfect``, ``default`` or an imbalance factor >= 1 (busiest / mean rank load)."""
+    if text in ("perfect", "default"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'perfect', 'default' or a number >= 1, got {text!r}") from None
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"imbalance factor must be >= 1, got {text!r}")
+    return value
+
+
+def _positive(kind, allow_zero: bool = False):
+    """An argparse type: ``kind(text)`` that must be > 0 (or >= 0 with ``allow_zero``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>= 0' if allow_zero else '> 0'}, got {text!r}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supernode estimate",
+                                     description="Estimate decode/prefill time from the hardware model.")
+    sub = parser.add_subparsers(dest="phase", required=True, metavar="{decode,prefill}")
+    dec = sub.add_parser("decode", help="one decode iteration of an instance")
+    _common(dec)
+    dec.add_argument("--dp", type=_positive(int), help="attention DP degree (default: all dies / tp)")
+    dec.add_argument("--batch-per-device", type=_positive(float), required=True,
+                     help="running requests per device")
+    dec.add_argument("--kv-len", type=_positive(float, allow_zero=True), required=True,
+                     help="mean context length of the running requests (tokens)")
+    dec.add_argument("--mtp", type=_positive(int, allow_zero=True), default=0, help="speculative MTP tokens per step (default 0)")
+    dec.add_argument("--mtp-acceptance", type=float, default=0.7,
+                     help="probability a speculative token is accepted (default 0.7)")
+    pre = sub.add_parser("prefill", help="one packed prefill batch of an instance")
+    _common(pre)
+    pre.add_argument("--prompt-len", type=_positive(int), required=True, help="tokens per prompt")
+    pre.add_argument("--tokens-per-device", type=_positive(int), required=True,
+                     help="prompt tokens packed per device in one batch")
+    pre.add_argument("--cached-prefix-len", type=_positive(int, allow_zero=True), default=0,
+                     help="tokens of each prompt served from the context cache (default 0)")
+    pre.add_argument("--mtp", type=_positive(int, allow_zero=True), default=None,
+                     help="MTP modules run over the prompt (default: the model's MTP layers)")
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hardware", default="ascend-910c", help="hardware profile (default ascend-910c)")
+    p.add_argument("--model", default="deepseek-r1", help="model profile (default deepseek-r1)")
+    p.add_argument("--devices", type=_positive(int), required=True, help="devices in the instance")
+    p.add_argument("--ep", type=_positive(int), help="expert-parallel degree (default: all dies)")
+    p.add_argument("--tp", type=_positive(int), help="attention TP degree (default 1)")
+    p.add_argument("--quant", default="int8", choices=("int8", "fp8", "bf16", "fp16"),
+                   help="weight/GEMM datatype (default int8)")
+    p.add_argument("--kv-dtype", default="bf16", choices=("bf16", "fp16", "fp8", "int8"),
+                   help="KV-cache datatype (default bf16)")
+    p.add_argument("--no-microbatch", action="store_true", help="disable two-microbatch overlap")
+    p.add_argument("--eplb", type=eplb_arg, default="default",
+                   help="perfect | default | imbalance factor >= 1 (default: default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = _decode(args) if args.phase == "decode" else _prefill(args)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_table(args.phase, result)
+    return 0
+
+
+def _deployment(args, mtp: int, acceptance: float) -> Deployment:
+    return Deployment.build(args.hardware, args.model, args.devices, dp=getattr(args, "dp", None),
+                            tp=args.tp, ep=args.ep, quant=args.quant, kv_dtype=args.kv_dtype,
+                            microbatch=not args.no_microbatch, mtp_tokens=mtp,
+                            mtp_acceptance=acceptance, eplb=args.eplb)
+
+
+def _decode(args) -> dict:
+    d = _deployment(args, args.mtp, args.mtp_acceptance)
+    e = estimate_decode(d, args.batch_per_device, args.kv_len)
+    return {"step_s": e.step_s, "tpot_s": e.tpot_s,
+            "tokens_per_s_per_device": e.tokens_per_s_per_device,
+            **_timing_fields(e.timing), "kv_capacity_tokens": kv_capacity_tokens(d),
+            "deployment": _describe(d)}
+
+
+def _prefill(args) -> dict:
+    from supernode.models import load_model
+
+    mtp = args.mtp if args.mtp is not None else min(1, load_model(args.model).num_mtp_layers)
+    d = _deployment(args, mtp, 0.7)
+    e = estimate_prefill(d, args.prompt_len, args.tokens_per_device, args.cached_prefix_len)
+    return {"batch_s": e.batch_s, "tokens_per_s_per_device": e.tokens_per_s_per_device,
+            "computed_tokens_per_s_per_device": e.computed_tokens_per_s_per_device,
+            **_timing_fields(e.timing), "deployment": _describe(d)}
+
+
+def _timing_fields(t: Timing) -> dict:
+    return {"breakdown": dict(t.breakdown), "bounds": dict(t.bounds), "overlap_s": t.overlap_s,
+            "compute_util": t.compute_util, "hbm_util": t.hbm_util, "notes": list(t.notes)}
+
+
+def _describe(d: Deployment) -> dict:
+    return {"hardware": d.hardware.name, "model": d.model.name, "num_devices": d.num_devices,
+            "num_dies": d.num_dies, "dp": d.dp, "tp": d.tp, "ep": d.ep, "quant": d.quant,
+            "microbatch": d.microbatch, "mtp_tokens": d.mtp_tokens, "eplb": d.eplb}
+
+
+def _print_table(phase: str, result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    headline = ("step_s", "tpot_s", "tokens_per_s_per_device") if phase == "decode" else (
+        "batch_s", "tokens_per_s_per_device", "computed_tokens_per_s_per_device")
+    dep = result["deployment"]
+    table = Table(title=f"{phase}: {dep['model']} on {dep['num_devices']} x {dep['hardware']} "
+                        f"(DP{dep['dp']} TP{dep['tp']} EP{dep['ep']}, {dep['quant']})")
+    table.add_column("part")
+    table.add_column("ms", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("bound")
+    busy = sum(result["breakdown"].values()) or 1.0
+    for part, seconds in sorted(result["breakdown"].items(), key=lambda kv: -kv[1]):
+        table.add_row(part, f"{seconds * 1e3:.3f}", f"{seconds / busy:.1%}", result["bounds"][part])
+    table.add_row("(hidden by overlap)", f"-{result['overlap_s'] * 1e3:.3f}", "", "")
+    console = Console()
+    console.print(table)
+    for key in headline:
+        value = result[key]
+        console.print(f"{key}: {value * 1e3:.3f} ms" if key.endswith("_s") else f"{key}: {value:,.1f}")
+    for note in result["notes"]:
+        console.print(f"note: {note}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Token-budget batching of one prefill instance.
+
+A request's stages on a prefill instance:
+  fetching (cached prefix read from EMS) -> waiting (FCFS queue) -> computing (one packed batch)
+  -> transferring (KV to the chosen decode instance) -> done
+
+Batches are packed FCFS up to `max_num_batched_tokens` of uncached prompt tokens; a prompt
+larger than the whole budget runs alone rather than starving.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PrefillJob:
+    """A prompt waiting for compute: `num_cached_tokens` of it came from the cache."""
+
+    request_id: str
+    num_prompt_tokens: int
+    num_cached_tokens: int = 0
+
+    @property
+    def num_new_tokens(self) -> int:
+        return self.num_prompt_tokens - self.num_cached_tokens
+
+
+class PrefillEngine:
+    """FCFS queue packed into batches under a token budget."""
+
+    def __init__(self, max_num_batched_tokens: int) -> None:
+        if max_num_batched_tokens < 1:
+            raise ValueError("max_num_batched_tokens must be >= 1")
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.waiting: deque[PrefillJob] = deque()
+
+    def add(self, job: PrefillJob) -> None:
+        self.waiting.append(job)
+
+    def abort(self, request_id: str) -> bool:
+        for job in self.waiting:
+            if job.request_id == request_id:
+                self.waiting.remove(job)
+                return True
+        return False
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def num_queued_tokens(self) -> int:
+        return sum(j.num_new_tokens for j in self.waiting)
+
+    def next_batch(self) -> list[PrefillJob]:
+        """Pop the next batch (empty when nothing waits)."""
+        batch: list[PrefillJob] = []
+        budget = self.max_num_batched_tokens
+        while self.waiting:
+            job = self.waiting[0]
+            if batch and job.num_new_tokens > budget:
+                break
+            batch.append(self.waiting.popleft())
+            budget -= job.num_new_tokens
+            if budget <= 0:
+                break
+        return batch

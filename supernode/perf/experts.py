@@ -1,0 +1,54 @@
+"""Expert-parallel load: tokens on the busiest rank after top-k routing, and EPLB imbalance.
+
+Imbalance is ``busiest / mean`` routed load of a rank. With ``eplb="default"`` it is the
+fitted systematic skew times a statistical term: routing ``lam`` token-expert pairs per rank
+over ``n`` ranks, the busiest rank gets about ``lam + sqrt(2 lam ln n)`` (the Gaussian
+extreme of a Poisson load), so imbalance grows as batches shrink.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from supernode.perf.deployment import Deployment
+
+
+@dataclass(frozen=True)
+class ExpertLoad:
+    """Per-layer load of one EP group for ``tokens_per_die`` tokens on each of its dies.
+
+    ``routed_pairs_max``: token-expert pairs on the busiest routed rank; ``active_experts``:
+    expected experts on that rank with at least one token (whose weights must be read);
+    ``shared_tokens``: tokens on a dedicated shared-expert rank (0 when replicated);
+    ``imbalance``: busiest / mean routed load.
+    """
+
+    routed_pairs_max: float
+    active_experts: float
+    shared_tokens: float
+    imbalance: float
+
+
+def imbalance_factor(d: Deployment, mean_pairs_per_rank: float, num_ranks: int) -> float:
+    """Busiest / mean routed-rank load for the deployment's EPLB setting."""
+    if num_ranks == 1 or d.eplb == "perfect":
+        return 1.0
+    if d.eplb != "default":
+        return float(d.eplb)
+    statistical = 1 + math.sqrt(2 * math.log(num_ranks) / mean_pairs_per_rank)
+    return d.calibration.eplb_default_skew * statistical
+
+
+def expert_load(d: Deployment, tokens_per_die: float) -> ExpertLoad:
+    """Load of the busiest routed rank and of a shared rank, one MoE layer."""
+    p, m = d.placement, d.model
+    group_tokens = tokens_per_die * d.ep
+    mean_pairs = group_tokens * m.num_experts_per_tok / p.num_routed_ranks
+    imbalance = imbalance_factor(d, mean_pairs, p.num_routed_ranks)
+    cap = group_tokens * min(m.num_experts_per_tok, p.experts_per_rank)
+    pairs_max = min(mean_pairs * imbalance, cap)
+    slots = p.experts_per_rank
+    active = slots * -math.expm1(-pairs_max / slots)
+    shared = group_tokens * m.num_shared_experts / p.num_shared_ranks if p.num_shared_ranks else 0.0
+    return ExpertLoad(pairs_max, active, shared, pairs_max / mean_pairs)

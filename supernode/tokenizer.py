@@ -1,0 +1,87 @@
+"""A built-in deterministic tokenizer and synthetic text, so token counts are stable without downloads.
+
+Text is split into pieces (words, single punctuation marks); each piece is one token. The
+vocabulary's word tokens are synthetic syllable words that round-trip exactly (id -> word -> id);
+any other piece maps to a word id through a stable hash. Generated text is a sequence of word
+tokens drawn from a seeded generator, so the same seed gives the same text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+_PIECE = re.compile(r"\w+|[^\w\s]")
+_SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")  # 70 syllables
+NUM_SPECIAL_TOKENS = 3  # 0 pad, 1 bos, 2 eos
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """Deterministic text <-> token-id mapping over a vocabulary of `vocab_size` ids."""
+
+    vocab_size: int = 129_280
+    eos_token_id: int = 2
+
+    def __post_init__(self) -> None:
+        if self.vocab_size <= NUM_SPECIAL_TOKENS + len(_SYLLABLES):
+            raise ValueError(f"vocab_size too small: {self.vocab_size}")
+
+    def encode(self, text: str) -> list[int]:
+        return [self._piece_id(p) for p in _PIECE.findall(text)]
+
+    def decode_token(self, token_id: int) -> str:
+        """Text of one generated token, with its leading space."""
+        if token_id < NUM_SPECIAL_TOKENS:
+            return ""
+        return " " + _word(token_id - NUM_SPECIAL_TOKENS)
+
+    def decode(self, token_ids: list[int]) -> str:
+        return "".join(self.decode_token(t) for t in token_ids)
+
+    def _piece_id(self, piece: str) -> int:
+        index = _word_index(piece)
+        num_words = self.vocab_size - NUM_SPECIAL_TOKENS
+        if index is None or index >= num_words:
+            digest = hashlib.blake2b(piece.encode(), digest_size=8).digest()
+            index = int.from_bytes(digest, "little") % num_words
+        return NUM_SPECIAL_TOKENS + index
+
+
+def sample_token(rng: random.Random, vocab_size: int) -> int:
+    """One synthetic output token id (never a special token)."""
+    return rng.randrange(NUM_SPECIAL_TOKENS, vocab_size)
+
+
+@lru_cache(maxsize=65_536)
+def _word(index: int) -> str:
+    """Bijective base-70 syllable spelling of `index` (index 0 -> 'ba')."""
+    n = len(_SYLLABLES)
+    parts = []
+    index += 1
+    while index > 0:
+        index -= 1
+        parts.append(_SYLLABLES[index % n])
+        index //= n
+    return "".join(reversed(parts))
+
+
+def _word_index(piece: str) -> int | None:
+    """Inverse of `_word`, or None when `piece` is not a synthetic word."""
+    if len(piece) % 2 or not piece:
+        return None
+    n = len(_SYLLABLES)
+    index = 0
+    for i in range(0, len(piece), 2):
+        try:
+            digit = _SYLLABLE_INDEX[piece[i : i + 2]]
+        except KeyError:
+            return None
+        index = index * n + digit + 1
+    return index - 1
+
+
+_SYLLABLE_INDEX = {s: i for i, s in enumerate(_SYLLABLES)}

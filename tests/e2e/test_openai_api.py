@@ -1,0 +1,114 @@
+"""The OpenAI API of a running cluster, through the official openai client and raw HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from services.scheduler.openai_api import ChatMessage, render_chat
+from supernode.tokenizer import Tokenizer
+
+pytestmark = pytest.mark.e2e
+MODEL = "deepseek-r1"
+
+
+@pytest.fixture
+def client(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url, api_key="test", max_retries=0)
+
+
+def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
+    """/v1/models names the model with its context window."""
+    (model,) = client.models.list().data
+    assert model.id == MODEL and model.model_extra["max_model_len"] == 163_840
+
+
+def test_streaming_chat_chunks_usage_and_done(client: openai.OpenAI, base_url: str) -> None:
+    """A streamed chat: role first, content chunks, finish_reason last, usage chunk, [DONE]."""
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=12,
+        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+    chunks = list(stream)
+    content = [c for c in chunks if c.choices]
+    assert content[0].choices[0].delta.role == "assistant"
+    assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+    assert [c.choices[0].finish_reason for c in content][-1] == "length"
+    assert all(c.choices[0].finish_reason is None for c in content[:-1])
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage.completion_tokens == 12
+    prompt = render_chat([ChatMessage(role="user", content="Tell me a story.")])
+    assert usage.prompt_tokens == len(Tokenizer().encode(prompt)) == 15
+    assert usage.total_tokens == 27
+    text = "".join(c.choices[0].delta.content or "" for c in content)
+    assert len(text.split()) == 12
+    raw = httpx.post(f"{base_url}/chat/completions", json={
+        "model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+        "stream": True}, timeout=30)
+    events = [e for e in raw.text.split("\n\n") if e]
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    assert events[-1] == "data: [DONE]" and all(e.startswith("data: ") for e in events)
+    assert "usage" not in json.loads(events[0][6:])
+
+
+def test_completion_with_token_ids_and_exact_lengths(client: openai.OpenAI) -> None:
+    """Token-id prompts are taken as-is; ignore_eos gives exactly max_tokens."""
+    r = client.completions.create(model=MODEL, prompt=list(range(1000, 1600)), max_tokens=25,
+                                  extra_body={"ignore_eos": True})
+    assert r.object == "text_completion" and r.choices[0].finish_reason == "length"
+    assert r.usage.prompt_tokens == 600 and r.usage.completion_tokens == 25
+    assert len(r.choices[0].text.split()) == 25
+
+
+def test_same_seed_same_text_and_stop_strings(client: openai.OpenAI) -> None:
+    """A seed makes the text reproducible; a stop string cuts it with finish_reason stop."""
+    kwargs = dict(model=MODEL, prompt="Once upon a time", max_tokens=20, seed=1234,
+                  extra_body={"ignore_eos": True})
+    first = client.completions.create(**kwargs).choices[0].text
+    assert client.completions.create(**kwargs).choices[0].text == first
+    stop_word = first.split()[5]
+    cut = client.completions.create(**kwargs, stop=[stop_word]).choices[0]
+    assert cut.finish_reason == "stop" and cut.text == first[: first.index(stop_word)]
+
+
+def test_single_token_request_needs_no_decode(client: openai.OpenAI) -> None:
+    """max_tokens=1 is served by prefill alone."""
+    r = client.completions.create(model=MODEL, prompt="hi", max_tokens=1)
+    assert r.usage.completion_tokens == 1 and r.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("body, status, param", [
+    (b"{not json", 400, None),
+    ({"model": MODEL, "prompt": "x", "max_tokens": -3}, 400, "max_tokens"),
+    ({"model": MODEL, "prompt": 17}, 400, "prompt"),
+    ({"model": MODEL, "messages": "hello"}, 400, "messages"),
+    ({"model": "gpt-5", "prompt": "x"}, 404, "model"),
+    ({"model": MODEL, "prompt": [5] * 163_841}, 400, "messages"),
+    ({"model": MODEL, "prompt": "x", "max_tokens": 163_840}, 400, "max_tokens"),
+    ({"model": MODEL, "prompt": "x", "n": 2}, 400, "n"),
+    ({"model": MODEL, "prompt": [10**9]}, 400, "prompt"),
+])
+def test_bad_requests_get_openai_errors(base_url: str, body: object, status: int,
+                                        param: str | None) -> None:
+    """Bad input gets the right status and OpenAI's error JSON; the server keeps serving."""
+    endpoint = "chat/completions" if isinstance(body, dict) and "messages" in body else "completions"
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    r = httpx.post(f"{base_url}/{endpoint}", timeout=30, **kwargs)
+    assert r.status_code == status
+    error = r.json()["error"]
+    assert error["message"] and error["code"] == status and error["type"]
+    if param:
+        assert param in (error["param"] or "")
+    ok = httpx.post(f"{base_url}/completions", json={"model": MODEL, "prompt": "x",
+                                                     "max_tokens": 2}, timeout=30)
+    assert ok.status_code == 200
+
+
+def test_openai_client_raises_typed_errors(client: openai.OpenAI) -> None:
+    """The official client maps our errors to its exception classes."""
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="nope", prompt="x")
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model=MODEL, prompt="x", max_tokens=0)

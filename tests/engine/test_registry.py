@@ -1,0 +1,30 @@
+"""Worker registry: registration, heartbeats, lease expiry."""
+
+from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad, WorkerRegistry
+
+
+def test_workers_expire_after_their_lease() -> None:
+    """A worker that stops heartbeating leaves routing once the lease lapses."""
+    r = WorkerRegistry(lease_s=2.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1"), now_s=0.0)
+    r.register(WorkerInfo("d1", WorkerKind.DECODE, "a:2"), now_s=0.0)
+    assert r.heartbeat("d0", WorkerLoad(num_running=3), now_s=1.5)
+    assert [w.worker_id for w in r.expire(now_s=2.5)] == ["d1"]
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d0"]
+    assert r.get("d0").load.num_running == 3
+
+
+def test_heartbeat_from_unknown_worker_asks_it_to_register() -> None:
+    """Heartbeats of forgotten workers return False."""
+    assert not WorkerRegistry(1.0).heartbeat("x", WorkerLoad(), 0.0)
+
+
+def test_inflight_counts_survive_reregistration() -> None:
+    """Re-registering keeps the scheduler's in-flight count; it never goes negative."""
+    r = WorkerRegistry(1.0)
+    r.register(WorkerInfo("p0", WorkerKind.PREFILL, "a:1"), 0.0)
+    r.add_inflight("p0", 2)
+    r.register(WorkerInfo("p0", WorkerKind.PREFILL, "a:1"), 0.5)
+    assert r.get("p0").num_inflight == 2
+    r.add_inflight("p0", -5)
+    assert r.get("p0").num_inflight == 0

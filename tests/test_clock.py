@@ -1,0 +1,57 @@
+"""Clocks: model time, speedup, deadline-based waits."""
+
+import asyncio
+import time
+
+import pytest
+
+from supernode.clock import VirtualClock, WallClock
+
+
+async def test_wall_clock_speedup_scales_waits() -> None:
+    """At speedup 2, one model second takes half a wall second."""
+    clock = WallClock(speedup=2.0)
+    start = time.monotonic()
+    await clock.sleep(0.2)
+    assert 0.09 <= time.monotonic() - start < 0.2
+    assert clock.to_wall_s(1.0) == 0.5
+
+
+async def test_deadline_waits_do_not_drift() -> None:
+    """Chained sleep_until deadlines end near n x step even with work between waits."""
+    clock = WallClock(speedup=1.0)
+    t0 = clock.now()
+    deadline = t0
+    for _ in range(20):
+        deadline += 0.01
+        time.sleep(0.002)  # work between waits is absorbed by the next deadline
+        await clock.sleep_until(deadline)
+    assert clock.now() - t0 == pytest.approx(0.2, abs=0.02)
+
+
+def test_wall_clock_rejects_bad_speedup() -> None:
+    """A non-positive speedup is refused with the value named."""
+    with pytest.raises(ValueError, match="speedup"):
+        WallClock(speedup=0)
+
+
+async def test_virtual_clock_releases_waits_in_order() -> None:
+    """Waiters wake when virtual time passes their deadline, earliest first."""
+    clock = VirtualClock()
+    woke: list[float] = []
+
+    async def wait(t: float) -> None:
+        await clock.sleep_until(t)
+        woke.append(clock.now())
+
+    tasks = [asyncio.create_task(wait(t)) for t in (3.0, 1.0, 2.0)]
+    await asyncio.sleep(0)
+    assert clock.next_deadline() == 1.0
+    clock.advance_to(2.5)
+    await asyncio.sleep(0)
+    assert woke == [2.5, 2.5]
+    clock.advance_to(3.0)
+    await asyncio.gather(*tasks)
+    assert woke == [2.5, 2.5, 3.0]
+    with pytest.raises(ValueError):
+        clock.advance_to(1.0)
