@@ -15,7 +15,12 @@ Measured, per level:
   from a response header when the server sends one, else the fixed target); a level passes
   when no stream failed and the ratio is within the tolerance on either side (a server that
   falls behind and then catches up on deadline-paced chunks shows TPOT *below* target);
+- offered chunks/s: what the streams would deliver if every one ran at its target TPOT,
+  sum over streams of 1 / (target TPOT x tokens per chunk);
 - client CPU: CPU seconds / wall seconds of each client process (near 1.0 = client-bound).
+A level passes when no stream failed, every stream was active at once (the window exists),
+the TPOT ratio is within the tolerance and sustained chunks/s is at least (1 - tolerance) of
+the offered rate: a server that serialises streams can keep per-stream TPOT but not the rate.
 """
 
 from __future__ import annotations
@@ -62,12 +67,19 @@ class LevelMeasurement:
     mean_tpot_ms: float
     target_tpot_ms: float
     tpot_ratio: float
+    offered_chunks_per_s: float
+    all_concurrent: bool
     mean_itl_ms: float
     p99_itl_ms: float
     client_cpu: float
 
     def passes(self, tolerance: float) -> bool:
-        return self.num_failed == 0 and abs(self.tpot_ratio - 1) <= tolerance
+        return (
+            self.num_failed == 0
+            and self.all_concurrent
+            and abs(self.tpot_ratio - 1) <= tolerance
+            and self.chunks_per_s >= (1 - tolerance) * self.offered_chunks_per_s
+        )
 
 
 def run_level(endpoint: EndpointConfig, spec: LevelSpec) -> LevelMeasurement:
@@ -120,10 +132,12 @@ def _reduce(spec: LevelSpec, results: list[RequestResult], cpus: list[float]) ->
     errors = dict(Counter(r.error or "fewer than 2 tokens" for r in bad).most_common(3))
     if not ok:
         nan = float("nan")
-        return LevelMeasurement(spec.concurrency, len(results), errors, 0.0, 0.0, 0.0, nan, nan, nan, nan, nan, max(cpus))
+        return LevelMeasurement(spec.concurrency, len(results), errors, 0.0, 0.0, 0.0, nan, nan, nan,
+                                nan, False, nan, nan, max(cpus))
     times = [_chunk_times(r) for r in ok]
     lo, hi = max(t[0] for t in times), min(t[-1] for t in times)
-    if hi - lo < MIN_WINDOW_S:
+    all_concurrent = bool(hi - lo >= MIN_WINDOW_S)
+    if not all_concurrent:
         lo, hi = min(t[0] for t in times), max(t[-1] for t in times)
     in_window = sum(int(np.count_nonzero((t >= lo) & (t <= hi))) for t in times)
     chunks_per_s = in_window / (hi - lo)
@@ -133,9 +147,11 @@ def _reduce(spec: LevelSpec, results: list[RequestResult], cpus: list[float]) ->
     itls_ms = np.concatenate([np.asarray(r.itls_s) for r in ok]) * 1e3
     return LevelMeasurement(
         concurrency=spec.concurrency, num_failed=len(results) - len(ok), errors=errors,
-        chunks_per_s=chunks_per_s, tokens_per_s=chunks_per_s * tokens_per_chunk, window_s=hi - lo,
+        chunks_per_s=chunks_per_s, tokens_per_s=chunks_per_s * tokens_per_chunk, window_s=float(hi - lo),
         mean_tpot_ms=float(tpots_ms.mean()), target_tpot_ms=float(targets_ms.mean()),
         tpot_ratio=float((tpots_ms / targets_ms).mean()),
+        offered_chunks_per_s=float((1e3 / (targets_ms * tokens_per_chunk)).sum()),
+        all_concurrent=all_concurrent,
         mean_itl_ms=float(itls_ms.mean()), p99_itl_ms=float(np.percentile(itls_ms, 99)),
         client_cpu=max(cpus),
     )

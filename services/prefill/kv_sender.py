@@ -7,7 +7,7 @@ verifies.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -35,8 +35,13 @@ class KvSender:
             await channel.close()
 
     async def send(self, address: str, request_id: str, num_tokens: int,
-                   true_num_bytes: int, timeout_s: float) -> int:
-        """Send one request's KV; returns payload bytes sent. Raises KvTransferError."""
+                   true_num_bytes: int, timeout_s: float,
+                   not_before: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Send one request's KV; returns payload bytes sent. Raises KvTransferError.
+
+        The last chunk waits for `not_before()` (the end of the modelled transfer), so the
+        real bytes travel while the modelled time runs and decode never sees the KV early.
+        """
         size = payload_num_bytes(true_num_bytes, self.payload_scale)
         payload = make_payload(request_id.encode(), size)
         chunks = [payload[i:i + self.chunk_bytes] for i in range(0, size, self.chunk_bytes)]
@@ -44,6 +49,8 @@ class KvSender:
 
         async def stream() -> AsyncIterator[pb.KvChunk]:
             for seq, part in enumerate(chunks):
+                if seq == len(chunks) - 1 and not_before is not None:
+                    await not_before()
                 yield pb.KvChunk(request_id=request_id, seq=seq, num_chunks=len(chunks),
                                  payload=part, crc32=checksum(part),
                                  true_num_bytes=true_num_bytes, num_tokens=num_tokens,

@@ -65,10 +65,11 @@ class PrefillWorker:
         hit = CacheHit((), 0, 0, 0)
         fetch_s = 0.0
         if self.cache is not None:
+            started = self.clock.now()  # the real lookup and read overlap the modelled time
             hit = await self.cache.fetch(request.cache_namespace, tokens)
             if hit.num_bytes:
                 fetch_s = self._move(hit.num_bytes, self.cache.config.plane, "in")
-                await self.clock.sleep(fetch_s)
+                await self.clock.sleep_until(started + fetch_s)
         result = await self._compute(PrefillJob(request.request_id, len(tokens),
                                                 hit.num_cached_tokens))
         m.prompt_tokens.labels(**m.labels).inc(len(tokens))
@@ -79,9 +80,10 @@ class PrefillWorker:
             kv_bytes = len(tokens) * self.kv_bytes_per_token
             transfer_s = self._move(kv_bytes, "rdma", "out")
             m.kv_transfer_seconds.labels(**m.labels).observe(transfer_s)
-            await self.clock.sleep(transfer_s)
+            deadline = self.clock.now() + transfer_s
             await self.sender.send(request.decode_address, request.request_id, len(tokens),
-                                   kv_bytes, self.kv_transfer_timeout_s)
+                                   kv_bytes, self.kv_transfer_timeout_s,
+                                   not_before=lambda: self.clock.sleep_until(deadline))
         first_token = sample_token(random.Random(f"{request.seed}:0"),
                                    self.deployment.model.vocab_size)
         return pb.PrefillResponse(

@@ -18,7 +18,7 @@ def available_hardware() -> tuple[str, ...]:
     return tuple(sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_hardware(name: str) -> HardwareSpec:
     """The shipped profile ``name`` (e.g. ``"ascend-910c"``); ValueError if unknown."""
     if name not in available_hardware():

@@ -10,9 +10,9 @@ Conventions (every quantity is a spec-sheet or measured figure, never a fitted o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Mapping
 
 #: The plane roles every profile defines. ``ub`` is the scale-up plane (UB on CloudMatrix,
 #: NVLink on GPUs), ``rdma`` the scale-out plane, ``vpc`` the front-end/storage network,
@@ -47,7 +47,7 @@ class Link:
         """Bandwidth actually achieved for bulk transfers."""
         return self.bandwidth_bytes_per_s * self.efficiency
 
-    def scaled(self, factor: float, name: str | None = None) -> "Link":
+    def scaled(self, factor: float, name: str | None = None) -> Link:
         """The same link with its bandwidth multiplied by ``factor`` (latency unchanged)."""
         return replace(self, name=name or self.name,
                        bandwidth_bytes_per_s=self.bandwidth_bytes_per_s * factor)

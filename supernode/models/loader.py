@@ -18,7 +18,7 @@ def available_models() -> tuple[str, ...]:
     return tuple(sorted(f.name.removesuffix(".toml") for f in files if f.name.endswith(".toml")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_model(name: str) -> ModelSpec:
     """The shipped profile ``name`` (e.g. ``"deepseek-r1"``); ValueError if unknown."""
     if name not in available_models():

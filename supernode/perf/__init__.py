@@ -8,14 +8,38 @@ from supernode.perf.calibration import Calibration, load_calibration
 from supernode.perf.comm import transfer_time
 from supernode.perf.decode import decode_step_time
 from supernode.perf.deployment import Deployment, ExpertPlacement
-from supernode.perf.estimates import DecodeEstimate, PrefillEstimate, estimate_decode, estimate_prefill
-from supernode.perf.memory import MemoryBudget, kv_capacity_tokens, memory_budget, weight_bytes_per_die
+from supernode.perf.estimates import (
+    DecodeEstimate,
+    PrefillEstimate,
+    estimate_decode,
+    estimate_prefill,
+)
+from supernode.perf.memory import (
+    MemoryBudget,
+    kv_capacity_tokens,
+    memory_budget,
+    weight_bytes_per_die,
+)
 from supernode.perf.prefill import prefill_time
 from supernode.perf.timing import DecodeBatch, PrefillBatch, Timing
 
 __all__ = [
-    "Calibration", "DecodeBatch", "DecodeEstimate", "Deployment", "ExpertPlacement", "MemoryBudget", "memory_budget",
-    "PrefillBatch", "PrefillEstimate", "Timing", "decode_step_time", "estimate_decode",
-    "estimate_prefill", "kv_capacity_tokens", "load_calibration", "prefill_time",
-    "transfer_time", "weight_bytes_per_die",
+    "Calibration",
+    "DecodeBatch",
+    "DecodeEstimate",
+    "Deployment",
+    "ExpertPlacement",
+    "MemoryBudget",
+    "PrefillBatch",
+    "PrefillEstimate",
+    "Timing",
+    "decode_step_time",
+    "estimate_decode",
+    "estimate_prefill",
+    "kv_capacity_tokens",
+    "load_calibration",
+    "memory_budget",
+    "prefill_time",
+    "transfer_time",
+    "weight_bytes_per_die",
 ]

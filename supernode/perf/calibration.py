@@ -54,7 +54,7 @@ class Calibration:
             raise ValueError(f"unphysical calibration: eplb_default_skew="
                              f"{self.eplb_default_skew} < 1 (busiest rank below the mean)")
 
-    def replace(self, **changes: float | str) -> "Calibration":
+    def replace(self, **changes: float | str) -> Calibration:
         return dataclasses.replace(self, **changes)
 
 
@@ -74,7 +74,7 @@ def calibration_to_toml(calibration: Calibration, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_calibration(hardware_name: str) -> Calibration:
     """The shipped fitted (or default) calibration for a hardware profile."""
     path = resources.files(_PACKAGE).joinpath(f"{hardware_name}.toml")

@@ -16,8 +16,14 @@ import math
 from dataclasses import dataclass
 
 from supernode.perf.deployment import Deployment
-from supernode.perf.layers import (attention_ops, dense_ffn_ops, lm_head_op, moe_compute_ops,
-                                   moe_network_ops, mtp_proj_op)
+from supernode.perf.layers import (
+    attention_ops,
+    dense_ffn_ops,
+    lm_head_op,
+    moe_compute_ops,
+    moe_network_ops,
+    mtp_proj_op,
+)
 from supernode.perf.memory import kv_bytes_per_token_per_die, kv_capacity_tokens, memory_budget
 from supernode.perf.ops import Op, Rates, Tally, die_rates, tally_timing, total_bytes, total_s
 from supernode.perf.timing import DecodeBatch, Timing
@@ -91,7 +97,7 @@ def _step(d: Deployment, rates: Rates, shape: _Shape, overlap: bool) -> tuple[fl
     if m.is_moe:
         dense_ops = full + dense_ffn_ops(d, rates, shape.tokens)
         tally.add(dense_ops, m.num_dense_layers)
-        layer_s, layer_ops, fill_s = _moe_layer(d, rates, shape, overlap)
+        layer_s, layer_ops, fill_s = _moe_layer(d, rates, shape, overlap, full)
         for ops, times in layer_ops:
             tally.add(ops, times * m.num_moe_layers)
         step_s = total_s(dense_ops) * m.num_dense_layers + layer_s * m.num_moe_layers + fill_s
@@ -120,10 +126,11 @@ def _attention(d: Deployment, rates: Rates, shape: _Shape, fraction: float) -> l
     return attention_ops(d, rates, tokens, tokens * shape.kv_len, kv_bytes, absorbed=True)
 
 
-def _moe_layer(d: Deployment, rates: Rates, shape: _Shape, overlap: bool):
-    """(seconds per MoE layer, [(ops, times)], one-off pipeline fill seconds)."""
+def _moe_layer(d: Deployment, rates: Rates, shape: _Shape, overlap: bool, full: list[Op]):
+    """(seconds per MoE layer, [(ops, times)], one-off pipeline fill seconds); ``full`` is the
+    attention of the whole batch at full core share."""
     if not overlap:
-        ops = (_attention(d, rates, shape, 1.0) + moe_compute_ops(d, rates, shape.moe_tokens)
+        ops = (full + moe_compute_ops(d, rates, shape.moe_tokens)
                + list(moe_network_ops(d, shape.moe_tokens)))
         return total_s(ops), [(ops, 1)], 0.0
     half = shape.moe_tokens / 2

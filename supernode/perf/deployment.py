@@ -74,6 +74,14 @@ class Deployment:
     hbm_reserve_fraction: float = 0.08
     strict_memory: bool = False
 
+    def __hash__(self) -> int:
+        # Cached: the model functions are memoised on (batch, deployment) and run every step.
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            self.__dict__["_hash"] = cached
+        return cached
+
     def __post_init__(self) -> None:
         if self.calibration is None:
             object.__setattr__(self, "calibration", load_calibration(self.hardware.name))
@@ -83,7 +91,7 @@ class Deployment:
     def build(cls, hardware: str | HardwareSpec = "ascend-910c",
               model: str | ModelSpec = "deepseek-r1", num_devices: int = 1, *,
               dp: int | None = None, tp: int | None = None, ep: int | None = None,
-              **fields) -> "Deployment":
+              **fields) -> Deployment:
         """Deployment from profile names. Defaults: ``tp = num_dies // dp`` (``dp`` defaults to
         all dies, ``tp`` to 1), ``ep`` = all dies for MoE models and 1 for dense ones."""
         hw = load_hardware(hardware) if isinstance(hardware, str) else hardware
@@ -97,7 +105,7 @@ class Deployment:
             ep = num_dies if spec.is_moe else 1
         return cls(hardware=hw, model=spec, num_devices=num_devices, dp=dp, tp=tp, ep=ep, **fields)
 
-    def replace(self, **changes) -> "Deployment":
+    def replace(self, **changes) -> Deployment:
         return dataclasses.replace(self, **changes)
 
     @property

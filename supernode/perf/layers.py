@@ -26,7 +26,17 @@ def attention_ops(d: Deployment, rates: Rates, tokens: float, key_reads: float,
                     rates.hbm_bytes_per_s)
     core = roofline("attention", m.attention_flops_per_key(absorbed) * key_reads / tp, kv_bytes,
                     rates.attention_flops_per_s, rates.hbm_bytes_per_s)
-    return [proj, core, static_op("launch", "attention", d)]
+    return [proj, core, static_op("launch", "attention", d), tp_allreduce_op(d, tokens)]
+
+
+def tp_allreduce_op(d: Deployment, tokens: float) -> Op:
+    """Ring all-reduce of the BF16 hidden states of ``tokens`` tokens over the ``tp`` dies."""
+    if d.tp == 1:
+        return Op("tp_comm", 0.0, "network")
+    link, hw = d.hardware.links["ub"], d.hardware
+    wire = tokens * d.model.hidden_size * HIGH_PRECISION_BYTES * 2 * (d.tp - 1) / d.tp
+    per_die_bw = link.effective_bandwidth_bytes_per_s / hw.num_dies_per_device
+    return Op("tp_comm", link.latency_s + hw.op_costs.comm_s + wire / per_die_bw, "network")
 
 
 def dense_ffn_ops(d: Deployment, rates: Rates, tokens: float) -> list[Op]:
@@ -34,7 +44,7 @@ def dense_ffn_ops(d: Deployment, rates: Rates, tokens: float) -> list[Op]:
     params = d.model.dense_ffn_params
     ffn = roofline("dense", 2 * params * tokens / d.tp, params * d.weight_bytes_per_param / d.tp,
                    rates.gemm_flops_per_s, rates.hbm_bytes_per_s)
-    return [ffn, static_op("launch", "dense_ffn", d)]
+    return [ffn, static_op("launch", "dense_ffn", d), tp_allreduce_op(d, tokens)]
 
 
 def moe_compute_ops(d: Deployment, rates: Rates, tokens: float) -> list[Op]:

@@ -32,7 +32,7 @@ class MemoryBudget:
     reason: str
 
 
-def expert_bytes_per_die(d: "Deployment", num_moe_layers: int) -> float:
+def expert_bytes_per_die(d: Deployment, num_moe_layers: int) -> float:
     """Expert weights on the fullest rank: its routed slots plus a replicated shared expert."""
     p, m = d.placement, d.model
     if p is None:
@@ -41,7 +41,7 @@ def expert_bytes_per_die(d: "Deployment", num_moe_layers: int) -> float:
     return num_moe_layers * (p.experts_per_rank + shared) * m.expert_params * d.weight_bytes_per_param
 
 
-def weight_bytes_per_die(d: "Deployment") -> float:
+def weight_bytes_per_die(d: Deployment) -> float:
     """Weight bytes resident on the fullest die (attention and dense FFN split over ``tp``)."""
     m, wb = d.model, d.weight_bytes_per_param
     dense_layers = m.num_dense_layers if m.is_moe else m.num_layers
@@ -57,7 +57,7 @@ def weight_bytes_per_die(d: "Deployment") -> float:
     return total
 
 
-def ep_buffer_bytes_per_die(d: "Deployment") -> float:
+def ep_buffer_bytes_per_die(d: Deployment) -> float:
     """Pre-allocated dispatch + combine buffers (P3 Eq. 1-2: ranks x max_tokens x message)."""
     p = d.placement
     if p is None or d.ep == 1:
@@ -66,14 +66,14 @@ def ep_buffer_bytes_per_die(d: "Deployment") -> float:
     return d.ep * max_tokens * (d.dispatch_msg_bytes + d.combine_msg_bytes)
 
 
-def kv_bytes_per_token_per_die(d: "Deployment") -> float:
+def kv_bytes_per_token_per_die(d: Deployment) -> float:
     """KV bytes one cached token occupies on each die that holds it (MTP layer included)."""
     m = d.model
     layers = m.num_layers + (m.num_mtp_layers if d.mtp_tokens else 0)
     return m.kv_elems_per_token_per_layer * dtype_bytes(d.kv_dtype) * layers / d.kv_shard
 
 
-def free_kv_bytes_per_die(d: "Deployment") -> float:
+def free_kv_bytes_per_die(d: Deployment) -> float:
     """HBM left for KV on one die; may be negative when the weights do not fit."""
     hbm = d.hardware.hbm_bytes_per_die
     return (hbm * (1 - d.hbm_reserve_fraction) - weight_bytes_per_die(d)
@@ -81,7 +81,7 @@ def free_kv_bytes_per_die(d: "Deployment") -> float:
 
 
 @functools.lru_cache(maxsize=1024)
-def memory_budget(d: "Deployment") -> MemoryBudget:
+def memory_budget(d: Deployment) -> MemoryBudget:
     """The HBM budget of the fullest die; KV clamps to ``OVERFLOW_KV_FRACTION`` on overflow."""
     hbm = d.hardware.hbm_bytes_per_die
     weights, buffers = weight_bytes_per_die(d), ep_buffer_bytes_per_die(d)
@@ -96,7 +96,7 @@ def memory_budget(d: "Deployment") -> MemoryBudget:
     return MemoryBudget(hbm, weights, buffers, reserve, hbm * OVERFLOW_KV_FRACTION, False, reason)
 
 
-def kv_capacity_tokens(d: "Deployment") -> int:
+def kv_capacity_tokens(d: Deployment) -> int:
     """KV tokens the whole instance can hold: one copy per DP group (a group's ``tp`` dies
     share a request's KV, MLA replicating it, GQA splitting it over KV heads).
 

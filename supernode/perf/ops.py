@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from supernode.hardware import OpCosts
-
-
 from supernode.perf.deployment import Deployment
 from supernode.perf.timing import Timing
 
@@ -42,7 +40,7 @@ class Rates:
     attention_flops_per_s: float
     hbm_bytes_per_s: float
 
-    def share(self, fraction: float) -> "Rates":
+    def share(self, fraction: float) -> Rates:
         """Rates of a stream that owns ``fraction`` of the matrix cores (HBM is shared)."""
         return Rates(self.gemm_flops_per_s * fraction, self.bf16_flops_per_s * fraction,
                      self.attention_flops_per_s * fraction, self.hbm_bytes_per_s)

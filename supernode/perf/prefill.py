@@ -14,8 +14,14 @@ from __future__ import annotations
 import functools
 
 from supernode.perf.deployment import Deployment
-from supernode.perf.layers import (attention_ops, dense_ffn_ops, lm_head_op, moe_compute_ops,
-                                   moe_network_ops, mtp_proj_op)
+from supernode.perf.layers import (
+    attention_ops,
+    dense_ffn_ops,
+    lm_head_op,
+    moe_compute_ops,
+    moe_network_ops,
+    mtp_proj_op,
+)
 from supernode.perf.memory import kv_bytes_per_token_per_die, memory_budget
 from supernode.perf.ops import Op, Rates, Tally, die_rates, tally_timing, total_s
 from supernode.perf.timing import PrefillBatch, Timing
@@ -51,8 +57,9 @@ def _prefill_time(batch: PrefillBatch, d: Deployment) -> Timing:
 
 
 def _attention(d: Deployment, rates: Rates, batch: PrefillBatch, fraction: float) -> list[Op]:
-    """Attention of this die's share (``fraction`` of it, for a microbatch)."""
-    m, dies = d.model, d.num_dies
+    """Attention of this die's DP group (``fraction`` of it, for a microbatch); head-parallel
+    work is then split over the group's ``tp`` dies."""
+    m = d.model
     pairs = zip(batch.prompt_lens, batch.cached_prefix_lens)
     key_reads = sum((n * (n + 1) - c * (c + 1)) / 2 for n, c in pairs)
     cached = sum(batch.cached_prefix_lens)
@@ -61,15 +68,16 @@ def _attention(d: Deployment, rates: Rates, batch: PrefillBatch, fraction: float
         extra = 2 * m.kv_lora_rank * m.num_attention_heads * (m.qk_nope_head_dim + m.v_head_dim) * cached
     layers = m.num_layers + (m.num_mtp_layers if d.mtp_tokens else 0)
     kv_bytes = sum(batch.prompt_lens) * kv_bytes_per_token_per_die(d) / layers
-    share = fraction / dies
+    share = fraction / d.dp
     return attention_ops(d, rates, batch.num_computed_tokens * share, key_reads * share,
-                         kv_bytes * share, absorbed=False, extra_proj_flops=extra * share * d.tp)
+                         kv_bytes * share, absorbed=False, extra_proj_flops=extra * share)
 
 
 def _batch(d: Deployment, rates: Rates, batch: PrefillBatch, overlap: bool) -> tuple[float, Tally]:
     m, tally = d.model, Tally()
     tokens = batch.num_computed_tokens / d.num_dies
-    dense = _attention(d, rates, batch, 1.0) + dense_ffn_ops(d, rates, tokens)
+    group_tokens = batch.num_computed_tokens / d.dp
+    dense = _attention(d, rates, batch, 1.0) + dense_ffn_ops(d, rates, group_tokens)
     num_dense = m.num_dense_layers if m.is_moe else m.num_layers
     tally.add(dense, num_dense)
     total = total_s(dense) * num_dense
@@ -78,11 +86,11 @@ def _batch(d: Deployment, rates: Rates, batch: PrefillBatch, overlap: bool) -> t
         layer_s, ops, times = _moe_layer(d, rates, batch, tokens, overlap)
         tally.add(ops, times * m.num_moe_layers)
         total += layer_s * m.num_moe_layers
-    head = [lm_head_op(d, rates, -(-len(batch.prompt_lens) // d.num_dies))]
+    head = [lm_head_op(d, rates, -(-len(batch.prompt_lens) // d.dp))]
     tally.add(head)
     total += total_s(head)
     if d.mtp_tokens:  # the MTP module builds its own KV over the prompt
-        mtp = [mtp_proj_op(d, rates, tokens)]
+        mtp = [mtp_proj_op(d, rates, group_tokens)]
         extra_s = total_s(mtp) + (layer_s if m.is_moe else total_s(dense))
         tally.add(mtp)
         tally.add(ops if m.is_moe else dense, times if m.is_moe else 1, part="mtp")

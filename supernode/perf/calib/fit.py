@@ -13,15 +13,13 @@ Every solve is a bisection on a monotone function; a target that needs an effici
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from supernode.hardware import load_hardware
 from supernode.perf.calib.targets import CommFigure, TargetSet
 from supernode.perf.calibration import Calibration
 from supernode.perf.comm import all_to_all_s
-from supernode.perf.decode import decode_step_time
 from supernode.perf.estimates import estimate_decode, estimate_prefill
-from supernode.perf.timing import DecodeBatch
 
 
 class CalibrationError(ValueError):
@@ -40,12 +38,12 @@ def _fit_operators(targets: TargetSet) -> Calibration:
     hw, ops = load_hardware(targets.hardware), targets.operators
     gemm = sum(ops.gemm_fraction_of_peak) / len(ops.gemm_fraction_of_peak)
     hbm = ops.hbm_bytes_per_s / hw.hbm_bandwidth_bytes_per_s_per_die
-    return _checked(dict(
-        gemm_efficiency=gemm, attention_efficiency=ops.attention_fraction_of_peak,
-        hbm_efficiency=hbm, dispatch_efficiency=comm_efficiency(ops.dispatch, targets.hardware),
-        combine_efficiency=comm_efficiency(ops.combine, targets.hardware),
-        decode_efficiency=1.0, prefill_efficiency=1.0, decode_step_overhead_s=0.0,
-        eplb_default_skew=1.0))
+    return _checked({
+        "gemm_efficiency": gemm, "attention_efficiency": ops.attention_fraction_of_peak,
+        "hbm_efficiency": hbm, "dispatch_efficiency": comm_efficiency(ops.dispatch, targets.hardware),
+        "combine_efficiency": comm_efficiency(ops.combine, targets.hardware),
+        "decode_efficiency": 1.0, "prefill_efficiency": 1.0, "decode_step_overhead_s": 0.0,
+        "eplb_default_skew": 1.0})
 
 
 def comm_efficiency(figure: CommFigure, hardware: str) -> float:
