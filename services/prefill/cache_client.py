@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
@@ -20,6 +21,7 @@ from services.prefill.metrics import PrefillMetrics
 from supernode.cache.hashing import block_keys
 from supernode.cache.payload import checksum, make_payload, payload_num_bytes
 from supernode.config import CacheConfig
+from supernode.hardware.spec import Link
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -36,12 +38,37 @@ class CacheHit:
     num_bytes: int
 
 
+class PrefixCache(Protocol):
+    """A prefill worker's prefix cache: the shared EMS, or a local one (kv-affinity)."""
+
+    config: CacheConfig
+    link: Link
+    """The path fetched blocks take into the NPU; its name labels the link metrics."""
+
+    async def fetch(self, namespace: str, token_ids: Sequence[int]) -> CacheHit:
+        """The longest usable cached prefix of the prompt, verified; never raises."""
+        ...
+
+    def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
+        """Store the prompt's uncached full blocks without delaying the request."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def num_usable_blocks(num_prompt_tokens: int, block_size: int) -> int:
+    """Full blocks a prompt may take from the cache: at least one token is left to compute
+    (the last prompt token's logits are needed to sample)."""
+    return (num_prompt_tokens - 1) // block_size
+
+
 class PrefixCacheClient:
-    """EMS client for one prefill worker."""
+    """EMS client for one prefill worker; `link` is the hardware's `ems_ub` or `ems_vpc`."""
 
     def __init__(self, address: str, config: CacheConfig, kv_bytes_per_token: int,
-                 payload_scale: float, metrics: PrefillMetrics) -> None:
+                 payload_scale: float, metrics: PrefillMetrics, link: Link) -> None:
         self.config = config
+        self.link = link
         self.kv_bytes_per_block = config.block_size * kv_bytes_per_token
         self.payload_scale = payload_scale
         self.metrics = metrics
@@ -61,7 +88,7 @@ class PrefixCacheClient:
         """Longest cached prefix of the prompt, fetched and verified; at least one token is left
         to compute (the last prompt token's logits are needed to sample)."""
         keys = tuple(block_keys(token_ids, self.config.block_size, namespace))
-        usable = (len(token_ids) - 1) // self.config.block_size
+        usable = num_usable_blocks(len(token_ids), self.config.block_size)
         try:
             num_hits = await self._lookup(namespace, keys[:usable]) if usable else 0
             num_ok = await self._get(namespace, keys[:num_hits]) if num_hits else 0
@@ -109,22 +136,14 @@ class PrefixCacheClient:
         return num_ok
 
     async def _put(self, namespace: str, keys: Sequence[bytes]) -> None:
-        size = payload_num_bytes(self.kv_bytes_per_block, self.payload_scale)
-
-        async def blocks() -> AsyncIterator[pb.KvBlock]:
-            for key in keys:
-                payload = make_payload(key, size)
-                yield pb.KvBlock(namespace=namespace, key=key, payload=payload,
-                                 crc32=checksum(payload), true_num_bytes=self.kv_bytes_per_block,
-                                 num_tokens=self.config.block_size)
-
         try:
-            await self._stub.Put(blocks(), timeout=5.0, metadata=self._metadata)
+            await put_blocks(self._stub, namespace, keys, self.config, self.kv_bytes_per_block,
+                             self.payload_scale)
         except grpc.aio.AioRpcError as e:
             self._degraded("put", e)
             return
         m = self.metrics
-        m.link_bytes.labels(**m.labels, plane=self.config.plane, direction="out").inc(
+        m.link_bytes.labels(**m.labels, plane=self.link.name, direction="out").inc(
             len(keys) * self.kv_bytes_per_block)
 
     def _degraded(self, op: str, error: Exception) -> None:
@@ -142,3 +161,19 @@ class PrefixCacheClient:
             log.info("EMS reachable again; prefix cache back in use")
         m.cache_degraded.labels(**m.labels).set(0)
         self.degraded = False
+
+
+async def put_blocks(stub: pb_grpc.EmsServiceStub, namespace: str, keys: Sequence[bytes],
+                     config: CacheConfig, kv_bytes_per_block: int, payload_scale: float
+                     ) -> pb.PutResponse:
+    """Stream synthetic payloads for `keys` into EMS (raises grpc.aio.AioRpcError)."""
+    size = payload_num_bytes(kv_bytes_per_block, payload_scale)
+
+    async def blocks() -> AsyncIterator[pb.KvBlock]:
+        for key in keys:
+            payload = make_payload(key, size)
+            yield pb.KvBlock(namespace=namespace, key=key, payload=payload,
+                             crc32=checksum(payload), true_num_bytes=kv_bytes_per_block,
+                             num_tokens=config.block_size)
+
+    return await stub.Put(blocks(), timeout=5.0, metadata=(("x-supernode-plane", config.plane),))

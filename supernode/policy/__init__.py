@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from supernode.policy.base import RouteRequest, RoutingPolicy
+from supernode.policy.kv_affinity import KvAffinity
 from supernode.policy.least_loaded import LeastLoaded
 from supernode.policy.round_robin import RoundRobin
 
 POLICIES: dict[str, Callable[[], RoutingPolicy]] = {
     "least-loaded": LeastLoaded,
     "round-robin": RoundRobin,
+    "p2p": LeastLoaded,  # the paper's: any prefill instance reads the shared EMS equally well
+    "kv-affinity": KvAffinity,  # per-instance local caches, routed by cached prefix
 }
 
 

@@ -18,6 +18,8 @@ class RouteRequest:
     max_tokens: int
     block_keys: tuple[bytes, ...] = ()
     """Chained prefix-block keys of the prompt (for cache-aware policies)."""
+    block_size: int = 0
+    """Tokens per block of `block_keys`."""
 
 
 class RoutingPolicy(Protocol):

@@ -98,6 +98,7 @@ async def test_client_disconnect_frees_the_request(tmp_path) -> None:
         targets = httpx.get(f"{cluster.endpoint}/sd/targets", timeout=5).json()
         (decode,) = [t["targets"][0] for t in targets if t["labels"]["role"] == "decode"]
         decode_metrics = httpx.get(f"http://{decode}/metrics", timeout=5).text
+        print([l for l in decode_metrics.splitlines() if "usage" in l or "running" in l])
         assert 'vllm:num_requests_running{engine="decode-0",model_name="deepseek-r1"} 0.0' in decode_metrics
         assert 'vllm:kv_cache_usage_perc{engine="decode-0",model_name="deepseek-r1"} 0.0' in decode_metrics
     finally:
