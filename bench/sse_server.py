@@ -54,11 +54,20 @@ async def _chunks(num_tokens: int, interval_s: float, arrived_at: float, chat: b
             choice["delta"] = {"content": f" tok{i}"}
         else:
             choice["text"] = f" tok{i}"
-        chunk = {"id": "cmpl-bare", "object": "text_completion", "created": created,
-                 "model": "bare-sse", "choices": [choice]}
+        chunk = {
+            "id": "cmpl-bare",
+            "object": "text_completion",
+            "created": created,
+            "model": "bare-sse",
+            "choices": [choice],
+        }
         yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
     usage = {"prompt_tokens": 0, "completion_tokens": num_tokens, "total_tokens": num_tokens}
-    yield b"data: " + json.dumps({"id": "cmpl-bare", "choices": [], "usage": usage}).encode() + b"\n\n"
+    yield (
+        b"data: "
+        + json.dumps({"id": "cmpl-bare", "choices": [], "usage": usage}).encode()
+        + b"\n\n"
+    )
     yield b"data: [DONE]\n\n"
 
 
@@ -71,8 +80,14 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     print(f"PORT {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(build_app(args.interval_ms), loop="uvloop", http="httptools",
-                            log_level="warning", access_log=False, backlog=4096)
+    config = uvicorn.Config(
+        build_app(args.interval_ms),
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

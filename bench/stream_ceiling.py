@@ -30,25 +30,45 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_driver import LevelMeasurement, LevelSpec, run_level  # noqa: E402
+from stream_driver import LevelMeasurement, LevelSpec, run_level
 
-from loadgen.config import EndpointConfig  # noqa: E402
+from loadgen.config import EndpointConfig
 
 SERVER_SCRIPT = Path(__file__).with_name("sse_server.py")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="stream_ceiling", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--levels", default="100,300,500,600,700,800,1000,1500,2000", help="concurrent streams per level")
+    p = argparse.ArgumentParser(
+        prog="stream_ceiling",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--levels",
+        default="100,300,500,600,700,800,1000,1500,2000",
+        help="concurrent streams per level",
+    )
     p.add_argument("--chunks-per-stream", type=int, default=100, help="output tokens per stream")
-    p.add_argument("--interval-ms", type=float, default=None, help="bare server chunk interval (default 50, "
-                   "or the full stack's mean modelled TPOT)")
-    p.add_argument("--client-procs", type=int, default=1, help="client processes sharing the streams")
-    p.add_argument("--stagger-ms", type=float, default=None, help="spread of stream starts (default 1000), so the start is a ramp, not a connection storm")
+    p.add_argument(
+        "--interval-ms",
+        type=float,
+        default=None,
+        help="bare server chunk interval (default 50, or the full stack's mean modelled TPOT)",
+    )
+    p.add_argument(
+        "--client-procs", type=int, default=1, help="client processes sharing the streams"
+    )
+    p.add_argument(
+        "--stagger-ms",
+        type=float,
+        default=None,
+        help="spread of stream starts (default 1000), so the start is a ramp, not a connection storm",
+    )
     p.add_argument("--tolerance", type=float, default=0.05, help="allowed TPOT excess over target")
     p.add_argument("--keep-going", action="store_true", help="run every level even after one fails")
-    p.add_argument("--base-url", default=None, help="full stack endpoint, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument(
+        "--base-url", default=None, help="full stack endpoint, e.g. http://127.0.0.1:8000/v1"
+    )
     p.add_argument("--endpoint", default="/v1/completions")
     p.add_argument("--model", default="deepseek-r1")
     p.add_argument("--prompt-len", type=int, default=32)
@@ -58,15 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def sweep_levels(console: Console, title: str, endpoint: EndpointConfig, levels: list[int],
-                 make_spec, tolerance: float, keep_going: bool) -> list[LevelMeasurement]:
+def sweep_levels(
+    console: Console,
+    title: str,
+    endpoint: EndpointConfig,
+    levels: list[int],
+    make_spec,
+    tolerance: float,
+    keep_going: bool,
+) -> list[LevelMeasurement]:
     measured = []
     for concurrency in levels:
         m = run_level(endpoint, make_spec(concurrency))
         measured.append(m)
-        console.print(f"{title}: {concurrency} streams -> {m.chunks_per_s:,.0f} chunks/s, "
-                      f"TPOT {m.mean_tpot_ms:.2f} ms vs {m.target_tpot_ms:.2f} ms target "
-                      f"({'pass' if m.passes(tolerance) else 'FAIL'})")
+        console.print(
+            f"{title}: {concurrency} streams -> {m.chunks_per_s:,.0f} chunks/s, "
+            f"TPOT {m.mean_tpot_ms:.2f} ms vs {m.target_tpot_ms:.2f} ms target "
+            f"({'pass' if m.passes(tolerance) else 'FAIL'})"
+        )
         if not m.passes(tolerance) and not keep_going:
             break
     console.print(_table(title, measured, tolerance))
@@ -75,13 +104,36 @@ def sweep_levels(console: Console, title: str, endpoint: EndpointConfig, levels:
 
 def _table(title: str, measured: list[LevelMeasurement], tolerance: float) -> Table:
     t = Table(title=title)
-    for col in ("streams", "offered/s", "chunks/s", "tokens/s", "TPOT ms", "target ms", "ratio", "mean ITL ms",
-                "p99 ITL ms", "failed", "client CPU", "pass"):
+    for col in (
+        "streams",
+        "offered/s",
+        "chunks/s",
+        "tokens/s",
+        "TPOT ms",
+        "target ms",
+        "ratio",
+        "mean ITL ms",
+        "p99 ITL ms",
+        "failed",
+        "client CPU",
+        "pass",
+    ):
         t.add_column(col, justify="right")
     for m in measured:
-        t.add_row(str(m.concurrency), f"{m.offered_chunks_per_s:,.0f}", f"{m.chunks_per_s:,.0f}", f"{m.tokens_per_s:,.0f}", f"{m.mean_tpot_ms:.2f}",
-                  f"{m.target_tpot_ms:.2f}", f"{m.tpot_ratio:.3f}", f"{m.mean_itl_ms:.2f}", f"{m.p99_itl_ms:.2f}",
-                  str(m.num_failed), f"{m.client_cpu:.2f}", "yes" if m.passes(tolerance) else "no")
+        t.add_row(
+            str(m.concurrency),
+            f"{m.offered_chunks_per_s:,.0f}",
+            f"{m.chunks_per_s:,.0f}",
+            f"{m.tokens_per_s:,.0f}",
+            f"{m.mean_tpot_ms:.2f}",
+            f"{m.target_tpot_ms:.2f}",
+            f"{m.tpot_ratio:.3f}",
+            f"{m.mean_itl_ms:.2f}",
+            f"{m.p99_itl_ms:.2f}",
+            str(m.num_failed),
+            f"{m.client_cpu:.2f}",
+            "yes" if m.passes(tolerance) else "no",
+        )
     return t
 
 
@@ -91,8 +143,11 @@ def ceiling(measured: list[LevelMeasurement], tolerance: float) -> LevelMeasurem
 
 
 def start_bare_server(interval_ms: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(SERVER_SCRIPT), "--interval-ms", str(interval_ms)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER_SCRIPT), "--interval-ms", str(interval_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()
@@ -103,41 +158,79 @@ def start_bare_server(interval_ms: float) -> tuple[subprocess.Popen, str]:
 def _describe(name: str, c: LevelMeasurement | None, levels: list[int]) -> str:
     if c is None:
         return f"{name}: no level passed"
-    capped = " (highest level tried; the real ceiling may be higher)" if c.concurrency == max(levels) else ""
-    return (f"{name}: {c.concurrency} streams, {c.chunks_per_s:,.0f} chunks/s, "
-            f"{c.tokens_per_s:,.0f} output tokens/s{capped}")
+    capped = (
+        " (highest level tried; the real ceiling may be higher)"
+        if c.concurrency == max(levels)
+        else ""
+    )
+    return (
+        f"{name}: {c.concurrency} streams, {c.chunks_per_s:,.0f} chunks/s, "
+        f"{c.tokens_per_s:,.0f} output tokens/s{capped}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     levels = sorted(int(x) for x in args.levels.split(","))
     console = Console(width=150)
-    report: dict = {"levels": levels, "chunks_per_stream": args.chunks_per_stream,
-                    "client_procs": args.client_procs, "tolerance": args.tolerance}
+    report: dict = {
+        "levels": levels,
+        "chunks_per_stream": args.chunks_per_stream,
+        "client_procs": args.client_procs,
+        "tolerance": args.tolerance,
+    }
 
     def spec_maker(target_ms, header):
         stagger_s = (args.stagger_ms if args.stagger_ms is not None else 1000.0) / 1e3
-        return lambda c: LevelSpec(c, args.chunks_per_stream, args.client_procs, stagger_s,
-                                   args.prompt_len, target_ms, header)
+        return lambda c: LevelSpec(
+            c,
+            args.chunks_per_stream,
+            args.client_procs,
+            stagger_s,
+            args.prompt_len,
+            target_ms,
+            header,
+        )
 
     full = None
     interval_ms = args.interval_ms or 50.0
     if args.base_url:
-        endpoint = EndpointConfig(args.base_url, args.endpoint, args.model, ignore_eos=True,
-                                  request_timeout_s=600, capture_headers=(args.modelled_tpot_header,))
-        full = sweep_levels(console, "full stack", endpoint, levels,
-                            spec_maker(args.modelled_tpot_ms, args.modelled_tpot_header),
-                            args.tolerance, args.keep_going)
+        endpoint = EndpointConfig(
+            args.base_url,
+            args.endpoint,
+            args.model,
+            ignore_eos=True,
+            request_timeout_s=600,
+            capture_headers=(args.modelled_tpot_header,),
+        )
+        full = sweep_levels(
+            console,
+            "full stack",
+            endpoint,
+            levels,
+            spec_maker(args.modelled_tpot_ms, args.modelled_tpot_header),
+            args.tolerance,
+            args.keep_going,
+        )
         report["full_stack"] = [asdict(m) for m in full]
         if args.interval_ms is None and full and full[0].target_tpot_ms == full[0].target_tpot_ms:
             interval_ms = full[0].target_tpot_ms
     proc, bare_url = start_bare_server(interval_ms)
     try:
-        bare_endpoint = EndpointConfig(bare_url, "/v1/completions", "bare-sse", ignore_eos=True, request_timeout_s=600)
-        bare = sweep_levels(console, f"bare FastAPI/uvicorn SSE ({interval_ms:g} ms interval)", bare_endpoint,
-                            levels, spec_maker(interval_ms, None), args.tolerance, args.keep_going)
+        bare_endpoint = EndpointConfig(
+            bare_url, "/v1/completions", "bare-sse", ignore_eos=True, request_timeout_s=600
+        )
+        bare = sweep_levels(
+            console,
+            f"bare FastAPI/uvicorn SSE ({interval_ms:g} ms interval)",
+            bare_endpoint,
+            levels,
+            spec_maker(interval_ms, None),
+            args.tolerance,
+            args.keep_going,
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -101,12 +101,17 @@ def _worker(endpoint, spec: LevelSpec, proc_index: int, num_streams: int, start_
 
 async def _drive(endpoint, spec: LevelSpec, proc_index: int, num_streams: int, start_at: float):
     rng = np.random.default_rng(proc_index)
-    samples = [SampleRequest(random_token_ids(rng, spec.prompt_len), spec.prompt_len, spec.num_tokens)
-               for _ in range(num_streams)]
+    samples = [
+        SampleRequest(random_token_ids(rng, spec.prompt_len), spec.prompt_len, spec.num_tokens)
+        for _ in range(num_streams)
+    ]
     async with make_session(endpoint) as session:
+
         async def stream(j: int, sample: SampleRequest) -> RequestResult:
             k = proc_index + j * spec.num_procs  # global stream index
-            await asyncio.sleep(max(0.0, start_at + spec.stagger_s * k / spec.concurrency - time.perf_counter()))
+            await asyncio.sleep(
+                max(0.0, start_at + spec.stagger_s * k / spec.concurrency - time.perf_counter())
+            )
             return await send_request(session, endpoint, sample, start_at)
 
         await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
@@ -132,8 +137,22 @@ def _reduce(spec: LevelSpec, results: list[RequestResult], cpus: list[float]) ->
     errors = dict(Counter(r.error or "fewer than 2 tokens" for r in bad).most_common(3))
     if not ok:
         nan = float("nan")
-        return LevelMeasurement(spec.concurrency, len(results), errors, 0.0, 0.0, 0.0, nan, nan, nan,
-                                nan, False, nan, nan, max(cpus))
+        return LevelMeasurement(
+            spec.concurrency,
+            len(results),
+            errors,
+            0.0,
+            0.0,
+            0.0,
+            nan,
+            nan,
+            nan,
+            nan,
+            False,
+            nan,
+            nan,
+            max(cpus),
+        )
     times = [_chunk_times(r) for r in ok]
     lo, hi = max(t[0] for t in times), min(t[-1] for t in times)
     all_concurrent = bool(hi - lo >= MIN_WINDOW_S)
@@ -146,13 +165,19 @@ def _reduce(spec: LevelSpec, results: list[RequestResult], cpus: list[float]) ->
     tpots_ms = np.array([r.tpot_s * 1e3 for r in ok])
     itls_ms = np.concatenate([np.asarray(r.itls_s) for r in ok]) * 1e3
     return LevelMeasurement(
-        concurrency=spec.concurrency, num_failed=len(results) - len(ok), errors=errors,
-        chunks_per_s=chunks_per_s, tokens_per_s=chunks_per_s * tokens_per_chunk, window_s=float(hi - lo),
-        mean_tpot_ms=float(tpots_ms.mean()), target_tpot_ms=float(targets_ms.mean()),
+        concurrency=spec.concurrency,
+        num_failed=len(results) - len(ok),
+        errors=errors,
+        chunks_per_s=chunks_per_s,
+        tokens_per_s=chunks_per_s * tokens_per_chunk,
+        window_s=float(hi - lo),
+        mean_tpot_ms=float(tpots_ms.mean()),
+        target_tpot_ms=float(targets_ms.mean()),
         tpot_ratio=float((tpots_ms / targets_ms).mean()),
         offered_chunks_per_s=float((1e3 / (targets_ms * tokens_per_chunk)).sum()),
         all_concurrent=all_concurrent,
-        mean_itl_ms=float(itls_ms.mean()), p99_itl_ms=float(np.percentile(itls_ms, 99)),
+        mean_itl_ms=float(itls_ms.mean()),
+        p99_itl_ms=float(np.percentile(itls_ms, 99)),
         client_cpu=max(cpus),
     )
 

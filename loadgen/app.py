@@ -62,11 +62,14 @@ async def resolve_model(endpoint: EndpointConfig) -> str:
     """The first model id the server lists at /v1/models."""
     base = endpoint.base_url.rstrip("/")
     url = base + ("/models" if base.endswith("/v1") else "/v1/models")
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        async with session.get(url, headers=request_headers(endpoint)) as resp:
-            if resp.status != 200:
-                raise ValueError(f"--model not given and GET {url} answered HTTP {resp.status}")
-            models = (await resp.json()).get("data") or []
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url, headers=request_headers(endpoint)) as resp,
+    ):
+        if resp.status != 200:
+            raise ValueError(f"--model not given and GET {url} answered HTTP {resp.status}")
+        models = (await resp.json()).get("data") or []
     if not models:
         raise ValueError(f"--model not given and {url} lists no models")
     return str(models[0]["id"])
@@ -94,12 +97,19 @@ async def _run_point(
     plan: BenchPlan, samples: list[SampleRequest], info: RunInfo, rate: float, console: Console
 ) -> SweepPoint:
     load = replace(plan.load, request_rate=rate)
-    console.print(f"[bold]request rate {rate:g} req/s[/bold], burstiness {load.burstiness:g}, "
-                  f"max concurrency {load.max_concurrency}, {len(samples)} requests -> {plan.endpoint.api_url}")
+    console.print(
+        f"[bold]request rate {rate:g} req/s[/bold], burstiness {load.burstiness:g}, "
+        f"max concurrency {load.max_concurrency}, {len(samples)} requests -> {plan.endpoint.api_url}"
+    )
     with _progress(plan.output.progress, console) as progress:
         task = progress.add_task("requests", total=len(samples))
-        outcome = await run_benchmark(samples, plan.endpoint, load, plan.tokens_as_ids,
-                                      on_result=lambda _r: progress.advance(task))
+        outcome = await run_benchmark(
+            samples,
+            plan.endpoint,
+            load,
+            plan.tokens_as_ids,
+            on_result=lambda _r: progress.advance(task),
+        )
     metrics = compute_metrics(outcome.results, outcome.duration_s, plan.report, plan.slo)
     print_summary(console, outcome, metrics, plan.report)
     result = result_dict(info, outcome, metrics, plan.report, plan.slo, plan.output.save_detailed)
@@ -108,23 +118,36 @@ async def _run_point(
 
 def _progress(enabled: bool, console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not enabled, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not enabled,
+        transient=True,
     )
 
 
 def _print_sweep(console: Console, points: list[SweepPoint], target: float | None) -> None:
     for p in points:
-        attained = "" if p.metrics.slo_attainment is None else f", SLO attainment {p.metrics.slo_attainment:.3f}"
-        console.print(f"{p.request_rate:g} req/s: {p.metrics.request_throughput:.2f} req/s done, "
-                      f"{p.metrics.failed} failed{attained}")
+        attained = (
+            ""
+            if p.metrics.slo_attainment is None
+            else f", SLO attainment {p.metrics.slo_attainment:.3f}"
+        )
+        console.print(
+            f"{p.request_rate:g} req/s: {p.metrics.request_throughput:.2f} req/s done, "
+            f"{p.metrics.failed} failed{attained}"
+        )
     if target is not None:
         best = max_rate_meeting_slo(points, target)
         verdict = "no rate" if best is None else f"{best:g} req/s"
         console.print(f"[bold]highest rate meeting SLO attainment >= {target:g}: {verdict}[/bold]")
 
 
-def _write_outputs(plan: BenchPlan, info: RunInfo, points: list[SweepPoint], target, console: Console) -> None:
+def _write_outputs(
+    plan: BenchPlan, info: RunInfo, points: list[SweepPoint], target, console: Console
+) -> None:
     out = plan.output
     if not (out.save_result or out.plots):
         return
@@ -139,7 +162,10 @@ def _write_outputs(plan: BenchPlan, info: RunInfo, points: list[SweepPoint], tar
             written += [path, path.with_suffix(".csv")]
         if len(points) > 1:
             path = result_dir / _sweep_filename(out, info)
-            path.write_text(json.dumps(sweep_summary(points, plan.slo.limits_ms, target), indent=2), encoding="utf-8")
+            path.write_text(
+                json.dumps(sweep_summary(points, plan.slo.limits_ms, target), indent=2),
+                encoding="utf-8",
+            )
             written.append(path)
     if out.plots or (out.save_result and len(points) > 1):
         title = f"supernode bench: {info.endpoint.model} @ {info.endpoint.api_url}"

@@ -29,12 +29,17 @@ def arrival_offsets_s(
         gaps = np.full(num_requests, 1.0 / request_rate)
     else:
         rng = np.random.default_rng(seed)
-        gaps = rng.gamma(shape=burstiness, scale=1.0 / (request_rate * burstiness), size=num_requests)
+        gaps = rng.gamma(
+            shape=burstiness, scale=1.0 / (request_rate * burstiness), size=num_requests
+        )
     return np.cumsum(gaps)
 
 
 def schedule_offsets_s(
-    samples: list[SampleRequest], request_rate: float, burstiness: float, seed: int,
+    samples: list[SampleRequest],
+    request_rate: float,
+    burstiness: float,
+    seed: int,
     time_scale: float = 1.0,
 ) -> np.ndarray:
     """Send offsets for `samples`: their own trace offsets (divided by `time_scale`) when every

@@ -8,7 +8,6 @@ saturates near 3-4k chunks/s on this kind of machine (see shared/reference/measu
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ from loadgen.workloads.tokens import render_text
 MAX_ERROR_CHARS = 2000
 
 
-def make_session(endpoint: EndpointConfig, max_connections: int | None = None) -> aiohttp.ClientSession:
+def make_session(
+    endpoint: EndpointConfig, max_connections: int | None = None
+) -> aiohttp.ClientSession:
     """One pooled session for a whole run; `max_connections` None means no pool limit."""
     connector = aiohttp.TCPConnector(
         limit=max_connections or 0, limit_per_host=max_connections or 0, enable_cleanup_closed=True
@@ -31,7 +32,9 @@ def make_session(endpoint: EndpointConfig, max_connections: int | None = None) -
     return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True)
 
 
-def request_body(endpoint: EndpointConfig, sample: SampleRequest, tokens_as_ids: bool = True) -> dict:
+def request_body(
+    endpoint: EndpointConfig, sample: SampleRequest, tokens_as_ids: bool = True
+) -> dict:
     """The JSON body for `sample`: token ids go out as `prompt: [int, ...]` on completions;
     chat (and `tokens_as_ids=False`) gets them rendered as text."""
     prompt = sample.prompt
@@ -136,7 +139,9 @@ async def send_request(
     state = _StreamState(chat=endpoint.is_chat, started_at=started_at)
     captured: dict[str, str] = {}
     try:
-        async with session.post(endpoint.api_url, json=body, headers=request_headers(endpoint)) as resp:
+        async with session.post(
+            endpoint.api_url, json=body, headers=request_headers(endpoint)
+        ) as resp:
             captured = {h: resp.headers[h] for h in endpoint.capture_headers if h in resp.headers}
             if resp.status != 200:
                 state.error = f"HTTP {resp.status}: {(await resp.text())[:MAX_ERROR_CHARS]}"
@@ -145,7 +150,7 @@ async def send_request(
                     state.on_line(line, time.perf_counter())
                     if state.done:
                         break
-    except asyncio.TimeoutError:
+    except TimeoutError:
         state.error = f"timeout after {endpoint.request_timeout_s:g} s"
     except (aiohttp.ClientError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         state.error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS] or type(exc).__name__

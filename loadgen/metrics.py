@@ -57,7 +57,9 @@ class BenchmarkMetrics:
     stats: dict[str, MetricStats]
 
 
-def latency_samples_s(results: tuple[RequestResult, ...] | list[RequestResult]) -> dict[str, list[float]]:
+def latency_samples_s(
+    results: tuple[RequestResult, ...] | list[RequestResult],
+) -> dict[str, list[float]]:
     """Per-metric samples in seconds over successful requests (ITL pooled over all gaps)."""
     ok = [r for r in results if r.success]
     return {

@@ -22,7 +22,9 @@ from loadgen.sweep import SweepPoint
 CDF_METRICS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2el", "E2E latency"))
 
 
-def write_plots(out_dir: Path, points: list[SweepPoint], target: float | None, title: str) -> list[Path]:
+def write_plots(
+    out_dir: Path, points: list[SweepPoint], target: float | None, title: str
+) -> list[Path]:
     """Write the PNGs and `index.html` into `out_dir`; returns every file written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = [_save(_cdf_figure(points), out_dir / "latency_cdf.png")]
@@ -31,7 +33,9 @@ def write_plots(out_dir: Path, points: list[SweepPoint], target: float | None, t
         pngs.append(_save(_throughput_figure(finite), out_dir / "throughput_vs_rate.png"))
         pngs.append(_save(_latency_vs_rate_figure(finite), out_dir / "latency_vs_rate.png"))
         if any(p.metrics.slo_attainment is not None for p in finite):
-            pngs.append(_save(_attainment_figure(finite, target), out_dir / "slo_attainment_vs_rate.png"))
+            pngs.append(
+                _save(_attainment_figure(finite, target), out_dir / "slo_attainment_vs_rate.png")
+            )
     page = out_dir / "index.html"
     page.write_text(_html(title, pngs, points), encoding="utf-8")
     return pngs + [page]
@@ -54,7 +58,11 @@ def _cdf_figure(points: list[SweepPoint]) -> Figure:
         for point in points:
             values = np.sort(np.asarray(latency_samples_s(point.outcome.results)[name])) * MS_PER_S
             if len(values):
-                ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=_rate_label(point.request_rate))
+                ax.plot(
+                    values,
+                    np.arange(1, len(values) + 1) / len(values),
+                    label=_rate_label(point.request_rate),
+                )
         ax.set_xlabel(f"{label} (ms)")
         ax.set_ylabel("fraction of samples")
         ax.set_title(f"{label} CDF")
@@ -94,7 +102,9 @@ def _latency_vs_rate_figure(points: list[SweepPoint]) -> Figure:
     for ax, (name, label) in zip(fig.subplots(1, 2), (("ttft", "TTFT"), ("tpot", "TPOT"))):
         for p, style in ((50, "o-"), (99, "s--")):
             ax.plot(rates, [_percentile_ms(pt, name, p) for pt in points], style, label=f"p{p}")
-        ax.set(xlabel="request rate (req/s)", ylabel=f"{label} (ms)", title=f"{label} vs request rate")
+        ax.set(
+            xlabel="request rate (req/s)", ylabel=f"{label} (ms)", title=f"{label} vs request rate"
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
@@ -108,7 +118,12 @@ def _attainment_figure(points: list[SweepPoint], target: float | None) -> Figure
     if target is not None:
         ax.axhline(target, color="red", linestyle="--", label=f"target {target:g}")
         ax.legend(fontsize="small")
-    ax.set(xlabel="request rate (req/s)", ylabel="SLO attainment", title="SLO attainment vs rate", ylim=(0, 1.05))
+    ax.set(
+        xlabel="request rate (req/s)",
+        ylabel="SLO attainment",
+        title="SLO attainment vs rate",
+        ylim=(0, 1.05),
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -122,7 +137,9 @@ def _html(title: str, pngs: list[Path], points: list[SweepPoint]) -> str:
         f"<td>{'' if p.metrics.slo_attainment is None else f'{p.metrics.slo_attainment:.3f}'}</td></tr>"
         for p in points
     )
-    images = "".join(f'<p><img src="{html.escape(p.name)}" alt="{html.escape(p.stem)}"></p>' for p in pngs)
+    images = "".join(
+        f'<p><img src="{html.escape(p.name)}" alt="{html.escape(p.stem)}"></p>' for p in pngs
+    )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:right}</style>"

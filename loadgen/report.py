@@ -43,8 +43,12 @@ def percentile_key(p: float) -> str:
 
 
 def result_dict(
-    info: RunInfo, outcome: RunOutcome, metrics: BenchmarkMetrics,
-    report: ReportConfig, slo: SloConfig, detailed: bool = False,
+    info: RunInfo,
+    outcome: RunOutcome,
+    metrics: BenchmarkMetrics,
+    report: ReportConfig,
+    slo: SloConfig,
+    detailed: bool = False,
 ) -> dict:
     """The run as a vLLM-schema result dictionary (JSON-serialisable)."""
     load = outcome.load
@@ -110,8 +114,20 @@ def default_result_filename(info: RunInfo, request_rate: float, max_concurrency:
 
 
 CSV_COLUMNS = (
-    "index", "success", "started_at_s", "prompt_len", "expected_output_len", "output_tokens",
-    "ttft_ms", "tpot_ms", "e2el_ms", "mean_itl_ms", "max_itl_ms", "num_chunks", "met_slo", "error",
+    "index",
+    "success",
+    "started_at_s",
+    "prompt_len",
+    "expected_output_len",
+    "output_tokens",
+    "ttft_ms",
+    "tpot_ms",
+    "e2el_ms",
+    "mean_itl_ms",
+    "max_itl_ms",
+    "num_chunks",
+    "met_slo",
+    "error",
 )
 
 
@@ -130,9 +146,18 @@ def _csv_row(index: int, r, slo: SloConfig) -> list:
 
     num_chunks = len(r.itls_s) + (r.ttft_s is not None)
     return [
-        index, int(r.success), f"{r.started_at_s:.6f}", r.prompt_len, r.expected_output_len,
-        r.output_tokens, ms(r.ttft_s), ms(r.tpot_s), ms(r.latency_s),
+        index,
+        int(r.success),
+        f"{r.started_at_s:.6f}",
+        r.prompt_len,
+        r.expected_output_len,
+        r.output_tokens,
+        ms(r.ttft_s),
+        ms(r.tpot_s),
+        ms(r.latency_s),
         ms(sum(r.itls_s) / len(r.itls_s) if r.itls_s else None),
-        ms(max(r.itls_s) if r.itls_s else None), num_chunks,
-        "" if not slo.enabled else int(meets_slo(r, slo)), r.error,
+        ms(max(r.itls_s) if r.itls_s else None),
+        num_chunks,
+        "" if not slo.enabled else int(meets_slo(r, slo)),
+        r.error,
     ]

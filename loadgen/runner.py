@@ -47,12 +47,16 @@ async def run_benchmark(
         slots = _slots(load.max_concurrency)
         if load.num_warmups:
             warmups = [samples[0]] * load.num_warmups
-            await _run_all(session, endpoint, warmups, [0.0] * len(warmups), slots, tokens_as_ids, None)
+            await _run_all(
+                session, endpoint, warmups, [0.0] * len(warmups), slots, tokens_as_ids, None
+            )
         offsets = schedule_offsets_s(
             samples, load.request_rate, load.burstiness, load.seed, load.time_scale
         )
         started_at = time.perf_counter()
-        results = await _run_all(session, endpoint, samples, offsets, slots, tokens_as_ids, on_result)
+        results = await _run_all(
+            session, endpoint, samples, offsets, slots, tokens_as_ids, on_result
+        )
         duration_s = time.perf_counter() - started_at
     return RunOutcome(tuple(results), duration_s, load)
 

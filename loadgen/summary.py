@@ -68,7 +68,9 @@ def _overview_rows(outcome: RunOutcome, m: BenchmarkMetrics) -> list[tuple[str, 
     return rows
 
 
-def print_summary(console: Console, outcome: RunOutcome, metrics: BenchmarkMetrics, report: ReportConfig) -> None:
+def print_summary(
+    console: Console, outcome: RunOutcome, metrics: BenchmarkMetrics, report: ReportConfig
+) -> None:
     """Print the table, then up to five distinct error messages with how often each occurred."""
     console.print(summary_table(outcome, metrics, report))
     errors = Counter(r.error for r in outcome.results if not r.success)

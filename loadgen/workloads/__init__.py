@@ -32,9 +32,9 @@ WORKLOADS: dict[str, type] = {
 
 __all__ = [
     "WORKLOADS",
-    "Workload",
+    "MooncakeTraceWorkload",
+    "PrefixRepetitionWorkload",
     "RandomWorkload",
     "ShareGptWorkload",
-    "PrefixRepetitionWorkload",
-    "MooncakeTraceWorkload",
+    "Workload",
 ]

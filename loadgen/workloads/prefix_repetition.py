@@ -40,7 +40,9 @@ class PrefixRepetitionWorkload:
     def build(self, num_prompts: int, seed: int) -> list[SampleRequest]:
         rng = np.random.default_rng(seed)
         choice = self._prefix_choice(rng, num_prompts)
-        prefixes = [random_token_ids(rng, self.prefix_len) for _ in range(max(choice, default=0) + 1)]
+        prefixes = [
+            random_token_ids(rng, self.prefix_len) for _ in range(max(choice, default=0) + 1)
+        ]
         samples = []
         for index in choice:
             prompt = prefixes[index] + random_token_ids(rng, self.suffix_len)

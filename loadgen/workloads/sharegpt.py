@@ -28,7 +28,7 @@ class ShareGptWorkload:
         with open(self.path, encoding="utf-8") as f:
             conversations = json.load(f)
         if not isinstance(conversations, list):
-            raise ValueError(f"{self.path}: expected a JSON list of conversations")
+            raise TypeError(f"{self.path}: expected a JSON list of conversations")
         order = np.random.default_rng(seed).permutation(len(conversations))
         samples: list[SampleRequest] = []
         for index in order:

@@ -14,15 +14,18 @@ from services.common.shape import instance_shape
 from services.common.worker_main import (
     add_worker_flags, base_parser, config_from_args, default_worker_id, run_service,
 )
-from services.prefill.cache_client import PrefixCacheClient
+from services.prefill.cache_client import PrefixCache, PrefixCacheClient
 from services.prefill.kv_sender import KvSender
+from services.prefill.local_cache import LocalPrefixCache
 from services.prefill.metrics import PrefillMetrics
 from services.prefill.servicer import PrefillServicer
 from services.prefill.worker import PrefillWorker
 from supernode.clock import WallClock
+from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment
 from supernode.engine.prefill import PrefillEngine
-from supernode.perf import kv_capacity_tokens
+from supernode.perf import Deployment, kv_capacity_tokens
+from supernode.policy.kv_affinity import uses_local_cache
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -39,6 +42,22 @@ class PrefillProcess:
         await self.grpc.stop()
         await self.worker.stop()
         self.metrics_server.shutdown()  # type: ignore[attr-defined]
+
+
+def build_cache(config: ClusterConfig, deployment: Deployment, ems_address: str | None,
+                metrics: PrefillMetrics) -> PrefixCache | None:
+    """The shared EMS (p2p and the other policies), a local cache (kv-affinity), or none."""
+    if not config.cache.enabled:
+        return None
+    kv_bytes_per_token = deployment.model.kv_bytes_per_token(deployment.kv_dtype)
+    if uses_local_cache(config.routing_policy):
+        return LocalPrefixCache(config.cache, config.cache.capacity_bytes // config.num_prefill,
+                                kv_bytes_per_token, config.kv_payload_scale, metrics)
+    if not ems_address:
+        return None
+    link = deployment.hardware.link(f"ems_{config.cache.plane}")
+    return PrefixCacheClient(ems_address, config.cache, kv_bytes_per_token,
+                             config.kv_payload_scale, metrics, link)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         budget = config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
         registry = CollectorRegistry()
         metrics = PrefillMetrics(registry, config.model_name, worker_id)
-        cache = None
-        if args.ems and config.cache.enabled:
-            cache = PrefixCacheClient(
-                args.ems, config.cache, deployment.model.kv_bytes_per_token(deployment.kv_dtype),
-                config.kv_payload_scale, metrics)
+        cache = build_cache(config, deployment, args.ems, metrics)
         sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes)
         worker = PrefillWorker(PrefillEngine(budget), deployment, WallClock(config.speedup),
                                metrics, sender, cache)

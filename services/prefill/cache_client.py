@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
 
 from services.common.grpc_server import insecure_channel
+from services.ems.client import put_blocks
 from services.prefill.metrics import PrefillMetrics
 from supernode.cache.hashing import block_keys
-from supernode.cache.payload import checksum, make_payload, payload_num_bytes
+from supernode.cache.payload import checksum
 from supernode.config import CacheConfig
 from supernode.hardware.spec import Link
 from supernode.v1 import supernode_pb2 as pb
@@ -162,18 +163,3 @@ class PrefixCacheClient:
         m.cache_degraded.labels(**m.labels).set(0)
         self.degraded = False
 
-
-async def put_blocks(stub: pb_grpc.EmsServiceStub, namespace: str, keys: Sequence[bytes],
-                     config: CacheConfig, kv_bytes_per_block: int, payload_scale: float
-                     ) -> pb.PutResponse:
-    """Stream synthetic payloads for `keys` into EMS (raises grpc.aio.AioRpcError)."""
-    size = payload_num_bytes(kv_bytes_per_block, payload_scale)
-
-    async def blocks() -> AsyncIterator[pb.KvBlock]:
-        for key in keys:
-            payload = make_payload(key, size)
-            yield pb.KvBlock(namespace=namespace, key=key, payload=payload,
-                             crc32=checksum(payload), true_num_bytes=kv_bytes_per_block,
-                             num_tokens=config.block_size)
-
-    return await stub.Put(blocks(), timeout=5.0, metadata=(("x-supernode-plane", config.plane),))

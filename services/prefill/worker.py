@@ -1,8 +1,10 @@
 """One prefill instance: token-budget batches on the modelled clock, then the KV handoff.
 
-Per request: fetch the cached prefix from EMS (modelled on the UB or VPC plane) -> wait in the
-FCFS queue -> one packed batch priced by `supernode.perf.prefill_time` -> store new blocks in
-EMS in the background -> send the KV to the chosen decode instance (modelled on RDMA) -> reply.
+Per request: fetch the cached prefix from the prefix cache (the shared EMS, modelled on the
+hardware's `ems_ub` or `ems_vpc` link; or, under kv-affinity, this instance's local cache on
+PCIe) -> wait in the FCFS queue -> one packed batch priced by `supernode.perf.prefill_time` ->
+store new blocks in the cache in the background -> send the KV to the chosen decode instance
+(modelled on RDMA) -> reply.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import logging
 import random
 from dataclasses import dataclass
 
-from services.prefill.cache_client import CacheHit, PrefixCacheClient
+from services.prefill.cache_client import CacheHit, PrefixCache
 from services.prefill.kv_sender import KvSender
 from services.prefill.metrics import PrefillMetrics
 from supernode.clock import Clock
 from supernode.engine.prefill import PrefillEngine, PrefillJob
+from supernode.hardware.spec import Link
 from supernode.perf import Deployment, PrefillBatch, prefill_time, transfer_time
 from supernode.tokenizer import sample_token
 from supernode.v1 import supernode_pb2 as pb
@@ -33,7 +36,7 @@ class BatchResult:
 class PrefillWorker:
     def __init__(self, engine: PrefillEngine, deployment: Deployment, clock: Clock,
                  metrics: PrefillMetrics, sender: KvSender,
-                 cache: PrefixCacheClient | None, kv_transfer_timeout_s: float = 30.0) -> None:
+                 cache: PrefixCache | None, kv_transfer_timeout_s: float = 30.0) -> None:
         self.engine = engine
         self.deployment = deployment
         self.clock = clock
@@ -68,7 +71,7 @@ class PrefillWorker:
             started = self.clock.now()  # the real lookup and read overlap the modelled time
             hit = await self.cache.fetch(request.cache_namespace, tokens)
             if hit.num_bytes:
-                fetch_s = self._move(hit.num_bytes, self.cache.config.plane, "in")
+                fetch_s = self._move(hit.num_bytes, self.cache.link, "in")
                 await self.clock.sleep_until(started + fetch_s)
         result = await self._compute(PrefillJob(request.request_id, len(tokens),
                                                 hit.num_cached_tokens))
@@ -78,7 +81,7 @@ class PrefillWorker:
         kv_bytes, transfer_s = 0, 0.0
         if request.decode_address:  # else the request ends at its first token: no KV handoff
             kv_bytes = len(tokens) * self.kv_bytes_per_token
-            transfer_s = self._move(kv_bytes, "rdma", "out")
+            transfer_s = self._move(kv_bytes, self.deployment.hardware.link("rdma"), "out")
             m.kv_transfer_seconds.labels(**m.labels).observe(transfer_s)
             deadline = self.clock.now() + transfer_s
             await self.sender.send(request.decode_address, request.request_id, len(tokens),
@@ -99,12 +102,12 @@ class PrefillWorker:
         self._publish_gauges()
         return found
 
-    def _move(self, num_bytes: int, plane: str, direction: str) -> float:
-        """Model seconds to move `num_bytes` on `plane`; counted in the link metrics."""
-        seconds = transfer_time(num_bytes, self.deployment.hardware.link(plane)).total_s
+    def _move(self, num_bytes: int, link: Link, direction: str) -> float:
+        """Model seconds to move `num_bytes` on `link`; counted in the link metrics."""
+        seconds = transfer_time(num_bytes, link).total_s
         m = self.metrics
-        m.link_bytes.labels(**m.labels, plane=plane, direction=direction).inc(num_bytes)
-        m.link_seconds.labels(**m.labels, plane=plane).inc(seconds)
+        m.link_bytes.labels(**m.labels, plane=link.name, direction=direction).inc(num_bytes)
+        m.link_seconds.labels(**m.labels, plane=link.name).inc(seconds)
         return seconds
 
     async def _compute(self, job: PrefillJob) -> BatchResult:

@@ -13,15 +13,18 @@ from prometheus_client import CollectorRegistry
 
 from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.worker_main import base_parser, config_from_args, run_service
+from services.ems.client import DecodeKvWriter
 from services.scheduler.app import FrontEnd, build_app
 from services.scheduler.flow import RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry_servicer import RegistryServicer
 from services.scheduler.token_streams import TokenStreams
 from supernode.config import ClusterConfig
+from supernode.deployment import instance_deployment
 from supernode.engine.registry import WorkerRegistry
 from supernode.models import load_model
 from supernode.policy import make_policy
+from supernode.policy.kv_affinity import uses_local_cache
 from supernode.tokenizer import Tokenizer
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -52,8 +55,16 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     metrics.set_policies(config.routing_policy, config.routing_policy)
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
     streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}")
+    cache, local = config.cache, uses_local_cache(config.routing_policy)
+    decode_kv = None
+    if cache.enabled and cache.store_decode_kv and not local:
+        prefill = instance_deployment(config, "prefill")
+        decode_kv = DecodeKvWriter(registry, cache, prefill.model.kv_bytes_per_token(
+            prefill.kv_dtype), config.kv_payload_scale)
     flow = RequestFlow(registry, streams, make_policy(config.routing_policy),
-                       make_policy(config.routing_policy), metrics)
+                       make_policy(config.routing_policy), metrics,
+                       cache_block_size=cache.block_size if cache.enabled and local else None,
+                       on_finished=decode_kv.on_finished if decode_kv else None)
     registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s)
     server = await start_grpc_server(
         [lambda s: pb_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s)],

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -27,6 +27,7 @@ import grpc
 from services.common.grpc_server import insecure_channel
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.token_streams import TokenEvent, TokenStreams, WorkerLost
+from supernode.cache.hashing import block_keys
 from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
 from supernode.engine.request import RequestRecord, RequestStatus
 from supernode.policy import RouteRequest, RoutingPolicy
@@ -73,13 +74,20 @@ class RequestFlow:
 
     def __init__(self, registry: WorkerRegistry, streams: TokenStreams,
                  prefill_policy: RoutingPolicy, decode_policy: RoutingPolicy,
-                 metrics: SchedulerMetrics, limits: FlowLimits = FlowLimits()) -> None:
+                 metrics: SchedulerMetrics, limits: FlowLimits = FlowLimits(),
+                 cache_block_size: int | None = None,
+                 on_finished: Callable[[RequestRecord], None] | None = None) -> None:
+        """`cache_block_size`: give policies the prompt's block keys (cache-aware routing).
+        `on_finished`: called with each request that finished (stop or length)."""
         self.registry = registry
         self.streams = streams
         self.prefill_policy = prefill_policy
         self.decode_policy = decode_policy
         self.metrics = metrics
         self.limits = limits
+        self.cache_block_size = cache_block_size
+        self.on_finished = on_finished
+        self._block_keys: dict[str, tuple[bytes, ...]] = {}
         self._prefill_channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self.active: dict[str, RequestRecord] = {}
 
@@ -96,6 +104,9 @@ class RequestFlow:
     async def run(self, record: RequestRecord) -> AsyncIterator[Emitted]:
         """Serve `record` to the end, yielding tokens as they come; aborts on cancellation."""
         self.active[record.request_id] = record
+        if self.cache_block_size:
+            self._block_keys[record.request_id] = tuple(block_keys(
+                record.prompt_token_ids, self.cache_block_size, record.cache_namespace))
         self.metrics.on_state(record.status, +1)
         try:
             async for emitted in self._serve(record):
@@ -145,7 +156,7 @@ class RequestFlow:
             candidates = self.registry.live(WorkerKind.DECODE)
             if not candidates:
                 raise NoWorkers(WorkerKind.DECODE)
-            route = _route(record)
+            route = self._route(record)
             tried: set[str] = set()
             while len(tried) < len(candidates):
                 decode = self.decode_policy.choose(
@@ -239,11 +250,16 @@ class RequestFlow:
         workers = self.registry.live(kind)
         if not workers:
             raise NoWorkers(kind)
-        route = _route(record)
+        route = self._route(record)
         worker = policy.choose(route, workers)
         policy.on_routed(route, worker)
         self.metrics.routed_to(kind.value, worker.worker_id)
         return worker
+
+    def _route(self, record: RequestRecord) -> RouteRequest:
+        return RouteRequest(record.request_id, record.num_prompt_tokens, record.max_tokens,
+                            self._block_keys.get(record.request_id, ()),
+                            self.cache_block_size or 0)
 
     def _prefill_channel(self, worker: WorkerInfo) -> grpc.aio.Channel:
         entry = self._prefill_channels.get(worker.worker_id)
@@ -277,6 +293,7 @@ class RequestFlow:
     async def _release(self, record: RequestRecord) -> None:
         """Free the request everywhere: tell decode to drop it unless it finished there."""
         self.active.pop(record.request_id, None)
+        self._block_keys.pop(record.request_id, None)
         self.streams.close_request(record.request_id)
         if record.finished_on_decode and record.decode_worker_id is not None:
             self._forget_decode(record, record.decode_worker_id)  # decode freed it already
@@ -286,16 +303,14 @@ class RequestFlow:
         record.status = (RequestStatus.FINISHED if record.finish_reason in ("stop", "length")
                          else RequestStatus.ABORTED if record.finish_reason == "abort"
                          else RequestStatus.FAILED)
+        if self.on_finished is not None and record.status is RequestStatus.FINISHED:
+            self.on_finished(record)
 
 
 class _PrefillLost(Exception):
     def __init__(self, worker_id: str, message: str) -> None:
         super().__init__(message)
         self.worker_id = worker_id
-
-
-def _route(record: RequestRecord) -> RouteRequest:
-    return RouteRequest(record.request_id, record.num_prompt_tokens, record.max_tokens)
 
 
 async def _quietly(call: object) -> None:

@@ -18,9 +18,7 @@ STARTUP_TIMEOUT_S = 30
 @pytest.fixture(scope="session")
 def scripted_base_url() -> Iterator[str]:
     """Base URL (http://127.0.0.1:PORT) of a running scripted server."""
-    proc = subprocess.Popen(
-        [sys.executable, str(SERVER_SCRIPT)], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, str(SERVER_SCRIPT)], stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         if not line.startswith("PORT "):
@@ -54,7 +52,8 @@ def _warm_up(port: int) -> None:
     """One streamed request, so the server's first-request costs stay out of every test."""
     body = b'{"model": "m", "prompt": [1000], "max_tokens": 2, "stream": true}'
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/completions", data=body,
+        f"http://127.0.0.1:{port}/v1/completions",
+        data=body,
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as resp:

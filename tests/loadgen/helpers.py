@@ -23,17 +23,25 @@ def make_sample(prompt_len: int = 8, output_len: int = 10, first_id: int = 1000)
     return SampleRequest(prompt, prompt_len, output_len)
 
 
-def make_result(ttft_ms: float, tpot_ms: float, output_tokens: int = 11, success: bool = True) -> RequestResult:
+def make_result(
+    ttft_ms: float, tpot_ms: float, output_tokens: int = 11, success: bool = True
+) -> RequestResult:
     ttft_s, tpot_s = ttft_ms / 1e3, tpot_ms / 1e3
     gaps = (tpot_s,) * (output_tokens - 1)
     return RequestResult(
-        success=success, prompt_len=8, expected_output_len=output_tokens,
-        output_tokens=output_tokens if success else 0, ttft_s=ttft_s if success else None,
-        latency_s=ttft_s + sum(gaps), started_at_s=0.0, itls_s=gaps if success else (),
+        success=success,
+        prompt_len=8,
+        expected_output_len=output_tokens,
+        output_tokens=output_tokens if success else 0,
+        ttft_s=ttft_s if success else None,
+        latency_s=ttft_s + sum(gaps),
+        started_at_s=0.0,
+        itls_s=gaps if success else (),
         error="" if success else "HTTP 500: boom",
     )
 
 
-async def run(base_url: str, samples: list[SampleRequest], script: dict, chat: bool = False,
-              **load) -> RunOutcome:
+async def run(
+    base_url: str, samples: list[SampleRequest], script: dict, chat: bool = False, **load
+) -> RunOutcome:
     return await run_benchmark(samples, make_endpoint(base_url, script, chat), LoadConfig(**load))

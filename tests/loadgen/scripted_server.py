@@ -90,7 +90,9 @@ async def _stream(body, script, chat, fault, num_prompt_tokens, started, slot):
 
 
 async def _chunks(body, script, chat, fault, num_prompt_tokens, started):
-    ttft_s = (script.get("ttft_ms", 0) + script.get("ttft_ms_per_prompt_token", 0) * num_prompt_tokens) / 1e3
+    ttft_s = (
+        script.get("ttft_ms", 0) + script.get("ttft_ms_per_prompt_token", 0) * num_prompt_tokens
+    ) / 1e3
     itl_s = script.get("itl_ms", 0) / 1e3
     per_chunk = script.get("tokens_per_chunk", 1)
     num_chunks = max(1, body["max_tokens"] // per_chunk)

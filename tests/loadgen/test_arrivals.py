@@ -28,6 +28,7 @@ def test_gamma_gaps_have_the_requested_mean_rate_and_dispersion(burstiness):
 def test_poisson_counts_per_window_have_variance_equal_to_mean():
     """For a Poisson process (burstiness 1) the number of arrivals per 1-s window has
     index of dispersion ~1; a bursty gamma process (0.25) is over-dispersed."""
+
     def dispersion(burstiness: float) -> float:
         offsets = arrival_offsets_s(NUM_GAPS, 10.0, burstiness, seed=3)
         counts = np.bincount(offsets.astype(int))[:-1]
@@ -57,8 +58,14 @@ def test_trace_offsets_take_precedence_and_scale():
 
 async def test_requests_are_released_on_schedule(scripted_base_url):
     """The runner sends each request at its scheduled offset (within a few ms)."""
-    outcome = await run(scripted_base_url, [make_sample(output_len=2)] * 8, {"itl_ms": 1},
-                        request_rate=40.0, burstiness=1.0, seed=5)
+    outcome = await run(
+        scripted_base_url,
+        [make_sample(output_len=2)] * 8,
+        {"itl_ms": 1},
+        request_rate=40.0,
+        burstiness=1.0,
+        seed=5,
+    )
     expected = arrival_offsets_s(8, 40.0, 1.0, seed=5)
     started = np.array([r.started_at_s for r in outcome.results])
     assert np.all(np.abs(started - expected) < 0.005), started - expected

@@ -12,12 +12,30 @@ import pytest
 from loadgen.cli import main
 
 VLLM_KEYS = {
-    "date", "endpoint_type", "backend", "label", "model_id", "tokenizer_id", "num_prompts",
-    "request_rate", "burstiness", "max_concurrency", "duration", "completed", "failed",
-    "total_input_tokens", "total_output_tokens", "request_throughput", "request_goodput",
-    "output_throughput", "total_token_throughput", "max_output_tokens_per_s",
+    "date",
+    "endpoint_type",
+    "backend",
+    "label",
+    "model_id",
+    "tokenizer_id",
+    "num_prompts",
+    "request_rate",
+    "burstiness",
+    "max_concurrency",
+    "duration",
+    "completed",
+    "failed",
+    "total_input_tokens",
+    "total_output_tokens",
+    "request_throughput",
+    "request_goodput",
+    "output_throughput",
+    "total_token_throughput",
+    "max_output_tokens_per_s",
     "max_concurrent_requests",
-} | {f"{s}_{m}_ms" for s in ("mean", "median", "std", "p99") for m in ("ttft", "tpot", "itl", "e2el")}
+} | {
+    f"{s}_{m}_ms" for s in ("mean", "median", "std", "p99") for m in ("ttft", "tpot", "itl", "e2el")
+}
 VLLM_DETAIL_KEYS = {"input_lens", "output_lens", "ttfts", "itls", "generated_texts", "errors"}
 # One server slot, 50 ms per request (10 ms TTFT + 4 x 10 ms): evenly spaced arrivals queue
 # only above 20 req/s; an e2el SLO of 120 ms then fails for most requests.
@@ -27,13 +45,40 @@ SCRIPT = {"ttft_ms": 10, "itl_ms": 10, "serialize": True}
 @pytest.fixture(scope="module")
 def sweep_dir(scripted_base_url, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sweep")
-    status = main([
-        "--base-url", scripted_base_url, "--dataset-name", "random", "--num-prompts", "10",
-        "--random-input-len", "8", "--random-output-len", "5", "--extra-body", json.dumps({"script": SCRIPT}),
-        "--request-rate", "5,10,40", "--burstiness", "inf", "--goodput", "e2el:120",
-        "--slo-attainment", "0.9", "--sweep-bisect-steps", "1", "--save-result", "--save-detailed",
-        "--result-dir", str(out), "--result-filename", "run.json", "--plots", "--no-progress",
-    ])
+    status = main(
+        [
+            "--base-url",
+            scripted_base_url,
+            "--dataset-name",
+            "random",
+            "--num-prompts",
+            "10",
+            "--random-input-len",
+            "8",
+            "--random-output-len",
+            "5",
+            "--extra-body",
+            json.dumps({"script": SCRIPT}),
+            "--request-rate",
+            "5,10,40",
+            "--burstiness",
+            "inf",
+            "--goodput",
+            "e2el:120",
+            "--slo-attainment",
+            "0.9",
+            "--sweep-bisect-steps",
+            "1",
+            "--save-result",
+            "--save-detailed",
+            "--result-dir",
+            str(out),
+            "--result-filename",
+            "run.json",
+            "--plots",
+            "--no-progress",
+        ]
+    )
     assert status == 0
     return out
 
@@ -73,7 +118,12 @@ def test_per_request_csv(sweep_dir):
 def test_plots_exist_and_are_not_empty(sweep_dir):
     """Latency CDFs, throughput, latency and SLO attainment vs rate, and a page showing them."""
     plots = sweep_dir / "plots"
-    names = ["latency_cdf.png", "throughput_vs_rate.png", "latency_vs_rate.png", "slo_attainment_vs_rate.png"]
+    names = [
+        "latency_cdf.png",
+        "throughput_vs_rate.png",
+        "latency_vs_rate.png",
+        "slo_attainment_vs_rate.png",
+    ]
     for name in names:
         data = (plots / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
@@ -81,10 +131,17 @@ def test_plots_exist_and_are_not_empty(sweep_dir):
     assert all(f'src="{name}"' in page for name in names)
 
 
-@pytest.mark.parametrize("flag,value", [
-    ("--request-rate", "0"), ("--burstiness", "-1"), ("--goodput", "ttfx:10"),
-    ("--random-range-ratio", "1.5"), ("--metric-percentiles", "101"), ("--num-prompts", "x"),
-])
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--request-rate", "0"),
+        ("--burstiness", "-1"),
+        ("--goodput", "ttfx:10"),
+        ("--random-range-ratio", "1.5"),
+        ("--metric-percentiles", "101"),
+        ("--num-prompts", "x"),
+    ],
+)
 def test_bad_flag_values_name_the_flag(flag, value, capsys):
     """A bad value exits with argparse's status 2 and an error that names the flag."""
     with pytest.raises(SystemExit) as exc:

@@ -27,9 +27,18 @@ def test_rate_specs():
 
 def _fake_point(rate: float, capacity: float) -> SweepPoint:
     """A point whose requests all meet the SLO below `capacity` req/s and half do above."""
-    results = [make_result(10, 10)] * 10 if rate <= capacity else [make_result(10, 10)] * 5 + [make_result(500, 10)] * 5
+    results = (
+        [make_result(10, 10)] * 10
+        if rate <= capacity
+        else [make_result(10, 10)] * 5 + [make_result(500, 10)] * 5
+    )
     metrics = compute_metrics(results, 1.0, ReportConfig(), SloConfig({"ttft": 100}))
-    return SweepPoint(rate, RunOutcome(tuple(results), 1.0, LoadConfig(request_rate=rate)), metrics, {"request_rate": rate})
+    return SweepPoint(
+        rate,
+        RunOutcome(tuple(results), 1.0, LoadConfig(request_rate=rate)),
+        metrics,
+        {"request_rate": rate},
+    )
 
 
 async def test_sweep_finds_highest_passing_rate_and_bisects():
@@ -49,6 +58,7 @@ async def test_sweep_finds_highest_passing_rate_and_bisects():
 
 async def test_sweep_without_any_passing_rate():
     """When no rate meets the target the answer is None and no bisection runs."""
+
     async def run_point(rate: float) -> SweepPoint:
         return _fake_point(rate, capacity=0.5)
 

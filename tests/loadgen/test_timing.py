@@ -19,8 +19,9 @@ async def test_ttft_tpot_itl_match_the_script(scripted_base_url, chat):
     request-handling overhead more); TPOT and ITL are the scripted gap within 1-1.5 ms; on both
     endpoints. Requests are spaced 50 ms apart so the server handles them one at a time."""
     samples = [make_sample(output_len=12) for _ in range(6)]
-    outcome = await run(scripted_base_url, samples, {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS}, chat=chat,
-                        **SPACED)
+    outcome = await run(
+        scripted_base_url, samples, {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS}, chat=chat, **SPACED
+    )
     assert all(r.success for r in outcome.results), [r.error for r in outcome.results]
     for r in outcome.results:
         assert TTFT_MS <= r.ttft_s * 1e3 <= TTFT_MS + OVERHEAD_MS
@@ -48,7 +49,9 @@ async def test_output_tokens_come_from_usage_when_reported(scripted_base_url):
 
 async def test_chunks_are_counted_when_usage_is_absent(scripted_base_url):
     """Without a usage chunk, output_tokens is the number of text chunks."""
-    outcome = await run(scripted_base_url, [make_sample(output_len=7)], {"itl_ms": 5, "usage": False})
+    outcome = await run(
+        scripted_base_url, [make_sample(output_len=7)], {"itl_ms": 5, "usage": False}
+    )
     r = outcome.results[0]
     assert r.success and not r.usage_reported and r.output_tokens == 7
 

@@ -71,7 +71,12 @@ def test_sharegpt_takes_first_turns(tmp_path):
     """Each conversation gives its first human turn as a text prompt; the output length is
     estimated from the reply unless fixed; one-turn conversations are skipped."""
     data = [
-        {"conversations": [{"from": "human", "value": "a" * 40}, {"from": "gpt", "value": "b" * 80}]},
+        {
+            "conversations": [
+                {"from": "human", "value": "a" * 40},
+                {"from": "gpt", "value": "b" * 80},
+            ]
+        },
         {"conversations": [{"from": "human", "value": "only a question"}]},
     ]
     path = tmp_path / "sharegpt.json"
