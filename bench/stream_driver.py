@@ -71,6 +71,7 @@ class LevelMeasurement:
     all_concurrent: bool
     mean_itl_ms: float
     p99_itl_ms: float
+    p99_ttft_ms: float
     client_cpu: float
 
     def passes(self, tolerance: float) -> bool:
@@ -178,6 +179,7 @@ def _reduce(spec: LevelSpec, results: list[RequestResult], cpus: list[float]) ->
         all_concurrent=all_concurrent,
         mean_itl_ms=float(itls_ms.mean()),
         p99_itl_ms=float(np.percentile(itls_ms, 99)),
+        p99_ttft_ms=float(np.percentile([r.ttft_s * 1e3 for r in ok], 99)),
         client_cpu=max(cpus),
     )
 

@@ -97,8 +97,14 @@ async def _run_point(
     plan: BenchPlan, samples: list[SampleRequest], info: RunInfo, rate: float, console: Console
 ) -> SweepPoint:
     load = replace(plan.load, request_rate=rate)
+    trace = all(s.arrival_offset_s is not None for s in samples)
+    pacing = (
+        f"trace timestamps / {load.time_scale:g}"
+        if trace
+        else f"request rate {rate:g} req/s, burstiness {load.burstiness:g}"
+    )
     console.print(
-        f"[bold]request rate {rate:g} req/s[/bold], burstiness {load.burstiness:g}, "
+        f"[bold]{pacing}[/bold], "
         f"max concurrency {load.max_concurrency}, {len(samples)} requests -> {plan.endpoint.api_url}"
     )
     with _progress(plan.output.progress, console) as progress:

@@ -25,3 +25,6 @@ def token_count_buckets(max_model_len: int) -> tuple[int, ...]:
                 return tuple(buckets)
             buckets.append(value)
         exponent += 1
+
+FINISHED_REASONS = ("stop", "length", "abort")
+"""Values of `finished_reason` on `vllm:request_success_total`."""

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             eos_token_id=tokenizer.eos_token_id))
         registry = CollectorRegistry()
         metrics = DecodeMetrics(registry, config.model_name, worker_id)
+        metrics.hw.on_start(deployment, "decode", config.speedup, config.cache.block_size,
+                            capacity, prefix_caching=False)
         worker = DecodeWorker(engine, deployment, WallClock(config.speedup), metrics)
         worker.start()
         server = await start_grpc_server(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.hw_metrics import HardwareSeries, precreate
 from services.common.vllm_metrics import (
-    ITERATION_TOKEN_BUCKETS, ITL_BUCKETS, LABELS, REQUEST_LATENCY_BUCKETS, STEP_BUCKETS,
+    FINISHED_REASONS, ITERATION_TOKEN_BUCKETS, ITL_BUCKETS, LABELS, REQUEST_LATENCY_BUCKETS,
 )
 
 
@@ -13,6 +14,8 @@ class DecodeMetrics:
     def __init__(self, registry: CollectorRegistry, model_name: str, worker_id: str) -> None:
         self.labels = {"model_name": model_name, "engine": worker_id}
         r = registry
+        self.hw = HardwareSeries(r, self.labels)
+        self.kv_bytes_received = self.hw.link_bytes
         self.num_running = Gauge("vllm:num_requests_running",
                                  "Requests in the running batch.", LABELS, registry=r)
         self.num_waiting = Gauge("vllm:num_requests_waiting",
@@ -25,7 +28,7 @@ class DecodeMetrics:
                                   "Deprecated alias of vllm:kv_cache_usage_perc.", LABELS,
                                   registry=r)
         self.generation_tokens = Counter("vllm:generation_tokens",
-                                         "Generated tokens.", LABELS, registry=r)
+                                         "Generated tokens after the first.", LABELS, registry=r)
         self.preemptions = Counter("vllm:num_preemptions",
                                    "Preemptions (none: KV is reserved at admission).", LABELS,
                                    registry=r)
@@ -46,29 +49,15 @@ class DecodeMetrics:
         self.admission_rejections = Counter("supernode_decode_admission_rejections",
                                             "Admissions refused (KV reservation did not fit).",
                                             LABELS, registry=r)
-        self.step_seconds = Histogram("supernode_step_seconds", "Modelled decode step time.",
-                                      LABELS, buckets=STEP_BUCKETS, registry=r)
-        self.step_part_seconds = Counter("supernode_step_part_seconds",
-                                         "Modelled step time by part (sum over steps).",
-                                         (*LABELS, "part"), registry=r)
-        self.busy_seconds = Counter("supernode_busy_seconds",
-                                    "Model seconds the instance spent computing.", LABELS,
-                                    registry=r)
-        self.compute_util = Gauge("supernode_compute_utilization",
-                                  "Modelled compute utilisation of the last step (0-1).", LABELS,
-                                  registry=r)
-        self.hbm_util = Gauge("supernode_hbm_bandwidth_utilization",
-                              "Modelled HBM bandwidth utilisation of the last step (0-1).",
-                              LABELS, registry=r)
-        self.hbm_bytes = Gauge("supernode_hbm_used_bytes", "Modelled HBM use.",
-                               (*LABELS, "kind"), registry=r)
         self.mtp_proposed = Counter("supernode_mtp_proposed_tokens",
                                     "Speculative tokens proposed.", LABELS, registry=r)
         self.mtp_accepted = Counter("supernode_mtp_accepted_tokens",
                                     "Speculative tokens accepted.", LABELS, registry=r)
-        self.kv_bytes_received = Counter("supernode_link_bytes",
-                                         "Modelled bytes moved per link plane.",
-                                         (*LABELS, "plane", "direction"), registry=r)
         self.kv_rejected = Counter("supernode_kv_transfer_rejected",
                                    "KV transfers refused (bad checksum, unknown request).",
                                    (*LABELS, "reason"), registry=r)
+        precreate(self, self.labels)
+        precreate(self.hw, self.labels)
+        for reason in FINISHED_REASONS:
+            self.success.labels(**self.labels, finished_reason=reason)
+        self.kv_bytes_received.labels(**self.labels, plane="rdma", direction="in")

@@ -169,10 +169,7 @@ class DecodeWorker:
         m, labels = self.metrics, self.metrics.labels
         step_s = timing.total_s  # type: ignore[attr-defined]
         self.busy_model_s += step_s
-        m.busy_seconds.labels(**labels).inc(step_s)
-        m.step_seconds.labels(**labels).observe(step_s)
-        for part, seconds in timing.breakdown.items():  # type: ignore[attr-defined]
-            m.step_part_seconds.labels(**labels, part=part).inc(seconds)
+        m.hw.on_step(timing)  # type: ignore[arg-type]
         m.generation_tokens.labels(**labels).inc(num_tokens)
         m.iteration_tokens.labels(**labels).observe(num_tokens)
         mtp = self.deployment.mtp_tokens
@@ -182,10 +179,6 @@ class DecodeWorker:
             if mtp:
                 m.mtp_proposed.labels(**labels).inc(mtp)
                 m.mtp_accepted.labels(**labels).inc(len(out.token_ids) - 1)
-        for name in ("compute_util", "hbm_util"):
-            value = getattr(timing, name, None)
-            if value is not None:
-                getattr(m, name).labels(**labels).set(value)
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:

@@ -117,3 +117,14 @@ class EmsMetrics:
             registry=r,
         )
         self.backend_up.set(1)
+        self._precreate()
+
+    def _precreate(self) -> None:
+        """Fixed label values at zero, so rate() panels have data before the first call."""
+        for plane in PLANES:
+            for counter in (self.read_blocks, self.read_tokens, self.read_bytes,
+                            self.read_payload_bytes, self.written_bytes,
+                            self.written_payload_bytes):
+                counter.labels(plane)
+        for result in ("stored", "deduplicated", "over_capacity", "bad_checksum", "invalid"):
+            self.put_blocks.labels(result)

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         budget = config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
         registry = CollectorRegistry()
         metrics = PrefillMetrics(registry, config.model_name, worker_id)
+        metrics.hw.on_start(deployment, "prefill", config.speedup, config.cache.block_size,
+                            kv_capacity_tokens(deployment), config.cache.enabled)
         cache = build_cache(config, deployment, args.ems, metrics)
         sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes)
         worker = PrefillWorker(PrefillEngine(budget), deployment, WallClock(config.speedup),

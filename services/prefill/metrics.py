@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.hw_metrics import HardwareSeries, precreate
 from services.common.vllm_metrics import (
     ITERATION_TOKEN_BUCKETS, LABELS, REQUEST_LATENCY_BUCKETS, STEP_BUCKETS,
 )
@@ -13,6 +14,9 @@ class PrefillMetrics:
     def __init__(self, registry: CollectorRegistry, model_name: str, worker_id: str) -> None:
         self.labels = {"model_name": model_name, "engine": worker_id}
         r = registry
+        self.hw = HardwareSeries(r, self.labels)
+        self.link_bytes = self.hw.link_bytes
+        self.link_seconds = self.hw.link_busy_seconds
         self.num_running = Gauge("vllm:num_requests_running", "Requests in the computing batch.",
                                  LABELS, registry=r)
         self.num_waiting = Gauge("vllm:num_requests_waiting", "Requests queued for a batch.",
@@ -25,6 +29,9 @@ class PrefillMetrics:
                                   registry=r)
         self.prompt_tokens = Counter("vllm:prompt_tokens", "Prompt tokens prefilled.", LABELS,
                                      registry=r)
+        self.generation_tokens = Counter("vllm:generation_tokens",
+                                         "Generated tokens: the first token of each request.",
+                                         LABELS, registry=r)
         self.prefix_queries = Counter("vllm:prefix_cache_queries",
                                       "Prompt tokens looked up in the prefix cache.", LABELS,
                                       registry=r)
@@ -39,25 +46,6 @@ class PrefillMetrics:
         self.prefill_time = Histogram("vllm:request_prefill_time_seconds",
                                       "Model seconds of the batch that prefilled the request.",
                                       LABELS, buckets=REQUEST_LATENCY_BUCKETS, registry=r)
-        self.step_seconds = Histogram("supernode_step_seconds", "Modelled prefill batch time.",
-                                      LABELS, buckets=STEP_BUCKETS, registry=r)
-        self.step_part_seconds = Counter("supernode_step_part_seconds",
-                                         "Modelled batch time by part (sum over batches).",
-                                         (*LABELS, "part"), registry=r)
-        self.busy_seconds = Counter("supernode_busy_seconds",
-                                    "Model seconds the instance spent computing.", LABELS,
-                                    registry=r)
-        self.compute_util = Gauge("supernode_compute_utilization",
-                                  "Modelled compute utilisation of the last batch (0-1).",
-                                  LABELS, registry=r)
-        self.hbm_util = Gauge("supernode_hbm_bandwidth_utilization",
-                              "Modelled HBM bandwidth utilisation of the last batch (0-1).",
-                              LABELS, registry=r)
-        self.link_bytes = Counter("supernode_link_bytes", "Modelled bytes moved per link plane.",
-                                  (*LABELS, "plane", "direction"), registry=r)
-        self.link_seconds = Counter("supernode_link_busy_seconds",
-                                    "Modelled seconds spent moving bytes per link plane.",
-                                    (*LABELS, "plane"), registry=r)
         self.kv_transfer_seconds = Histogram("supernode_kv_transfer_seconds",
                                              "Modelled prefill-to-decode KV transfer time.",
                                              LABELS, buckets=STEP_BUCKETS, registry=r)
@@ -73,3 +61,5 @@ class PrefillMetrics:
         self.kv_transfer_failures = Counter("supernode_kv_transfer_failures",
                                             "KV transfers to decode that failed.", LABELS,
                                             registry=r)
+        precreate(self, self.labels)
+        precreate(self.hw, self.labels)

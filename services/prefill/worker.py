@@ -52,6 +52,7 @@ class PrefillWorker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._batch_loop(), name="prefill-batches")
+        self._task.add_done_callback(_log_crash)
 
     async def stop(self) -> None:
         if self._task:
@@ -76,6 +77,7 @@ class PrefillWorker:
         result = await self._compute(PrefillJob(request.request_id, len(tokens),
                                                 hit.num_cached_tokens))
         m.prompt_tokens.labels(**m.labels).inc(len(tokens))
+        m.generation_tokens.labels(**m.labels).inc()  # the first token is sampled here
         if self.cache is not None:
             self.cache.store_later(request.cache_namespace, hit, len(tokens))
         kv_bytes, transfer_s = 0, 0.0
@@ -150,22 +152,20 @@ class PrefillWorker:
 
     def _record_batch(self, batch: list[PrefillJob], timing: object) -> None:
         m, labels = self.metrics, self.metrics.labels
-        total_s = timing.total_s  # type: ignore[attr-defined]
-        m.busy_seconds.labels(**labels).inc(total_s)
-        m.step_seconds.labels(**labels).observe(total_s)
-        for part, seconds in timing.breakdown.items():  # type: ignore[attr-defined]
-            m.step_part_seconds.labels(**labels, part=part).inc(seconds)
+        m.hw.on_step(timing)  # type: ignore[arg-type]
         num_new = sum(j.num_new_tokens for j in batch)
         m.iteration_tokens.labels(**labels).observe(num_new)
         usage = min(1.0, num_new / self.engine.max_num_batched_tokens)
         m.kv_usage.labels(**labels).set(usage)
         m.gpu_kv_usage.labels(**labels).set(usage)
-        for name in ("compute_util", "hbm_util"):
-            value = getattr(timing, name, None)
-            if value is not None:
-                getattr(m, name).labels(**labels).set(value)
 
     def _publish_gauges(self) -> None:
         m = self.metrics
         m.num_running.labels(**m.labels).set(self.num_running)
         m.num_waiting.labels(**m.labels).set(self.engine.num_waiting)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """A dead batch loop would leave every request waiting forever: say so loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("prefill batch loop died; requests will hang", exc_info=task.exception())

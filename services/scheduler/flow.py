@@ -5,11 +5,13 @@ Lifecycle of one request (the whole system's, told once here):
   -> choose a decode instance and a prefill instance (routing policy over the live registry)
   -> decode admission: the decode instance reserves KV for prompt + max_tokens (refused: try
      another decode instance; none fits: wait and retry until the admission deadline)
-  -> prefill: the prefill instance looks up the prompt's prefix in EMS, fetches the hits,
-     computes the suffix in a token-budget batch, stores new blocks in EMS asynchronously and
-     streams the KV to the chosen decode instance (RDMA) -> its reply carries the first token
+  -> prefill: the prefill instance looks up the prompt's prefix in EMS (kv-affinity: in its
+     own local cache), fetches the hits, computes the suffix in a token-budget batch, stores
+     new blocks asynchronously and streams the KV to the chosen decode instance (RDMA) -> its
+     reply carries the first token
   -> running on decode (continuous batching, MTP): one TokenBatch per step, fanned out here
-  -> done (KV freed) | aborted (client gone: decode and prefill told, KV freed)
+  -> done (KV freed; with cache.store_decode_kv the decode-generated blocks go to EMS)
+  | aborted (client gone: decode and prefill told, KV freed)
   | failed over (a worker lost: prefill again on another pair over prompt + tokens so far,
     then continue decoding there; the client's stream just goes on).
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -90,6 +92,7 @@ class RequestFlow:
         self._block_keys: dict[str, tuple[bytes, ...]] = {}
         self._prefill_channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self.active: dict[str, RequestRecord] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
         for _, channel in self._prefill_channels.values():
@@ -209,7 +212,7 @@ class RequestFlow:
                 decode_address=decode.address if decode else "", seed=record.seed + len(record.output_token_ids),
             ), timeout=self.limits.rpc_timeout_s)
         except asyncio.CancelledError:
-            await _quietly(stub.Abort(pb.AbortRequest(request_id=record.request_id), timeout=1.0))
+            self._detach(stub.Abort(pb.AbortRequest(request_id=record.request_id), timeout=1.0))
             raise
         except grpc.aio.AioRpcError as e:
             raise _PrefillLost(prefill.worker_id, f"prefill failed: {e.code().name}: "
@@ -281,30 +284,41 @@ class RequestFlow:
 
     async def _abort_on_decode(self, record: RequestRecord) -> None:
         """Drop the request's reservation/batch slot on its decode instance, if any."""
+        call = self._decode_abort(record)
+        if call is not None:
+            await _quietly(call)
+
+    def _decode_abort(self, record: RequestRecord) -> Awaitable[object] | None:
         worker_id = record.decode_worker_id
         if worker_id is None or not record.decode_reserved:
-            return
+            return None
         self._forget_decode(record, worker_id)
         link = self.streams.links.get(worker_id)
-        if link is not None:
-            await _quietly(link.stub.Abort(pb.AbortRequest(request_id=record.request_id),
-                                           timeout=1.0))
+        if link is None:
+            return None
+        return link.stub.Abort(pb.AbortRequest(request_id=record.request_id), timeout=1.0)
+
+    def _detach(self, call: Awaitable[object]) -> None:
+        """Run a clean-up RPC outside the caller's (possibly cancelled) task."""
+        task = asyncio.get_running_loop().create_task(_quietly(call))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _release(self, record: RequestRecord) -> None:
-        """Free the request everywhere: tell decode to drop it unless it finished there."""
+        """Free the request everywhere: tell decode to drop it unless it finished there.
+
+        Runs while the client's task may be cancelled (it hung up), so the abort RPC is
+        detached rather than awaited here."""
         self.active.pop(record.request_id, None)
-        self._block_keys.pop(record.request_id, None)
         self.streams.close_request(record.request_id)
         if record.finished_on_decode and record.decode_worker_id is not None:
             self._forget_decode(record, record.decode_worker_id)  # decode freed it already
-        else:
-            await self._abort_on_decode(record)
+        elif (call := self._decode_abort(record)) is not None:
+            self._detach(call)
         self.metrics.on_state(record.status, -1)
         record.status = (RequestStatus.FINISHED if record.finish_reason in ("stop", "length")
                          else RequestStatus.ABORTED if record.finish_reason == "abort"
                          else RequestStatus.FAILED)
-        if self.on_finished is not None and record.status is RequestStatus.FINISHED:
-            self.on_finished(record)
 
 
 class _PrefillLost(Exception):
@@ -313,8 +327,8 @@ class _PrefillLost(Exception):
         self.worker_id = worker_id
 
 
-async def _quietly(call: object) -> None:
+async def _quietly(call: Awaitable[object]) -> None:
     try:
-        await call  # type: ignore[misc]
+        await call
     except (grpc.aio.AioRpcError, asyncio.TimeoutError, asyncio.CancelledError):
         pass

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.hw_metrics import precreate
 from services.common.vllm_metrics import (
-    ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, STEP_BUCKETS, TTFT_BUCKETS, token_count_buckets,
+    FINISHED_REASONS, ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, STEP_BUCKETS, TTFT_BUCKETS,
+    token_count_buckets,
 )
+from supernode.engine.registry import WorkerKind
 from supernode.engine.request import RequestStatus
 from supernode.v1 import supernode_pb2 as pb
 
@@ -60,6 +63,18 @@ class SchedulerMetrics:
                                      "Prompt tokens served from the EMS prefix cache.",
                                      LABELS, registry=r)
         self._policy = {"prefill": "", "decode": ""}
+        self._precreate()
+
+    def _precreate(self) -> None:
+        """Every fixed label combination at zero, so rate() panels have data from the start."""
+        precreate(self, self.labels)
+        for reason in FINISHED_REASONS:
+            self.success.labels(**self.labels, finished_reason=reason)
+        for state in (RequestStatus.QUEUED, RequestStatus.PREFILLING, RequestStatus.DECODING):
+            self.requests.labels(**self.labels, state=state.value)
+        self.failed.labels(**self.labels, status="503")
+        for kind in WorkerKind:
+            self.workers.labels(pool=kind.value)
 
     def set_policies(self, prefill: str, decode: str) -> None:
         self._policy = {"prefill": prefill, "decode": decode}

@@ -57,6 +57,7 @@ class KvAffinity:
         self.max_num_blocks_per_worker = max_num_blocks_per_worker
         self._index: dict[str, OrderedDict[bytes, None]] = {}
         self._mean_new_tokens = 0.0
+        self._num_routed = 0
 
     def choose(self, request: RouteRequest, workers: Sequence[WorkerInfo]) -> WorkerInfo:
         return min(workers, key=lambda w: (-self.score(request, w), load_score(w), w.worker_id))
@@ -65,7 +66,9 @@ class KvAffinity:
         if worker.kind is not WorkerKind.PREFILL:
             return
         new_tokens = request.num_prompt_tokens - self.matched_tokens(request, worker.worker_id)
-        self._mean_new_tokens += _EWMA_WEIGHT * (new_tokens - self._mean_new_tokens)
+        weight = _EWMA_WEIGHT if self._num_routed else 1.0
+        self._mean_new_tokens += weight * (new_tokens - self._mean_new_tokens)
+        self._num_routed += 1
         index = self._index.setdefault(worker.worker_id, OrderedDict())
         for key in request.block_keys:
             index[key] = None

@@ -90,15 +90,19 @@ async def test_client_disconnect_frees_the_request(tmp_path) -> None:
         text = ""
         while time.monotonic() < deadline:
             text = httpx.get(f"{cluster.endpoint}/metrics", timeout=5).text
-            if 'finished_reason="abort"' in text:
+            if 'finished_reason="abort",model_name="deepseek-r1"} 1.0' in text:
                 break
             await asyncio.sleep(0.1)
         assert 'vllm:request_success_total{finished_reason="abort",model_name="deepseek-r1"} 1.0' in text
         assert 'supernode_requests{model_name="deepseek-r1",state="decoding"} 0.0' in text
         targets = httpx.get(f"{cluster.endpoint}/sd/targets", timeout=5).json()
         (decode,) = [t["targets"][0] for t in targets if t["labels"]["role"] == "decode"]
-        decode_metrics = httpx.get(f"http://{decode}/metrics", timeout=5).text
-        print([l for l in decode_metrics.splitlines() if "usage" in l or "running" in l])
+        decode_metrics = ""
+        while time.monotonic() < deadline + 5:
+            decode_metrics = httpx.get(f"http://{decode}/metrics", timeout=5).text
+            if 'finished_reason="abort"' in decode_metrics:
+                break
+            await asyncio.sleep(0.1)
         assert 'vllm:num_requests_running{engine="decode-0",model_name="deepseek-r1"} 0.0' in decode_metrics
         assert 'vllm:kv_cache_usage_perc{engine="decode-0",model_name="deepseek-r1"} 0.0' in decode_metrics
     finally:

@@ -112,3 +112,19 @@ def test_openai_client_raises_typed_errors(client: openai.OpenAI) -> None:
         client.completions.create(model="nope", prompt="x")
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model=MODEL, prompt="x", max_tokens=0)
+
+
+def test_non_streaming_chat_and_streaming_completion(client: openai.OpenAI) -> None:
+    """The other two shapes: a whole chat completion, and a streamed text completion."""
+    chat = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "system", "content": "Be brief."},
+                               {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+        max_completion_tokens=7, extra_body={"ignore_eos": True})
+    assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant"
+    assert chat.usage.completion_tokens == 7 and chat.choices[0].finish_reason == "length"
+    assert len(chat.choices[0].message.content.split()) == 7
+    chunks = list(client.completions.create(model=MODEL, prompt="abc", max_tokens=9, stream=True,
+                                            extra_body={"ignore_eos": True}))
+    assert all(c.object == "text_completion" for c in chunks)
+    assert len("".join(c.choices[0].text for c in chunks).split()) == 9
+    assert chunks[-1].choices[0].finish_reason == "length"

