@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="deployment YAML (default: the embedded default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field, dotted (e.g. decode.num_devices=32)")
+    p.add_argument("--model", default=None,
+                   help="model profile (deepseek-r1, qwen3-235b-a22b, llama-3.1-70b)")
+    p.add_argument("--hardware", default=None, help="hardware profile (ascend-910c, h100, h800)")
+    p.add_argument("--tokenizer", default=None, help="a local Hugging Face tokenizer.json")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="OpenAI HTTP port (default 8000)")
     p.add_argument("--num-prefill", type=int, default=None, help="prefill instances")
@@ -56,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ClusterConfig:
     overrides = parse_overrides(args.set, parser)
-    flag_map = {"host": "ports.host", "port": "ports.http", "num_prefill": "num_prefill",
+    flag_map = {"model": "model", "hardware": "hardware", "tokenizer": "tokenizer_path",
+                "host": "ports.host", "port": "ports.http", "num_prefill": "num_prefill",
                 "num_decode": "num_decode", "speedup": "speedup",
                 "routing_policy": "routing_policy", "redis_url": "cache.redis_url"}
     for flag, key in flag_map.items():

@@ -101,6 +101,8 @@ class ClusterConfig:
     """Model profile name; also the served model name unless `served_model_name` is set."""
     served_model_name: str | None = None
     hardware: str = "ascend-910c"
+    tokenizer_path: str | None = None
+    """A local Hugging Face tokenizer.json; None uses the built-in deterministic tokenizer."""
     prefill: InstanceConfig = field(
         default_factory=lambda: InstanceConfig(num_devices=16, dp=32, ep=32)
     )

@@ -13,10 +13,22 @@ import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 _PIECE = re.compile(r"\w+|[^\w\s]")
 _SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")  # 70 syllables
 NUM_SPECIAL_TOKENS = 3  # 0 pad, 1 bos, 2 eos
+
+
+class TextTokenizer(Protocol):
+    """What the scheduler needs of a tokenizer."""
+
+    vocab_size: int
+    eos_token_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode_token(self, token_id: int) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,39 @@ class Tokenizer:
             digest = hashlib.blake2b(piece.encode(), digest_size=8).digest()
             index = int.from_bytes(digest, "little") % num_words
         return NUM_SPECIAL_TOKENS + index
+
+
+class FileTokenizer:
+    """A local Hugging Face `tokenizer.json` (needs the optional `tokenizers` package)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            from tokenizers import Tokenizer as HFTokenizer
+        except ImportError as e:
+            raise ValueError("tokenizer_path needs the 'tokenizers' package "
+                             "(pip install 'supernode[tokenizer]')") from e
+        try:
+            self._tok = HFTokenizer.from_file(path)
+        except Exception as e:  # tokenizers raises its own Exception type
+            raise ValueError(f"cannot load tokenizer file {path!r}: {e}") from e
+        self.vocab_size = self._tok.get_vocab_size()
+        eos = next((self._tok.token_to_id(t) for t in ("</s>", "<|endoftext|>", "<eos>",
+                                                        "<｜end▁of▁sentence｜>")
+                    if self._tok.token_to_id(t) is not None), None)
+        self.eos_token_id = eos if eos is not None else 0
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def decode_token(self, token_id: int) -> str:
+        if token_id == self.eos_token_id:
+            return ""
+        return " " + self._tok.decode([token_id]).strip()
+
+
+def make_tokenizer(path: str | None, vocab_size: int) -> TextTokenizer:
+    """The built-in tokenizer over `vocab_size` ids, or a local tokenizer file when given."""
+    return FileTokenizer(path) if path else Tokenizer(vocab_size=vocab_size)
 
 
 def sample_token(rng: random.Random, vocab_size: int) -> int:

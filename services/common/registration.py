@@ -46,15 +46,18 @@ class Registrar:
         async with insecure_channel(self.scheduler_address) as channel:
             stub = pb_grpc.RegistryServiceStub(channel)
             backoff_s = 0.1
+            was_registered = False
             while True:
                 try:
                     interval_s = await self._register(stub)
-                    backoff_s = 0.1
+                    backoff_s, was_registered = 0.1, True
                     await self._heartbeat_until_forgotten(stub, interval_s)
                 except grpc.aio.AioRpcError as e:
                     self.registered.clear()
-                    log.warning("scheduler %s unreachable (%s); retrying in %.1fs",
-                                self.scheduler_address, e.code().name, backoff_s)
+                    # Before the first registration the scheduler may simply not be up yet.
+                    level = logging.WARNING if was_registered or backoff_s >= 2.0 else logging.DEBUG
+                    log.log(level, "scheduler %s unreachable (%s); retrying in %.1fs",
+                            self.scheduler_address, e.code().name, backoff_s)
                     await asyncio.sleep(backoff_s)
                     backoff_s = min(2.0, backoff_s * 2)
 

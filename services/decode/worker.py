@@ -84,7 +84,8 @@ class DecodeWorker:
             self.engine.admit(DecodeRequest(
                 request_id=request.request_id, num_prompt_tokens=request.num_prompt_tokens,
                 max_tokens=request.max_tokens, num_generated=request.num_generated,
-                seed=request.seed, ignore_eos=request.ignore_eos))
+                seed=request.seed, ignore_eos=request.ignore_eos,
+                eos_token_id=request.eos_token_id))
         except ValueError as e:
             self.metrics.admission_rejections.labels(**self.metrics.labels).inc()
             return False, str(e)

@@ -25,7 +25,7 @@ from services.scheduler.openai_api import (
 from services.scheduler.responses import CHAT, COMPLETION, ChunkWriter, Kind, StopMatcher, full_response
 from supernode.engine.registry import WorkerKind, WorkerRegistry
 from supernode.engine.request import RequestRecord
-from supernode.tokenizer import Tokenizer
+from supernode.tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class FrontEnd:
 
     model_name: str
     max_model_len: int
-    tokenizer: Tokenizer
+    tokenizer: TextTokenizer
     flow: RequestFlow
     registry: WorkerRegistry
     metrics: SchedulerMetrics
@@ -127,7 +127,7 @@ def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
         request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
         prompt_token_ids=tokens, max_tokens=max_tokens or room,
         seed=body.seed if body.seed is not None else random.getrandbits(48),
-        ignore_eos=body.ignore_eos, cache_namespace=f"{fe.model_name}/{namespace}",
+        ignore_eos=body.ignore_eos, eos_token_id=fe.tokenizer.eos_token_id, cache_namespace=f"{fe.model_name}/{namespace}",
         arrived_at=time.monotonic())
 
 

@@ -181,7 +181,7 @@ class RequestFlow:
                 request_id=record.request_id, num_prompt_tokens=record.num_prompt_tokens,
                 max_tokens=record.max_tokens, num_generated=len(record.output_token_ids) + 1,
                 seed=record.seed, ignore_eos=record.ignore_eos,
-                subscriber_id=self.streams.subscriber_id), timeout=2.0)
+                eos_token_id=record.eos_token_id, subscriber_id=self.streams.subscriber_id), timeout=2.0)
         except (grpc.aio.AioRpcError, asyncio.TimeoutError) as e:
             log.warning("admit on %s failed: %r", decode.worker_id, e)
             return False

@@ -35,6 +35,8 @@ class DecodeRequest:
     num_generated: int
     seed: int
     ignore_eos: bool = False
+    eos_token_id: int | None = None
+    """The tokenizer's EOS id; None: the engine's default."""
     rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -167,7 +169,8 @@ class DecodeEngine:
         tokens: list[int] = []
         for _ in range(num_tokens):
             if not request.ignore_eos and rng.random() < p.eos_probability:
-                tokens.append(p.eos_token_id)
+                eos = p.eos_token_id if request.eos_token_id is None else request.eos_token_id
+                tokens.append(eos)
                 request.num_generated += 1
                 return tuple(tokens), FinishReason.STOP
             tokens.append(sample_token(rng, p.vocab_size))

@@ -30,6 +30,7 @@ class RequestRecord:
     cache_namespace: str
     arrived_at: float
     """Scheduler monotonic wall seconds."""
+    eos_token_id: int = 2
     status: RequestStatus = RequestStatus.QUEUED
     prefill_worker_id: str | None = None
     decode_worker_id: str | None = None
