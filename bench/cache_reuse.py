@@ -108,8 +108,8 @@ def _sum(text: str, name: str, plane: str = "") -> float:
                                             text, re.M))
 
 
-async def run_rate(http: httpx.AsyncClient, setting: str, rate: float, num_requests: int,
-                   concurrency: int) -> Row:
+async def run_rate(http: httpx.AsyncClient, setting: str, config: ClusterConfig, rate: float,
+                   num_requests: int, concurrency: int) -> Row:
     namespace = f"{setting}-{rate}"
     for g in range(NUM_PREFIXES):
         await send(http, namespace, prompt(rate, g, -1 - g))
@@ -132,7 +132,7 @@ async def run_rate(http: httpx.AsyncClient, setting: str, rate: float, num_reque
     ttfts = [r["supernode"]["modelled_ttft_s"] for r in replies]
     return Row(setting, rate, sum(ttfts) / len(ttfts),
                (tokens_1 - tokens_0) / max(1e-12, npu_s_1 - npu_s_0), num_cached / num_prompt,
-               model_ttft_s(http_config[setting], rate))
+               model_ttft_s(config, rate))
 
 
 def model_ttft_s(config: ClusterConfig, rate: float) -> float:
@@ -175,7 +175,6 @@ class Redis:
 
 
 NUM_NPUS_PER_PREFILL = load_config(None, {}).prefill.num_devices
-http_config: dict[str, ClusterConfig] = {}
 
 
 def run_setting(name: str, args: argparse.Namespace, workdir: Path,
@@ -187,7 +186,6 @@ def run_setting(name: str, args: argparse.Namespace, workdir: Path,
     log_dir = workdir / name
     log_dir.mkdir()
     config = load_config(None, overrides)
-    http_config[name] = config
     cluster = Cluster(config, log_dir, "WARNING")
     cluster.start()
     try:
@@ -195,8 +193,8 @@ def run_setting(name: str, args: argparse.Namespace, workdir: Path,
 
         async def all_rates() -> list[Row]:
             async with httpx.AsyncClient(base_url=cluster.endpoint, timeout=120) as http:
-                return [await run_rate(http, name, rate, args.num_requests, args.concurrency)
-                        for rate in args.rates]
+                return [await run_rate(http, name, config, rate, args.num_requests,
+                                       args.concurrency) for rate in args.rates]
 
         return asyncio.run(all_rates())
     finally:

@@ -45,3 +45,17 @@ async def run(
     base_url: str, samples: list[SampleRequest], script: dict, chat: bool = False, **load
 ) -> RunOutcome:
     return await run_benchmark(samples, make_endpoint(base_url, script, chat), LoadConfig(**load))
+
+
+async def retry_under_contention(attempt, attempts: int = 3) -> None:
+    """Run `attempt()` (an async function that asserts) up to `attempts` times; re-raise the
+    last AssertionError. Timing tests use it because CPU contention from neighbours can only
+    make a measured latency *longer* than scripted, never shorter: one clean attempt shows the
+    measurement is right, while a systematic error fails every attempt."""
+    for index in range(attempts):
+        try:
+            await attempt()
+            return
+        except AssertionError:
+            if index == attempts - 1:
+                raise

@@ -6,7 +6,7 @@ import pytest
 
 from loadgen.config import ReportConfig, SloConfig
 from loadgen.metrics import compute_metrics
-from tests.loadgen.helpers import make_sample, run
+from tests.loadgen.helpers import make_sample, retry_under_contention, run
 
 TTFT_MS, ITL_MS = 80.0, 15.0
 OVERHEAD_MS = 6.0  # loopback connect + FastAPI request handling, measured at ~2 ms here
@@ -18,22 +18,28 @@ async def test_ttft_tpot_itl_match_the_script(scripted_base_url, chat):
     """Every TTFT is at least the scripted first-token delay and the median is at most a few
     ms of loopback and request handling above it; median TPOT and ITL are the scripted gap
     within 1-1.5 ms; on both endpoints. Requests are spaced 50 ms apart so the server handles
-    them one at a time; medians keep a neighbour's CPU burst on this shared 2-core machine
-    from failing the test."""
-    samples = [make_sample(output_len=12) for _ in range(8)]
-    outcome = await run(
-        scripted_base_url, samples, {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS}, chat=chat, **SPACED
-    )
-    assert all(r.success for r in outcome.results), [r.error for r in outcome.results]
-    for r in outcome.results:
-        assert r.ttft_s * 1e3 >= TTFT_MS
-        assert r.output_tokens == 12 and r.usage_reported and len(r.itls_s) == 11
-    stats = compute_metrics(outcome.results, outcome.duration_s, ReportConfig(), SloConfig()).stats
-    assert TTFT_MS <= stats["ttft"].median_ms <= TTFT_MS + OVERHEAD_MS
-    assert abs(stats["tpot"].median_ms - ITL_MS) < 1.0
-    assert abs(stats["itl"].median_ms - ITL_MS) < 1.5
-    e2el_ms = TTFT_MS + 11 * ITL_MS
-    assert e2el_ms <= stats["e2el"].median_ms <= e2el_ms + OVERHEAD_MS
+    them one at a time; medians and up to three attempts keep a neighbour's CPU burst on this
+    shared 2-core machine from failing the test."""
+
+    async def attempt() -> None:
+        samples = [make_sample(output_len=12) for _ in range(8)]
+        outcome = await run(
+            scripted_base_url, samples, {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS}, chat=chat, **SPACED
+        )
+        assert all(r.success for r in outcome.results), [r.error for r in outcome.results]
+        for r in outcome.results:
+            assert r.ttft_s * 1e3 >= TTFT_MS
+            assert r.output_tokens == 12 and r.usage_reported and len(r.itls_s) == 11
+        stats = compute_metrics(
+            outcome.results, outcome.duration_s, ReportConfig(), SloConfig()
+        ).stats
+        assert TTFT_MS <= stats["ttft"].median_ms <= TTFT_MS + OVERHEAD_MS
+        assert abs(stats["tpot"].median_ms - ITL_MS) < 1.0
+        assert abs(stats["itl"].median_ms - ITL_MS) < 1.5
+        e2el_ms = TTFT_MS + 11 * ITL_MS
+        assert e2el_ms <= stats["e2el"].median_ms <= e2el_ms + OVERHEAD_MS
+
+    await retry_under_contention(attempt)
 
 
 async def test_output_tokens_come_from_usage_when_reported(scripted_base_url):
