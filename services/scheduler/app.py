@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -66,6 +67,15 @@ def build_app(fe: FrontEnd) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(fe.prometheus), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/workers")
+    async def workers() -> list[dict[str, Any]]:
+        """The live registry: every worker's address, shape and last reported load."""
+        return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
+                 "metrics_address": w.metrics_address, "num_devices": w.num_devices,
+                 "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
+                 "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load)}
+                for w in fe.registry.all()]
 
     @app.get("/sd/targets")
     async def sd_targets() -> list[dict[str, Any]]:

@@ -128,3 +128,18 @@ def test_non_streaming_chat_and_streaming_completion(client: openai.OpenAI) -> N
     assert all(c.object == "text_completion" for c in chunks)
     assert len("".join(c.choices[0].text for c in chunks).split()) == 9
     assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_every_registered_server_answers_grpc_health(cluster) -> None:
+    """/workers lists every worker; each one's gRPC server reports SERVING on the standard
+    health service."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    workers = httpx.get(f"{cluster.endpoint}/workers", timeout=5).json()
+    assert sorted(w["kind"] for w in workers) == ["decode", "ems", "prefill"]
+    for w in workers:
+        with grpc.insecure_channel(w["address"]) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, w["worker_id"]

@@ -9,7 +9,7 @@ import pytest
 
 from loadgen.arrivals import arrival_offsets_s, schedule_offsets_s
 from loadgen.types import SampleRequest
-from tests.loadgen.helpers import make_sample, run
+from tests.loadgen.helpers import make_sample, retry_under_contention, run
 
 NUM_GAPS = 40_000
 
@@ -57,15 +57,20 @@ def test_trace_offsets_take_precedence_and_scale():
 
 
 async def test_requests_are_released_on_schedule(scripted_base_url):
-    """The runner sends each request at its scheduled offset (within a few ms)."""
-    outcome = await run(
-        scripted_base_url,
-        [make_sample(output_len=2)] * 8,
-        {"itl_ms": 1},
-        request_rate=40.0,
-        burstiness=1.0,
-        seed=5,
-    )
-    expected = arrival_offsets_s(8, 40.0, 1.0, seed=5)
-    started = np.array([r.started_at_s for r in outcome.results])
-    assert np.all(np.abs(started - expected) < 0.005), started - expected
+    """The runner sends each request at its scheduled offset (within 5 ms; up to three
+    attempts, since a neighbour's CPU burst can only delay a release)."""
+
+    async def attempt() -> None:
+        outcome = await run(
+            scripted_base_url,
+            [make_sample(output_len=2)] * 8,
+            {"itl_ms": 1},
+            request_rate=40.0,
+            burstiness=1.0,
+            seed=5,
+        )
+        expected = arrival_offsets_s(8, 40.0, 1.0, seed=5)
+        started = np.array([r.started_at_s for r in outcome.results])
+        assert np.all(np.abs(started - expected) < 0.005), started - expected
+
+    await retry_under_contention(attempt)

@@ -112,7 +112,7 @@ def test_per_request_csv(sweep_dir):
     with open(sweep_dir / "run-40qps.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 10 and all(r["success"] == "1" for r in rows)
-    assert {r["met_slo"] for r in rows} == {"0", "1"}
+    assert "0" in {r["met_slo"] for r in rows} <= {"0", "1"}
     assert all(float(r["ttft_ms"]) >= 10 for r in rows)
 
 
