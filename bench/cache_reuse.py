@@ -40,12 +40,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.launcher import Cluster, free_port  # noqa: E402
-from services.prefill.local_cache import LOCAL_DRAM_LINK  # noqa: E402
-from supernode.config import ClusterConfig, load_config  # noqa: E402
-from supernode.deployment import instance_deployment  # noqa: E402
-from supernode.perf import PrefillBatch, prefill_time, transfer_time  # noqa: E402
-from supernode.policy.kv_affinity import uses_local_cache  # noqa: E402
+from services.launcher import Cluster, free_port
+from services.prefill.local_cache import LOCAL_DRAM_LINK
+from supernode.config import ClusterConfig, load_config
+from supernode.deployment import instance_deployment
+from supernode.perf import PrefillBatch, prefill_time, transfer_time
+from supernode.policy.kv_affinity import uses_local_cache
 
 PROMPT_LEN = 5120
 """40 blocks of 128: 12.5%, 50% and 90% prefixes are whole blocks (5, 20, 36)."""
@@ -105,7 +105,7 @@ async def prefill_totals(http: httpx.AsyncClient) -> tuple[float, float]:
 def _sum(text: str, name: str, plane: str = "") -> float:
     label = rf'[^}}]*plane="(?:{plane})' if plane else ""
     return sum(float(v) for v in re.findall(rf"^{re.escape(name)}{{{label}[^}}]*}} (\S+)$",
-                                            text, re.M))
+                                            text, re.MULTILINE))
 
 
 async def run_rate(http: httpx.AsyncClient, setting: str, config: ClusterConfig, rate: float,
@@ -202,8 +202,8 @@ def run_setting(name: str, args: argparse.Namespace, workdir: Path,
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| setting | reuse | mean TTFT (ms) | model TTFT (ms) | prefill tok/s per NPU "
-             "| cached share |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [("| setting | reuse | mean TTFT (ms) | model TTFT (ms) | prefill tok/s per NPU "
+              "| cached share |"), "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.setting} | {r.rate:.1%} | {r.mean_ttft_s * 1e3:.1f} | "
                      f"{r.model_ttft_s * 1e3:.1f} | "

@@ -114,16 +114,23 @@ class Cluster:
             *common, "--http-port", str(self.config.ports.http),
             "--port", self.scheduler_grpc.rsplit(":", 1)[1]])
         workers = ["--scheduler", self.scheduler_grpc]
-        if self.config.cache.enabled:
+        if self.uses_ems:
             self._spawn("ems", "services.ems", [
                 *common, *workers, "--port", self.ems_grpc.rsplit(":", 1)[1]])
-        ems = ["--ems", self.ems_grpc] if self.config.cache.enabled else []
+        ems = ["--ems", self.ems_grpc] if self.uses_ems else []
         for i in range(self.config.num_prefill):
             self._spawn(f"prefill-{i}", "services.prefill",
                         [*common, *workers, *ems, "--worker-id", f"prefill-{i}"])
         for i in range(self.config.num_decode):
             self._spawn(f"decode-{i}", "services.decode",
                         [*common, *workers, "--worker-id", f"decode-{i}"])
+
+    @property
+    def uses_ems(self) -> bool:
+        """A shared EMS pool runs unless the cache is off or each prefill keeps its own."""
+        from supernode.policy.kv_affinity import uses_local_cache
+
+        return self.config.cache.enabled and not uses_local_cache(self.config.routing_policy)
 
     def _spawn(self, name: str, module: str, args: list[str]) -> None:
         log_path = self.log_dir / f"{name}.log"

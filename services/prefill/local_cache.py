@@ -44,8 +44,12 @@ class LocalPrefixCache:
         self.store = MemoryBlockStore(capacity_bytes, config.namespace_capacity_bytes or None)
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def close(self) -> None:
+    async def flush(self) -> None:
+        """Wait until the pending stores have landed."""
         await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.flush()
         await self.store.close()
 
     async def fetch(self, namespace: str, token_ids: Sequence[int]) -> CacheHit:

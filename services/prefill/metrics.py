@@ -6,7 +6,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.hw_metrics import HardwareSeries, precreate
 from services.common.vllm_metrics import (
-    ITERATION_TOKEN_BUCKETS, LABELS, REQUEST_LATENCY_BUCKETS, STEP_BUCKETS,
+    ITERATION_TOKEN_BUCKETS,
+    LABELS,
+    REQUEST_LATENCY_BUCKETS,
+    STEP_BUCKETS,
 )
 
 

@@ -37,6 +37,7 @@ class SchedulerProcess:
     expiry_task: asyncio.Task[None]
     flow: RequestFlow
     streams: TokenStreams
+    decode_kv: DecodeKvWriter | None
 
     async def stop(self) -> None:
         self.http.should_exit = True
@@ -45,6 +46,8 @@ class SchedulerProcess:
         await self.grpc.stop()
         await self.streams.close()
         await self.flow.close()
+        if self.decode_kv is not None:
+            await self.decode_kv.close()
 
 
 async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc_port: int,
@@ -83,7 +86,7 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
             raise OSError(f"HTTP server on {host}:{http_port} did not start")
         await asyncio.sleep(0.02)
     expiry = asyncio.create_task(registry_servicer.expire_forever(), name="lease-expiry")
-    return SchedulerProcess(server, http, http_task, expiry, flow, streams)
+    return SchedulerProcess(server, http, http_task, expiry, flow, streams, decode_kv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
+from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from services.common.metrics_http import exposition
 from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
@@ -66,7 +68,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(fe.prometheus), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(fe.prometheus), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/workers")
     async def workers() -> list[dict[str, Any]]:

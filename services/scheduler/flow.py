@@ -310,6 +310,7 @@ class RequestFlow:
         Runs while the client's task may be cancelled (it hung up), so the abort RPC is
         detached rather than awaited here."""
         self.active.pop(record.request_id, None)
+        self._block_keys.pop(record.request_id, None)
         self.streams.close_request(record.request_id)
         if record.finished_on_decode and record.decode_worker_id is not None:
             self._forget_decode(record, record.decode_worker_id)  # decode freed it already
@@ -319,6 +320,8 @@ class RequestFlow:
         record.status = (RequestStatus.FINISHED if record.finish_reason in ("stop", "length")
                          else RequestStatus.ABORTED if record.finish_reason == "abort"
                          else RequestStatus.FAILED)
+        if self.on_finished is not None and record.status is RequestStatus.FINISHED:
+            self.on_finished(record)
 
 
 class _PrefillLost(Exception):

@@ -7,7 +7,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.hw_metrics import precreate
 from services.common.vllm_metrics import (
-    FINISHED_REASONS, ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, STEP_BUCKETS, TTFT_BUCKETS,
+    FINISHED_REASONS,
+    ITL_BUCKETS,
+    REQUEST_LATENCY_BUCKETS,
+    STEP_BUCKETS,
+    TTFT_BUCKETS,
     token_count_buckets,
 )
 from supernode.engine.registry import WorkerKind

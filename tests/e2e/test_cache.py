@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -67,7 +68,7 @@ def prefill_metric(cluster: Cluster, name: str) -> list[float]:
     for target in targets:
         if target["labels"]["role"] == "prefill":
             text = httpx.get(f"http://{target['targets'][0]}/metrics", timeout=5).text
-            values += [float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M)]
+            values += [float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.MULTILINE)]
     return values
 
 
@@ -106,7 +107,8 @@ def vpc_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c.stop()
 
 
-def run_cluster(tmp: Path, **overrides: object) -> Iterator[Cluster]:
+@contextmanager
+def running_cluster(tmp: Path, **overrides: object) -> Iterator[Cluster]:
     c = start_cluster(tmp, **overrides)
     try:
         yield c
@@ -195,16 +197,19 @@ def test_kv_affinity_routes_a_repeated_prefix_to_the_instance_that_holds_it(
     """Under kv-affinity each prefill instance has its own cache; two concurrent prompts land on
     different instances (load), and each repeat goes back to its instance and hits there,
     although least-loaded order (all idle) would send both to prefill-0."""
-    for cluster in run_cluster(tmp_path, num_prefill=2, routing_policy="kv-affinity"):
-        a, b = prompt(seed=30), prompt(seed=31)
+    a, b = prompt(seed=30), prompt(seed=31)
+    with running_cluster(tmp_path, num_prefill=2, routing_policy="kv-affinity") as cluster:
         first: dict[str, openai.types.Completion] = {}
-        threads = [threading.Thread(target=lambda n=n, p=p: first.update({n: complete(cluster, p)}))
-                   for n, p in (("a", a), ("b", b))]
+
+        def send(name: str, tokens: list[int]) -> None:
+            first[name] = complete(cluster, tokens)
+
+        threads = [threading.Thread(target=send, args=item) for item in (("a", a), ("b", b))]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=60)
-        homes = {n: details(r)["prefill_worker"] for n, r in first.items()}
+        homes = {name: details(r)["prefill_worker"] for name, r in first.items()}
         assert set(homes.values()) == {"prefill-0", "prefill-1"}
         for name, tokens in (("b", b), ("a", a), ("b", b + prompt(seed=32, length=BLOCK))):
             again = complete(cluster, tokens)
