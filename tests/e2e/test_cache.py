@@ -101,7 +101,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> I
 
 @pytest.fixture(scope="module")
 def vpc_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """EMS in memory reached over VPC; the EMS-loss test kills its EMS, so it uses it last."""
+    """EMS in memory reached over VPC."""
     c = start_cluster(tmp_path_factory.mktemp("vpc"), **{"cache.plane": "vpc"})
     yield c
     c.stop()
@@ -166,10 +166,15 @@ def test_vpc_plane_fetches_slower_than_ub(memory_cluster: Cluster,
     assert vpc - ub > 0.1 and vpc > details(cold)["modelled_ttft_s"]
 
 
-def test_ems_killed_mid_run_loses_no_request(vpc_cluster: Cluster) -> None:
+def test_ems_killed_mid_run_loses_no_request(tmp_path: Path) -> None:
     """EMS killed with requests in flight: every request completes, later ones with
     cached_tokens 0, and the prefill worker reports supernode_cache_degraded 1."""
-    cluster, tokens = vpc_cluster, prompt(seed=20, length=16 * BLOCK + 5)
+    with running_cluster(tmp_path, **{"cache.plane": "vpc"}) as cluster:
+        _kill_ems_mid_run(cluster)
+
+
+def _kill_ems_mid_run(cluster: Cluster) -> None:
+    tokens = prompt(seed=20, length=16 * BLOCK + 5)
     complete(cluster, tokens)
     assert cached(complete(cluster, tokens)) == 16 * BLOCK
     results: list[object] = []
