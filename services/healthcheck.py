@@ -37,7 +37,7 @@ def check_http(url: str, timeout_s: float) -> str | None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             status = response.status
     except urllib.error.HTTPError as e:
         return f"HTTP {e.code}"

@@ -92,6 +92,8 @@ class HardwareSeries:
         """Publish what is fixed for the life of the instance."""
         self._deployment, self._role = deployment, role
         labels = self.labels
+        if not deployment.model.is_moe:  # no experts, no imbalance: leave the series absent
+            self.expert_imbalance.remove(*labels.values())
         self.speedup.labels(**labels).set(speedup)
         budget = memory_budget(deployment)
         self.hbm_capacity_bytes.labels(**labels).set(budget.hbm_bytes)

@@ -6,7 +6,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.hw_metrics import HardwareSeries, precreate
 from services.common.vllm_metrics import (
-    FINISHED_REASONS, ITERATION_TOKEN_BUCKETS, ITL_BUCKETS, LABELS, REQUEST_LATENCY_BUCKETS,
+    FINISHED_REASONS,
+    ITERATION_TOKEN_BUCKETS,
+    ITL_BUCKETS,
+    LABELS,
+    REQUEST_LATENCY_BUCKETS,
 )
 
 
