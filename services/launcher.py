@@ -9,7 +9,6 @@ ids (SIGTERM, then SIGKILL after a grace period).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess

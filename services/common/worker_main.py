@@ -8,12 +8,20 @@ import logging
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
+from wsgiref.simple_server import WSGIServer
 
+import grpc
 import yaml
+from prometheus_client import CollectorRegistry
 
+from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.logs import configure_logging
+from services.common.metrics_http import serve_metrics
+from services.common.registration import Registrar
 from supernode.config import ClusterConfig, load_config
+from supernode.v1 import supernode_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,37 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     except (ValueError, TypeError, OSError) as e:
         parser.error(f"--config/--set: {e}")
         raise  # unreachable: parser.error exits
+
+
+@dataclass
+class WorkerProcess:
+    """A running prefill or decode worker: its engine loop, gRPC server, /metrics, registration."""
+
+    worker: Stoppable
+    grpc: GrpcServer
+    registrar: Registrar
+    metrics_server: WSGIServer
+
+    async def stop(self) -> None:
+        await self.registrar.stop()
+        await self.grpc.stop()
+        await self.worker.stop()
+        self.metrics_server.shutdown()
+
+
+async def serve_worker(worker: Stoppable, add_servicer: Callable[[grpc.aio.Server], None],
+                       args: argparse.Namespace, registry: CollectorRegistry,
+                       registration: Callable[[str, str], pb.RegisterRequest],
+                       load: Callable[[], pb.Load]) -> WorkerProcess:
+    """Expose a started worker: gRPC (with health), /metrics, and registration with the
+    scheduler. `registration(address, metrics_address)` builds the register message."""
+    server = await start_grpc_server([add_servicer], args.host, args.port)
+    metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
+    host = args.advertise_host or args.host
+    registrar = Registrar(args.scheduler,
+                          registration(f"{host}:{server.port}", f"{host}:{metrics_port}"), load)
+    registrar.start()
+    return WorkerProcess(worker, server, registrar, metrics_server)
 
 
 def default_worker_id(role: str) -> str:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from services.common.grpc_server import GrpcServer, start_grpc_server
-from services.common.metrics_http import serve_metrics
-from services.common.registration import Registrar
 from services.common.shape import instance_shape
 from services.common.worker_main import (
-    add_worker_flags, base_parser, config_from_args, default_worker_id, run_service,
+    WorkerProcess,
+    add_worker_flags,
+    base_parser,
+    config_from_args,
+    default_worker_id,
+    run_service,
+    serve_worker,
 )
 from services.decode.metrics import DecodeMetrics
 from services.decode.servicer import DecodeServicer
@@ -26,20 +28,6 @@ from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
 
-@dataclass
-class DecodeProcess:
-    worker: DecodeWorker
-    grpc: GrpcServer
-    registrar: Registrar
-    metrics_server: object
-
-    async def stop(self) -> None:
-        await self.registrar.stop()
-        await self.grpc.stop()
-        await self.worker.stop()
-        self.metrics_server.shutdown()  # type: ignore[attr-defined]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("decode")
     add_worker_flags(parser)
@@ -51,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(f"decode instance: {e}")
 
-    async def start() -> DecodeProcess:
+    async def start() -> WorkerProcess:
         inst = config.decode
         tokenizer = Tokenizer(vocab_size=deployment.model.vocab_size)
         max_num_seqs = inst.max_num_seqs_per_die * deployment.num_dies
@@ -66,24 +54,21 @@ def main(argv: list[str] | None = None) -> int:
                             capacity, prefix_caching=False)
         worker = DecodeWorker(engine, deployment, WallClock(config.speedup), metrics)
         worker.start()
-        server = await start_grpc_server(
-            [lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s)],
-            args.host, args.port)
-        metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
-        host = args.advertise_host or args.host
-        registration = pb.RegisterRequest(
-            worker_id=worker_id, kind=pb.WORKER_KIND_DECODE, address=f"{host}:{server.port}",
-            shape=instance_shape(deployment),
-            capacity=pb.Capacity(kv_capacity_tokens=capacity, max_num_seqs=max_num_seqs),
-            metrics_address=f"{host}:{metrics_port}")
+
+        def registration(address: str, metrics_address: str) -> pb.RegisterRequest:
+            return pb.RegisterRequest(
+                worker_id=worker_id, kind=pb.WORKER_KIND_DECODE, address=address,
+                shape=instance_shape(deployment), metrics_address=metrics_address,
+                capacity=pb.Capacity(kv_capacity_tokens=capacity, max_num_seqs=max_num_seqs))
 
         def load() -> pb.Load:
             return pb.Load(num_running=engine.num_running, num_waiting=engine.num_waiting,
                            kv_used_tokens=engine.kv_used_tokens())
 
-        registrar = Registrar(args.scheduler, registration, load)
-        registrar.start()
-        return DecodeProcess(worker, server, registrar, metrics_server)
+        return await serve_worker(
+            worker,
+            lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s),
+            args, registry, registration, load)
 
     return run_service(f"decode[{worker_id}]", args.log_level, start)
 

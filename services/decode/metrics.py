@@ -2,43 +2,31 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.common.hw_metrics import HardwareSeries, precreate
+from services.common.hw_metrics import precreate
 from services.common.vllm_metrics import (
     FINISHED_REASONS,
-    ITERATION_TOKEN_BUCKETS,
     ITL_BUCKETS,
     LABELS,
     REQUEST_LATENCY_BUCKETS,
 )
+from services.common.worker_metrics import WorkerMetrics
 
 
-class DecodeMetrics:
+class DecodeMetrics(WorkerMetrics):
+    running_help = "Requests in the running batch."
+    waiting_help = "Requests admitted and waiting for KV or a batch slot."
+    generation_help = "Generated tokens after the first."
+    iteration_help = "Tokens produced per engine step."
+
     def __init__(self, registry: CollectorRegistry, model_name: str, worker_id: str) -> None:
-        self.labels = {"model_name": model_name, "engine": worker_id}
+        super().__init__(registry, model_name, worker_id)
         r = registry
-        self.hw = HardwareSeries(r, self.labels)
         self.kv_bytes_received = self.hw.link_bytes
-        self.num_running = Gauge("vllm:num_requests_running",
-                                 "Requests in the running batch.", LABELS, registry=r)
-        self.num_waiting = Gauge("vllm:num_requests_waiting",
-                                 "Requests admitted and waiting for KV or a batch slot.",
-                                 LABELS, registry=r)
-        self.kv_usage = Gauge("vllm:kv_cache_usage_perc",
-                              "Fraction of KV-cache capacity in use (1 = 100%).", LABELS,
-                              registry=r)
-        self.gpu_kv_usage = Gauge("vllm:gpu_cache_usage_perc",
-                                  "Deprecated alias of vllm:kv_cache_usage_perc.", LABELS,
-                                  registry=r)
-        self.generation_tokens = Counter("vllm:generation_tokens",
-                                         "Generated tokens after the first.", LABELS, registry=r)
         self.preemptions = Counter("vllm:num_preemptions",
                                    "Preemptions (none: KV is reserved at admission).", LABELS,
                                    registry=r)
-        self.iteration_tokens = Histogram("vllm:iteration_tokens_total",
-                                          "Tokens produced per engine step.", LABELS,
-                                          buckets=ITERATION_TOKEN_BUCKETS, registry=r)
         self.itl = Histogram("vllm:inter_token_latency_seconds",
                              "Model seconds between successive token emissions.", LABELS,
                              buckets=ITL_BUCKETS, registry=r)

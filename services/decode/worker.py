@@ -183,10 +183,6 @@ class DecodeWorker:
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:
-        m, labels = self.metrics, self.metrics.labels
         e = self.engine
-        m.num_running.labels(**labels).set(e.num_running)
-        m.num_waiting.labels(**labels).set(e.num_waiting)
-        usage = e.kv_used_tokens() / e.kv_capacity_tokens
-        m.kv_usage.labels(**labels).set(usage)
-        m.gpu_kv_usage.labels(**labels).set(usage)
+        self.metrics.set_queues(e.num_running, e.num_waiting)
+        self.metrics.set_usage(e.kv_used_tokens() / e.kv_capacity_tokens)

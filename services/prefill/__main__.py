@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from services.common.grpc_server import GrpcServer, start_grpc_server
-from services.common.metrics_http import serve_metrics
-from services.common.registration import Registrar
 from services.common.shape import instance_shape
 from services.common.worker_main import (
-    add_worker_flags, base_parser, config_from_args, default_worker_id, run_service,
+    WorkerProcess,
+    add_worker_flags,
+    base_parser,
+    config_from_args,
+    default_worker_id,
+    run_service,
+    serve_worker,
 )
 from services.prefill.cache_client import PrefixCache, PrefixCacheClient
 from services.prefill.kv_sender import KvSender
@@ -28,20 +30,6 @@ from supernode.perf import Deployment, kv_capacity_tokens
 from supernode.policy.kv_affinity import uses_local_cache
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
-
-
-@dataclass
-class PrefillProcess:
-    worker: PrefillWorker
-    grpc: GrpcServer
-    registrar: Registrar
-    metrics_server: object
-
-    async def stop(self) -> None:
-        await self.registrar.stop()
-        await self.grpc.stop()
-        await self.worker.stop()
-        self.metrics_server.shutdown()  # type: ignore[attr-defined]
 
 
 def build_cache(config: ClusterConfig, deployment: Deployment, ems_address: str | None,
@@ -73,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(f"prefill instance: {e}")
 
-    async def start() -> PrefillProcess:
+    async def start() -> WorkerProcess:
         budget = config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
         registry = CollectorRegistry()
         metrics = PrefillMetrics(registry, config.model_name, worker_id)
@@ -84,26 +72,23 @@ def main(argv: list[str] | None = None) -> int:
         worker = PrefillWorker(PrefillEngine(budget), deployment, WallClock(config.speedup),
                                metrics, sender, cache)
         worker.start()
-        server = await start_grpc_server(
-            [lambda s: pb_grpc.add_PrefillServiceServicer_to_server(PrefillServicer(worker), s)],
-            args.host, args.port)
-        metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
-        host = args.advertise_host or args.host
-        registration = pb.RegisterRequest(
-            worker_id=worker_id, kind=pb.WORKER_KIND_PREFILL, address=f"{host}:{server.port}",
-            shape=instance_shape(deployment),
-            capacity=pb.Capacity(kv_capacity_tokens=kv_capacity_tokens(deployment),
-                                 max_num_batched_tokens=budget),
-            metrics_address=f"{host}:{metrics_port}")
+
+        def registration(address: str, metrics_address: str) -> pb.RegisterRequest:
+            return pb.RegisterRequest(
+                worker_id=worker_id, kind=pb.WORKER_KIND_PREFILL, address=address,
+                shape=instance_shape(deployment), metrics_address=metrics_address,
+                capacity=pb.Capacity(kv_capacity_tokens=kv_capacity_tokens(deployment),
+                                     max_num_batched_tokens=budget))
 
         def load() -> pb.Load:
             return pb.Load(num_running=worker.num_running,
                            num_waiting=worker.engine.num_waiting,
                            num_queued_tokens=worker.engine.num_queued_tokens)
 
-        registrar = Registrar(args.scheduler, registration, load)
-        registrar.start()
-        return PrefillProcess(worker, server, registrar, metrics_server)
+        return await serve_worker(
+            worker,
+            lambda s: pb_grpc.add_PrefillServiceServicer_to_server(PrefillServicer(worker), s),
+            args, registry, registration, load)
 
     return run_service(f"prefill[{worker_id}]", args.log_level, start)
 

@@ -63,20 +63,59 @@ def num_usable_blocks(num_prompt_tokens: int, block_size: int) -> int:
     return (num_prompt_tokens - 1) // block_size
 
 
-class PrefixCacheClient:
-    """EMS client for one prefill worker; `link` is the hardware's `ems_ub` or `ems_vpc`."""
+class CacheBase:
+    """What the shared-EMS client and a local cache have in common: hit accounting and
+    background stores. Subclasses implement `fetch` and `_put`."""
 
-    def __init__(self, address: str, config: CacheConfig, kv_bytes_per_token: int,
-                 payload_scale: float, metrics: PrefillMetrics, link: Link) -> None:
+    def __init__(self, config: CacheConfig, kv_bytes_per_token: int, payload_scale: float,
+                 metrics: PrefillMetrics, link: Link) -> None:
         self.config = config
         self.link = link
         self.kv_bytes_per_block = config.block_size * kv_bytes_per_token
         self.payload_scale = payload_scale
         self.metrics = metrics
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def flush(self) -> None:
+        """Wait until the pending stores have landed."""
+        await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
+        """Put the prompt's uncached full blocks in the background (never delays the request)."""
+        num_full = num_prompt_tokens // self.config.block_size
+        new_keys = hit.keys[hit.num_cached_blocks:num_full]
+        if not new_keys:
+            return
+        task = asyncio.create_task(self._put(namespace, new_keys))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _put(self, namespace: str, keys: Sequence[bytes]) -> None:
+        raise NotImplementedError
+
+    def _hit(self, keys: tuple[bytes, ...], num_prompt_tokens: int, num_ok: int) -> CacheHit:
+        """Count the lookup in the prefix-cache metrics and describe its `num_ok` leading hits."""
+        m = self.metrics
+        m.prefix_queries.labels(**m.labels).inc(num_prompt_tokens)
+        m.prefix_hits.labels(**m.labels).inc(num_ok * self.config.block_size)
+        return CacheHit(keys, num_ok, num_ok * self.config.block_size,
+                        num_ok * self.kv_bytes_per_block)
+
+    def _count_stored(self, num_blocks: int) -> None:
+        m = self.metrics
+        m.link_bytes.labels(**m.labels, plane=self.link.name, direction="out").inc(
+            num_blocks * self.kv_bytes_per_block)
+
+
+class PrefixCacheClient(CacheBase):
+    """EMS client for one prefill worker; `link` is the hardware's `ems_ub` or `ems_vpc`."""
+
+    def __init__(self, address: str, config: CacheConfig, kv_bytes_per_token: int,
+                 payload_scale: float, metrics: PrefillMetrics, link: Link) -> None:
+        super().__init__(config, kv_bytes_per_token, payload_scale, metrics, link)
         self._channel = insecure_channel(address)
         self._stub = pb_grpc.EmsServiceStub(self._channel)
         self._metadata = (("x-supernode-plane", config.plane),)
-        self._pending: set[asyncio.Task[None]] = set()
         self.degraded = False
 
     async def close(self) -> None:
@@ -93,25 +132,11 @@ class PrefixCacheClient:
         try:
             num_hits = await self._lookup(namespace, keys[:usable]) if usable else 0
             num_ok = await self._get(namespace, keys[:num_hits]) if num_hits else 0
-        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as e:
+        except (TimeoutError, grpc.aio.AioRpcError) as e:
             self._degraded("lookup", e)
             return CacheHit(keys, 0, 0, 0)
         self._healthy()
-        m = self.metrics
-        m.prefix_queries.labels(**m.labels).inc(len(token_ids))
-        m.prefix_hits.labels(**m.labels).inc(num_ok * self.config.block_size)
-        return CacheHit(keys, num_ok, num_ok * self.config.block_size,
-                        num_ok * self.kv_bytes_per_block)
-
-    def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
-        """Put the prompt's uncached full blocks in the background (never delays the request)."""
-        num_full = num_prompt_tokens // self.config.block_size
-        new_keys = hit.keys[hit.num_cached_blocks:num_full]
-        if not new_keys:
-            return
-        task = asyncio.create_task(self._put(namespace, new_keys))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        return self._hit(keys, len(token_ids), num_ok)
 
     async def _lookup(self, namespace: str, keys: Sequence[bytes]) -> int:
         response = await self._stub.Lookup(
@@ -143,9 +168,7 @@ class PrefixCacheClient:
         except grpc.aio.AioRpcError as e:
             self._degraded("put", e)
             return
-        m = self.metrics
-        m.link_bytes.labels(**m.labels, plane=self.link.name, direction="out").inc(
-            len(keys) * self.kv_bytes_per_block)
+        self._count_stored(len(keys))
 
     def _degraded(self, op: str, error: Exception) -> None:
         m = self.metrics

@@ -10,11 +10,10 @@ checksums, LRU, asynchronous stores. Another instance's cache is never read.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from contextlib import aclosing
 
-from services.prefill.cache_client import CacheHit, num_usable_blocks
+from services.prefill.cache_client import CacheBase, CacheHit, num_usable_blocks
 from services.prefill.metrics import PrefillMetrics
 from supernode.cache.hashing import block_keys
 from supernode.cache.memory_store import MemoryBlockStore
@@ -30,23 +29,15 @@ designs"), taken as achieved per device and the same on every hardware profile; 
 the measured intra-node NPU->CPU read latency (notes s1.4, P2 Table 1: 1.0 us)."""
 
 
-class LocalPrefixCache:
+class LocalPrefixCache(CacheBase):
     """One instance's local cache with the `PrefixCache` interface; it never degrades."""
 
     def __init__(self, config: CacheConfig, capacity_bytes: int, kv_bytes_per_token: int,
                  payload_scale: float, metrics: PrefillMetrics,
                  link: Link = LOCAL_DRAM_LINK) -> None:
-        self.config = config
-        self.link = link
-        self.kv_bytes_per_block = config.block_size * kv_bytes_per_token
+        super().__init__(config, kv_bytes_per_token, payload_scale, metrics, link)
         self.payload_num_bytes = payload_num_bytes(self.kv_bytes_per_block, payload_scale)
-        self.metrics = metrics
         self.store = MemoryBlockStore(capacity_bytes, config.namespace_capacity_bytes or None)
-        self._pending: set[asyncio.Task[None]] = set()
-
-    async def flush(self) -> None:
-        """Wait until the pending stores have landed."""
-        await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def close(self) -> None:
         await self.flush()
@@ -65,19 +56,7 @@ class LocalPrefixCache:
                         self.metrics.cache_rejected_blocks.labels(**self.metrics.labels).inc()
                         break
                     num_ok += 1
-        m = self.metrics
-        m.prefix_queries.labels(**m.labels).inc(len(token_ids))
-        m.prefix_hits.labels(**m.labels).inc(num_ok * self.config.block_size)
-        return CacheHit(keys, num_ok, num_ok * self.config.block_size,
-                        num_ok * self.kv_bytes_per_block)
-
-    def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
-        num_full = num_prompt_tokens // self.config.block_size
-        new_keys = hit.keys[hit.num_cached_blocks:num_full]
-        if new_keys:
-            task = asyncio.create_task(self._put(namespace, new_keys))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+        return self._hit(keys, len(token_ids), num_ok)
 
     async def _put(self, namespace: str, keys: Sequence[bytes]) -> None:
         blocks = []
@@ -86,6 +65,4 @@ class LocalPrefixCache:
             blocks.append(StoredBlock(key, payload, checksum(payload), self.kv_bytes_per_block,
                                       self.config.block_size))
         await self.store.put(namespace, blocks)
-        m = self.metrics
-        m.link_bytes.labels(**m.labels, plane=self.link.name, direction="out").inc(
-            len(keys) * self.kv_bytes_per_block)
+        self._count_stored(len(keys))

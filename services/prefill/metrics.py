@@ -4,45 +4,34 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.hw_metrics import HardwareSeries, precreate
+from services.common.hw_metrics import precreate
 from services.common.vllm_metrics import (
-    ITERATION_TOKEN_BUCKETS,
     LABELS,
     REQUEST_LATENCY_BUCKETS,
     STEP_BUCKETS,
 )
+from services.common.worker_metrics import WorkerMetrics
 
 
-class PrefillMetrics:
+class PrefillMetrics(WorkerMetrics):
+    running_help = "Requests in the computing batch."
+    waiting_help = "Requests queued for a batch."
+    usage_help = "Fraction of the batch token budget in use by the last batch."
+    generation_help = "Generated tokens: the first token of each request."
+    iteration_help = "Prompt tokens computed per batch."
+
     def __init__(self, registry: CollectorRegistry, model_name: str, worker_id: str) -> None:
-        self.labels = {"model_name": model_name, "engine": worker_id}
+        super().__init__(registry, model_name, worker_id)
         r = registry
-        self.hw = HardwareSeries(r, self.labels)
         self.link_bytes = self.hw.link_bytes
         self.link_seconds = self.hw.link_busy_seconds
-        self.num_running = Gauge("vllm:num_requests_running", "Requests in the computing batch.",
-                                 LABELS, registry=r)
-        self.num_waiting = Gauge("vllm:num_requests_waiting", "Requests queued for a batch.",
-                                 LABELS, registry=r)
-        self.kv_usage = Gauge("vllm:kv_cache_usage_perc",
-                              "Fraction of the batch token budget in use by the last batch.",
-                              LABELS, registry=r)
-        self.gpu_kv_usage = Gauge("vllm:gpu_cache_usage_perc",
-                                  "Deprecated alias of vllm:kv_cache_usage_perc.", LABELS,
-                                  registry=r)
         self.prompt_tokens = Counter("vllm:prompt_tokens", "Prompt tokens prefilled.", LABELS,
                                      registry=r)
-        self.generation_tokens = Counter("vllm:generation_tokens",
-                                         "Generated tokens: the first token of each request.",
-                                         LABELS, registry=r)
         self.prefix_queries = Counter("vllm:prefix_cache_queries",
                                       "Prompt tokens looked up in the prefix cache.", LABELS,
                                       registry=r)
         self.prefix_hits = Counter("vllm:prefix_cache_hits",
                                    "Prompt tokens found in the prefix cache.", LABELS, registry=r)
-        self.iteration_tokens = Histogram("vllm:iteration_tokens_total",
-                                          "Prompt tokens computed per batch.", LABELS,
-                                          buckets=ITERATION_TOKEN_BUCKETS, registry=r)
         self.queue_time = Histogram("vllm:request_queue_time_seconds",
                                     "Model seconds waiting for a prefill batch.", LABELS,
                                     buckets=REQUEST_LATENCY_BUCKETS, registry=r)

@@ -155,14 +155,10 @@ class PrefillWorker:
         m.hw.on_step(timing)  # type: ignore[arg-type]
         num_new = sum(j.num_new_tokens for j in batch)
         m.iteration_tokens.labels(**labels).observe(num_new)
-        usage = min(1.0, num_new / self.engine.max_num_batched_tokens)
-        m.kv_usage.labels(**labels).set(usage)
-        m.gpu_kv_usage.labels(**labels).set(usage)
+        m.set_usage(min(1.0, num_new / self.engine.max_num_batched_tokens))
 
     def _publish_gauges(self) -> None:
-        m = self.metrics
-        m.num_running.labels(**m.labels).set(self.num_running)
-        m.num_waiting.labels(**m.labels).set(self.engine.num_waiting)
+        self.metrics.set_queues(self.num_running, self.engine.num_waiting)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -22,10 +22,21 @@ from services.common.metrics_http import exposition
 from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
-    ApiError, ChatCompletionRequest, CompletionRequest, completion_prompt_tokens, parse_request,
+    ApiError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    completion_prompt_tokens,
+    parse_request,
     render_chat,
 )
-from services.scheduler.responses import CHAT, COMPLETION, ChunkWriter, Kind, StopMatcher, full_response
+from services.scheduler.responses import (
+    CHAT,
+    COMPLETION,
+    ChunkWriter,
+    Kind,
+    StopMatcher,
+    full_response,
+)
 from supernode.engine.registry import WorkerKind, WorkerRegistry
 from supernode.engine.request import RequestRecord
 from supernode.tokenizer import TextTokenizer

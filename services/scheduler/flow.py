@@ -182,7 +182,7 @@ class RequestFlow:
                 max_tokens=record.max_tokens, num_generated=len(record.output_token_ids) + 1,
                 seed=record.seed, ignore_eos=record.ignore_eos,
                 eos_token_id=record.eos_token_id, subscriber_id=self.streams.subscriber_id), timeout=2.0)
-        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as e:
+        except (TimeoutError, grpc.aio.AioRpcError) as e:
             log.warning("admit on %s failed: %r", decode.worker_id, e)
             return False
         if not response.accepted:
@@ -333,5 +333,5 @@ class _PrefillLost(Exception):
 async def _quietly(call: Awaitable[object]) -> None:
     try:
         await call
-    except (grpc.aio.AioRpcError, asyncio.TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError):
         pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 class ApiError(Exception):
     """An error the client sees as OpenAI's error JSON with `status`."""
 
-    TYPES = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError",
+    TYPES: ClassVar[dict[int, str]] = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError",
              429: "RateLimitError", 500: "InternalServerError", 503: "ServiceUnavailableError"}
 
     def __init__(self, status: int, message: str, param: str | None = None,

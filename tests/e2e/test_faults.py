@@ -16,7 +16,7 @@ from tests.e2e.streaming import stream_completion
 pytestmark = pytest.mark.e2e
 
 
-def child(cluster: Cluster, name: str):  # noqa: ANN201
+def child(cluster: Cluster, name: str):
     return next(c for c in cluster.children if c.name == name)
 
 
