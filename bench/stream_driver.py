@@ -11,8 +11,9 @@ Measured, per level:
   stream's first chunk to the first stream's last chunk) divided by that window's length;
   the whole span is used when that window is under `MIN_WINDOW_S`;
 - tokens/s: sustained chunks/s x (usage tokens / chunks) over the level;
-- TPOT ratio: mean over streams of client TPOT / target TPOT (a per-stream modelled TPOT
-  from a response header when the server sends one, else the fixed target); a level passes
+- TPOT ratio: mean over streams of client TPOT / target TPOT (the stream's own modelled TPOT
+  from its final usage chunk's `supernode.modelled_tpot_s`, model seconds / speedup, when the
+  server sends it, else the fixed target); a level passes
   when no stream failed and the ratio is within the tolerance on either side (a server that
   falls behind and then catches up on deadline-paced chunks shows TPOT *below* target);
 - offered chunks/s: what the streams would deliver if every one ran at its target TPOT,
@@ -45,7 +46,9 @@ START_DELAY_S = 1.0
 
 @dataclass(frozen=True)
 class LevelSpec:
-    """One level's shape; `target_tpot_ms` is used for streams without a modelled header."""
+    """One level's shape. Each stream's target TPOT is its own modelled TPOT (the server's
+    `supernode.modelled_tpot_s`, model seconds) / `speedup` (model seconds per wall second);
+    `target_tpot_ms` (wall) is used for streams that report none."""
 
     concurrency: int
     num_tokens: int
@@ -53,7 +56,7 @@ class LevelSpec:
     stagger_s: float
     prompt_len: int
     target_tpot_ms: float | None
-    modelled_tpot_header: str | None = None
+    speedup: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -139,20 +142,21 @@ def _reduce(spec: LevelSpec, results: list[RequestResult], cpus: list[float]) ->
     if not ok:
         nan = float("nan")
         return LevelMeasurement(
-            spec.concurrency,
-            len(results),
-            errors,
-            0.0,
-            0.0,
-            0.0,
-            nan,
-            nan,
-            nan,
-            nan,
-            False,
-            nan,
-            nan,
-            max(cpus),
+            concurrency=spec.concurrency,
+            num_failed=len(results),
+            errors=errors,
+            chunks_per_s=0.0,
+            tokens_per_s=0.0,
+            window_s=0.0,
+            mean_tpot_ms=nan,
+            target_tpot_ms=nan,
+            tpot_ratio=nan,
+            offered_chunks_per_s=nan,
+            all_concurrent=False,
+            mean_itl_ms=nan,
+            p99_itl_ms=nan,
+            p99_ttft_ms=nan,
+            client_cpu=max(cpus),
         )
     times = [_chunk_times(r) for r in ok]
     lo, hi = max(t[0] for t in times), min(t[-1] for t in times)
@@ -185,9 +189,9 @@ def _reduce(spec: LevelSpec, results: list[RequestResult], cpus: list[float]) ->
 
 
 def _target_ms(r: RequestResult, spec: LevelSpec) -> float:
-    header = spec.modelled_tpot_header
-    if header and header in r.response_headers:
-        return float(r.response_headers[header])
+    modelled_s = r.server_details.get("modelled_tpot_s")
+    if modelled_s:
+        return modelled_s / spec.speedup * 1e3
     if spec.target_tpot_ms is None:
-        raise ValueError(f"no {header!r} response header and no --modelled-tpot-ms given")
+        raise ValueError("the server sent no supernode.modelled_tpot_s and no target was given")
     return spec.target_tpot_ms

@@ -8,6 +8,7 @@ also a combined `*-sweep.json`; plots and their HTML page when asked (always for
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from loadgen.config import EndpointConfig, LoadConfig, ReportConfig, SloConfig
 from loadgen.metrics import compute_metrics
 from loadgen.plots import write_plots
 from loadgen.report import RunInfo, default_result_filename, result_dict, write_requests_csv
-from loadgen.runner import run_benchmark
+from loadgen.runner import OnResult, RunOutcome, run_benchmark
 from loadgen.summary import print_summary
 from loadgen.sweep import SweepPoint, max_rate_meeting_slo, run_sweep, sweep_summary
 from loadgen.types import SampleRequest
@@ -58,6 +59,18 @@ class BenchPlan:
     bisect_steps: int = 0
 
 
+Execute = Callable[[list[SampleRequest], LoadConfig, OnResult], Awaitable[RunOutcome]]
+"""Runs one point's samples under a load and returns what the client saw: over HTTP by
+default (`http_executor`); the offline simulator passes its own."""
+
+
+def http_executor(plan: BenchPlan) -> Execute:
+    async def execute(samples: list[SampleRequest], load: LoadConfig, on_result: OnResult):
+        return await run_benchmark(samples, plan.endpoint, load, plan.tokens_as_ids, on_result)
+
+    return execute
+
+
 async def resolve_model(endpoint: EndpointConfig) -> str:
     """The first model id the server lists at /v1/models."""
     base = endpoint.base_url.rstrip("/")
@@ -75,16 +88,19 @@ async def resolve_model(endpoint: EndpointConfig) -> str:
     return str(models[0]["id"])
 
 
-async def run_plan(plan: BenchPlan, console: Console | None = None) -> int:
+async def run_plan(
+    plan: BenchPlan, console: Console | None = None, execute: Execute | None = None
+) -> int:
     """Run every point; returns 0, or 1 when not a single request of any point completed."""
     console = console or Console()
+    execute = execute or http_executor(plan)
     samples = plan.workload.build(plan.num_prompts, plan.load.seed)
     date = datetime.now().strftime("%Y%m%d-%H%M%S")
     info = RunInfo(plan.endpoint, len(samples), plan.output.label, plan.dataset_name, date)
     target = plan.slo.attainment_target if plan.slo.enabled else None
 
     async def run_point(rate: float) -> SweepPoint:
-        return await _run_point(plan, samples, info, rate, console)
+        return await _run_point(plan, samples, info, rate, console, execute)
 
     points = await run_sweep(plan.rates, run_point, target, plan.bisect_steps)
     if len(points) > 1:
@@ -94,7 +110,12 @@ async def run_plan(plan: BenchPlan, console: Console | None = None) -> int:
 
 
 async def _run_point(
-    plan: BenchPlan, samples: list[SampleRequest], info: RunInfo, rate: float, console: Console
+    plan: BenchPlan,
+    samples: list[SampleRequest],
+    info: RunInfo,
+    rate: float,
+    console: Console,
+    execute: Execute,
 ) -> SweepPoint:
     load = replace(plan.load, request_rate=rate)
     trace = all(s.arrival_offset_s is not None for s in samples)
@@ -109,13 +130,7 @@ async def _run_point(
     )
     with _progress(plan.output.progress, console) as progress:
         task = progress.add_task("requests", total=len(samples))
-        outcome = await run_benchmark(
-            samples,
-            plan.endpoint,
-            load,
-            plan.tokens_as_ids,
-            on_result=lambda _r: progress.advance(task),
-        )
+        outcome = await execute(samples, load, lambda _r: progress.advance(task))
     metrics = compute_metrics(outcome.results, outcome.duration_s, plan.report, plan.slo)
     print_summary(console, outcome, metrics, plan.report)
     result = result_dict(info, outcome, metrics, plan.report, plan.slo, plan.output.save_detailed)

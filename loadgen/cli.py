@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         "goodput under SLOs, request-rate sweeps, plots.",
     )
     _add_endpoint_args(parser.add_argument_group("endpoint"))
-    _add_dataset_args(parser.add_argument_group("workload"))
-    _add_load_args(parser.add_argument_group("load"))
-    _add_output_args(parser.add_argument_group("metrics and output"))
+    add_dataset_args(parser.add_argument_group("workload"))
+    add_load_args(parser.add_argument_group("load"))
+    add_output_args(parser.add_argument_group("metrics and output"))
     return parser
 
 
@@ -78,7 +78,7 @@ def _add_endpoint_args(g) -> None:
     )
 
 
-def _add_dataset_args(g) -> None:
+def add_dataset_args(g) -> None:
     g.add_argument(
         "--dataset-name",
         type=opt.dataset_name,
@@ -118,7 +118,7 @@ def _add_dataset_args(g) -> None:
     )
 
 
-def _add_load_args(g) -> None:
+def add_load_args(g) -> None:
     g.add_argument(
         "--request-rate",
         type=opt.request_rates,
@@ -144,7 +144,7 @@ def _add_load_args(g) -> None:
     )
 
 
-def _add_output_args(g) -> None:
+def add_output_args(g) -> None:
     g.add_argument(
         "--goodput",
         type=opt.slo_pair,
@@ -194,7 +194,7 @@ def _add_output_args(g) -> None:
     )
 
 
-def _workload(args: argparse.Namespace, parser: argparse.ArgumentParser):
+def workload_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     name = args.dataset_name
     if name in ("sharegpt", "mooncake") and not args.dataset_path:
         parser.error(f"--dataset-path is required with --dataset-name {name}")
@@ -222,22 +222,33 @@ def _workload(args: argparse.Namespace, parser: argparse.ArgumentParser):
     return MooncakeTraceWorkload(args.dataset_path, args.mooncake_block_size)
 
 
-def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BenchPlan:
-    """Frozen configs from parsed flags; cross-flag problems are argparse errors."""
-    ignore_eos = (
-        args.ignore_eos if args.ignore_eos is not None else args.dataset_name in ID_DATASETS
-    )
-    endpoint = EndpointConfig(
+def ignore_eos_from_args(args: argparse.Namespace) -> bool:
+    """`--ignore-eos`, defaulting to on for synthetic (token-id) datasets as vLLM does."""
+    return args.ignore_eos if args.ignore_eos is not None else args.dataset_name in ID_DATASETS
+
+
+def endpoint_from_args(args: argparse.Namespace) -> EndpointConfig:
+    return EndpointConfig(
         base_url=args.base_url or f"http://{args.host}:{args.port}",
         endpoint=args.endpoint,
         model=args.model or "",
         api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
-        ignore_eos=ignore_eos,
+        ignore_eos=ignore_eos_from_args(args),
         temperature=args.temperature,
         extra_body=args.extra_body,
         headers=dict(args.header),
         request_timeout_s=args.request_timeout_s,
     )
+
+
+def plan_from_args(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    endpoint: EndpointConfig | None = None,
+) -> BenchPlan:
+    """Frozen configs from parsed flags; cross-flag problems are argparse errors. `endpoint`
+    replaces the one the endpoint flags describe (the simulator has none)."""
+    endpoint = endpoint or endpoint_from_args(args)
     load = LoadConfig(
         request_rate=args.request_rate[0],
         burstiness=args.burstiness,
@@ -259,13 +270,13 @@ def plan_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         endpoint=endpoint,
         load=load,
         rates=args.request_rate,
-        workload=_workload(args, parser),
+        workload=workload_from_args(args, parser),
         dataset_name=args.dataset_name,
         num_prompts=args.num_prompts,
         report=ReportConfig(args.percentile_metrics, args.metric_percentiles),
         slo=SloConfig(dict(args.goodput), args.slo_attainment),
         output=output,
-        tokens_as_ids=args.tokens_as_ids,
+        tokens_as_ids=getattr(args, "tokens_as_ids", True),
         bisect_steps=args.sweep_bisect_steps,
     )
 

@@ -19,6 +19,8 @@ from loadgen.types import RequestResult, SampleRequest
 from loadgen.workloads.tokens import render_text
 
 MAX_ERROR_CHARS = 2000
+SERVER_DETAILS_KEY = "supernode"
+"""A response's non-standard top-level object kept on `RequestResult.server_details`."""
 
 
 def make_session(
@@ -78,6 +80,7 @@ class _StreamState:
     num_text_chunks: int = 0
     completion_tokens: int | None = None
     prompt_tokens: int | None = None
+    server_details: dict = field(default_factory=dict)
     finished: bool = False
     done: bool = False
     error: str = ""
@@ -100,6 +103,8 @@ class _StreamState:
         if usage := event.get("usage"):
             self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
             self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+        if isinstance(details := event.get(SERVER_DETAILS_KEY), dict):
+            self.server_details = details
         for choice in event.get("choices") or ():
             text = _choice_text(choice, self.chat)
             if text:
@@ -180,4 +185,5 @@ def _result(
         generated_text="".join(state.text_parts),
         usage_reported=usage_reported,
         response_headers=captured,
+        server_details=state.server_details,
     )

@@ -127,8 +127,12 @@ CSV_COLUMNS = (
     "max_itl_ms",
     "num_chunks",
     "met_slo",
+    "modelled_ttft_ms",
+    "modelled_tpot_ms",
     "error",
 )
+"""`modelled_*`: the server's own modelled figures for the request (supernode's
+`server_details`), empty when the server sends none."""
 
 
 def write_requests_csv(path: Path, outcome: RunOutcome, slo: SloConfig) -> None:
@@ -159,5 +163,7 @@ def _csv_row(index: int, r, slo: SloConfig) -> list:
         ms(max(r.itls_s) if r.itls_s else None),
         num_chunks,
         "" if not slo.enabled else int(meets_slo(r, slo)),
+        ms(r.server_details.get("modelled_ttft_s")),
+        ms(r.server_details.get("modelled_tpot_s")),
         r.error,
     ]

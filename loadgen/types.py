@@ -44,6 +44,8 @@ class RequestResult:
     the failure (`ttft_s` is None when no token arrived).
     `output_tokens` is `usage.completion_tokens` when the server reported it, else the number
     of streamed chunks that carried text. `itls_s` are the gaps between those chunks.
+    `server_details` keeps a non-standard per-request object the server sent beside `usage`
+    (supernode's `supernode` object with `modelled_ttft_s`, `modelled_tpot_s`, ...), else {}.
     """
 
     success: bool
@@ -58,6 +60,7 @@ class RequestResult:
     generated_text: str = ""
     usage_reported: bool = False
     response_headers: dict[str, str] = field(default_factory=dict)
+    server_details: dict = field(default_factory=dict)
 
     @property
     def tpot_s(self) -> float | None:

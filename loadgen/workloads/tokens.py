@@ -33,7 +33,7 @@ _WORDS = tuple(_WORD_TEXT.split())
 
 def random_token_ids(rng: np.random.Generator, length: int) -> tuple[int, ...]:
     """`length` ids drawn uniformly from [TOKEN_ID_LOW, TOKEN_ID_HIGH)."""
-    return tuple(int(t) for t in rng.integers(TOKEN_ID_LOW, TOKEN_ID_HIGH, size=length))
+    return tuple(rng.integers(TOKEN_ID_LOW, TOKEN_ID_HIGH, size=length).tolist())
 
 
 def render_text(token_ids: tuple[int, ...]) -> str:

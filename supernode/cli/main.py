@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("supernode.cli.estimate", "price one decode step or prefill batch"),
     "calibrate": ("supernode.cli.calibrate", "fit the hardware model to the paper's targets"),
     "bench": ("loadgen.cli", "drive an OpenAI endpoint and report SLO metrics"),
+    "sim": ("supernode.sim.cli", "run the offline simulator in virtual time"),
 }
 
 

@@ -1,0 +1,89 @@
+"""`supernode sim`: the offline simulator, in virtual time, with `supernode bench`'s report.
+
+Takes the cluster config as `supernode up` does (`--config`, `--set KEY=VALUE`) and the
+workload, arrival and output flags of `supernode bench` (the same parser pieces, workloads,
+metrics, summary table, `--save-result` JSON/CSV and plots). Times are reported as a live
+cluster with the config's `speedup` would show them to the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import yaml
+from rich.console import Console
+
+from loadgen import cli as bench_cli
+from loadgen.app import run_plan
+from loadgen.config import EndpointConfig, LoadConfig
+from loadgen.runner import OnResult
+from loadgen.types import SampleRequest
+from supernode.config import ClusterConfig, load_config
+from supernode.deployment import instance_deployment
+from supernode.policy import make_policy
+from supernode.sim.runner import SimStats, simulate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supernode sim",
+        description="Simulate a deployment offline in virtual time and report as "
+        "`supernode bench` does.",
+    )
+    g = parser.add_argument_group("cluster")
+    g.add_argument("--config", help="deployment YAML (default: the embedded default)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config field, dotted (e.g. decode.num_devices=32)")
+    bench_cli.add_dataset_args(parser.add_argument_group("workload"))
+    bench_cli.add_load_args(parser.add_argument_group("load"))
+    bench_cli.add_output_args(parser.add_argument_group("metrics and output"))
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ClusterConfig:
+    overrides = {}
+    for pair in args.set:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            parser.error(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key] = yaml.safe_load(value)
+    try:
+        config = load_config(args.config, overrides)
+        make_policy(config.routing_policy)
+        instance_deployment(config, "prefill")
+        instance_deployment(config, "decode")
+    except (ValueError, TypeError, OSError, KeyError) as e:
+        parser.error(f"--config/--set: {e}")
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, simulate every rate, report; 0 when any request completed, 1 otherwise."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from_args(args, parser)
+    endpoint = EndpointConfig(f"sim://{config.model_name}", model=config.model_name,
+                              ignore_eos=bench_cli.ignore_eos_from_args(args))
+    plan = bench_cli.plan_from_args(args, parser, endpoint)
+    console = Console()
+    stats = SimStats()
+
+    async def execute(samples: list[SampleRequest], load: LoadConfig, on_result: OnResult):
+        started = time.perf_counter()
+        outcome = simulate(config, samples, load, endpoint.ignore_eos, on_result, stats)
+        console.print(f"simulated {len(samples)} requests, {stats.model_s:.1f} model s, "
+                      f"{stats.num_events} events in {time.perf_counter() - started:.2f} s")
+        return outcome
+
+    try:
+        return asyncio.run(run_plan(plan, console, execute))
+    except (OSError, ValueError) as exc:
+        print(f"supernode sim: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The simulator against the hardware model it drives, and against itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from loadgen.config import LoadConfig
+from loadgen.metrics import latency_samples_s
+from loadgen.workloads import RandomWorkload
+from supernode.config import ClusterConfig, load_config
+from supernode.deployment import instance_deployment
+from supernode.perf import DecodeBatch, PrefillBatch, decode_step_time, prefill_time, transfer_time
+from supernode.sim.runner import simulate
+from tests.sim.helpers import run_sim
+
+
+def test_a_seed_fixes_the_whole_run() -> None:
+    a, b = run_sim(seed=7, rate=20.0), run_sim(seed=7, rate=20.0)
+    assert a.results == b.results and a.duration_s == b.duration_s
+    assert run_sim(seed=8, rate=20.0).results != a.results
+
+
+def test_one_request_sees_the_hardware_model() -> None:
+    """Idle cluster, no MTP: TTFT = prefill batch + RDMA KV transfer; each decode step is the
+    model's step for batch 1 at the request's KV length, one token per step."""
+    prompt_len, num_tokens = 2048, 16
+    outcome = run_sim(num_prompts=1, input_len=prompt_len, output_len=num_tokens,
+                      **{"decode.mtp_tokens": 0})
+    (r,) = outcome.results
+    config = load_config(None, {"decode.mtp_tokens": 0})
+    prefill, decode = instance_deployment(config, "prefill"), instance_deployment(config, "decode")
+    kv_bytes = prompt_len * prefill.model.kv_bytes_per_token(prefill.kv_dtype)
+    ttft_s = (prefill_time(PrefillBatch((prompt_len,), (0,)), prefill).total_s
+              + transfer_time(kv_bytes, prefill.hardware.link("rdma")).total_s)
+    steps_s = [decode_step_time(DecodeBatch(1, prompt_len + k), decode).total_s
+               for k in range(1, num_tokens)]
+    assert r.success and r.output_tokens == num_tokens
+    assert r.ttft_s == pytest.approx(ttft_s, rel=1e-9)
+    assert r.itls_s == pytest.approx(steps_s, rel=1e-9)
+    assert r.tpot_s == pytest.approx(sum(steps_s) / (num_tokens - 1), rel=1e-9)
+    assert r.server_details["modelled_ttft_s"] == pytest.approx(ttft_s, rel=1e-9)
+    assert r.server_details["modelled_tpot_s"] == pytest.approx(r.tpot_s, rel=1e-9)
+
+
+def test_mtp_puts_several_tokens_in_one_step() -> None:
+    (r,) = run_sim(num_prompts=1, input_len=512, output_len=64).results
+    step_s = decode_step_time(DecodeBatch(1, 600), instance_deployment(ClusterConfig(),
+                                                                       "decode")).total_s
+    assert r.output_tokens == 64 and len(r.itls_s) < 63
+    assert r.itls_s == pytest.approx([step_s] * len(r.itls_s), rel=0.01)
+    assert r.tpot_s == pytest.approx(r.server_details["modelled_tpot_s"], rel=1e-9)
+
+
+def test_queueing_grows_ttft_with_rate() -> None:
+    mean_ttfts = [float(np.mean(latency_samples_s(run_sim(
+        num_prompts=200, rate=rate, input_len=4096, output_len=8).results)["ttft"]))
+        for rate in (2.0, 40.0, 120.0)]
+    assert mean_ttfts[0] < mean_ttfts[1] < mean_ttfts[2]
+    assert mean_ttfts[2] > 2 * mean_ttfts[0]
+
+
+def test_speedup_stretches_every_reported_time() -> None:
+    """At half speed the same wall rate is twice the model rate, and every time doubles."""
+    fast, slow = run_sim(seed=3, rate=8.0), run_sim(seed=3, rate=4.0, speedup=0.5)
+    assert slow.duration_s == pytest.approx(2 * fast.duration_s)
+    for a, b in zip(fast.results, slow.results):
+        assert b.started_at_s == pytest.approx(2 * a.started_at_s)
+        assert b.ttft_s == pytest.approx(2 * a.ttft_s)
+        assert b.itls_s == pytest.approx([2 * x for x in a.itls_s])
+
+
+@pytest.mark.parametrize("policy", ["least-loaded", "kv-affinity"])
+def test_a_shared_prefix_is_fetched_not_recomputed(policy: str) -> None:
+    """Prompts sharing a 3840-token prefix: after the first, 30 blocks come from the cache
+    (EMS, or the instance's own under kv-affinity) and TTFT drops."""
+    samples = RandomWorkload(256, 4, 0.0, 3840).build(20, 0)
+    load = LoadConfig(request_rate=4.0)
+    warm = simulate(load_config(None, {"routing_policy": policy, "num_prefill": 2}), samples,
+                    load, ignore_eos=True)
+    cold = simulate(load_config(None, {"cache.enabled": False}), samples, load, ignore_eos=True)
+    assert warm.results[0].ttft_s == pytest.approx(cold.results[0].ttft_s)
+    warm_ttft = np.mean([r.ttft_s for r in warm.results[1:]])
+    assert warm_ttft < 0.8 * np.mean([r.ttft_s for r in cold.results[1:]])
