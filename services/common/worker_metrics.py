@@ -38,11 +38,14 @@ class WorkerMetrics:
         self.iteration_tokens = Histogram("vllm:iteration_tokens_total", self.iteration_help,
                                           LABELS, buckets=ITERATION_TOKEN_BUCKETS, registry=r)
 
+        self._gauges = [g.labels(**self.labels) for g in (
+            self.num_running, self.num_waiting, self.kv_usage, self.gpu_kv_usage)]
+
     def set_usage(self, fraction: float) -> None:
         """Set the usage gauge and its deprecated alias together."""
-        self.kv_usage.labels(**self.labels).set(fraction)
-        self.gpu_kv_usage.labels(**self.labels).set(fraction)
+        self._gauges[2].set(fraction)
+        self._gauges[3].set(fraction)
 
     def set_queues(self, num_running: int, num_waiting: int) -> None:
-        self.num_running.labels(**self.labels).set(num_running)
-        self.num_waiting.labels(**self.labels).set(num_waiting)
+        self._gauges[0].set(num_running)
+        self._gauges[1].set(num_waiting)

@@ -57,7 +57,8 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     metrics = SchedulerMetrics(prometheus, config.model_name, model.max_context_len)
     metrics.set_policies(config.routing_policy, config.routing_policy)
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
-    streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}")
+    streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}",
+                           on_alive=registry.touch)
     cache, local = config.cache, uses_local_cache(config.routing_policy)
     decode_kv = None
     if cache.enabled and cache.store_decode_kv and not local:

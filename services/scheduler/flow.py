@@ -234,7 +234,7 @@ class RequestFlow:
 
     def _on_tokens(self, record: RequestRecord, event: TokenEvent) -> Emitted:
         record.output_token_ids.extend(event.token_ids)
-        record.modelled_decode_s += event.step_s
+        record.modelled_decode_s += event.elapsed_s
         return Emitted(event.token_ids, FINISH_NAMES.get(event.finish_reason))
 
     async def _failover(self, record: RequestRecord, lost: WorkerLost | None) -> None:

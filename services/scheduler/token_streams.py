@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -25,7 +27,8 @@ log = logging.getLogger(__name__)
 class TokenEvent:
     token_ids: tuple[int, ...]
     finish_reason: int  # pb.FinishReason
-    step_s: float
+    elapsed_s: float
+    """Model seconds since the request's previous tokens (its first: since its KV arrived)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class WorkerLost:
 
 
 Event = TokenEvent | WorkerLost
+
+LIVENESS_INTERVAL_S = 0.25
+"""How often a flowing token stream renews its worker's lease: a decode instance too busy
+stepping to heartbeat on time is plainly alive while its steps keep arriving."""
 
 
 class DecodeLink:
@@ -62,8 +69,13 @@ class DecodeLink:
             call = self.stub.StreamTokens(pb.StreamTokensRequest(subscriber_id=self._subscriber_id))
             await call.wait_for_connection()
             self.ready.set()
+            touched_at = 0.0
             async for batch in call:
                 self._streams.dispatch(batch)
+                now = time.monotonic()
+                if now - touched_at > LIVENESS_INTERVAL_S:
+                    touched_at = now
+                    self._streams.on_alive(self.worker_id, now)
         except grpc.aio.AioRpcError as e:
             reason = f"token stream failed: {e.code().name}"
         except asyncio.CancelledError:
@@ -76,8 +88,10 @@ class DecodeLink:
 class TokenStreams:
     """Per-request event queues, fed by one DecodeLink per decode worker."""
 
-    def __init__(self, subscriber_id: str) -> None:
+    def __init__(self, subscriber_id: str,
+                 on_alive: Callable[[str, float], None] = lambda worker_id, now_s: None) -> None:
         self.subscriber_id = subscriber_id
+        self.on_alive = on_alive
         self.links: dict[str, DecodeLink] = {}
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._worker_of: dict[str, str] = {}
@@ -115,7 +129,7 @@ class TokenStreams:
             queue = self._queues.get(update.request_id)
             if queue is not None:
                 queue.put_nowait(TokenEvent(tuple(update.token_ids), update.finish_reason,
-                                            batch.step_s))
+                                            update.elapsed_s or batch.step_s))
 
     def on_link_lost(self, link: DecodeLink, reason: str) -> None:
         """Fail every request on the link's worker over; forget the link if it is current."""

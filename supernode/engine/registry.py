@@ -64,6 +64,12 @@ class WorkerRegistry:
         self._workers[worker_id] = replace(info, load=load, last_seen_s=now_s)
         return True
 
+    def touch(self, worker_id: str, now_s: float) -> None:
+        """Other proof of life (e.g. a token stream still flowing) renews the lease too."""
+        info = self._workers.get(worker_id)
+        if info is not None:
+            self._workers[worker_id] = replace(info, last_seen_s=now_s)
+
     def add_inflight(self, worker_id: str, delta: int) -> None:
         info = self._workers.get(worker_id)
         if info is not None:

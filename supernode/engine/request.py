@@ -42,7 +42,8 @@ class RequestRecord:
     modelled_ttft_s: float = 0.0
     """Model seconds the prefill side reported (queue + cache fetch + compute + transfer)."""
     modelled_decode_s: float = 0.0
-    """Model seconds of the decode steps that produced tokens after the first."""
+    """Model seconds from the KV reaching decode to the last token: the wait for a step
+    boundary plus the steps that produced the tokens after the first."""
     kv_num_bytes: int = 0
     decode_reserved: bool = False
     """The decode instance `decode_worker_id` holds a KV reservation for this request."""

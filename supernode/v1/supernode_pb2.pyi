@@ -1,11 +1,9 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -32,7 +30,7 @@ FINISH_REASON_LENGTH: FinishReason
 FINISH_REASON_ABORT: FinishReason
 
 class InstanceShape(_message.Message):
-    __slots__ = ("dp", "ep", "hardware", "microbatch", "model", "mtp_acceptance", "mtp_tokens", "num_devices", "num_dies", "quant", "tp")
+    __slots__ = ("hardware", "model", "num_devices", "num_dies", "dp", "tp", "ep", "quant", "microbatch", "mtp_tokens", "mtp_acceptance")
     HARDWARE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     NUM_DEVICES_FIELD_NUMBER: _ClassVar[int]
@@ -55,20 +53,20 @@ class InstanceShape(_message.Message):
     microbatch: bool
     mtp_tokens: int
     mtp_acceptance: float
-    def __init__(self, hardware: str | None = ..., model: str | None = ..., num_devices: int | None = ..., num_dies: int | None = ..., dp: int | None = ..., tp: int | None = ..., ep: int | None = ..., quant: str | None = ..., microbatch: bool | None = ..., mtp_tokens: int | None = ..., mtp_acceptance: float | None = ...) -> None: ...
+    def __init__(self, hardware: _Optional[str] = ..., model: _Optional[str] = ..., num_devices: _Optional[int] = ..., num_dies: _Optional[int] = ..., dp: _Optional[int] = ..., tp: _Optional[int] = ..., ep: _Optional[int] = ..., quant: _Optional[str] = ..., microbatch: _Optional[bool] = ..., mtp_tokens: _Optional[int] = ..., mtp_acceptance: _Optional[float] = ...) -> None: ...
 
 class Capacity(_message.Message):
-    __slots__ = ("kv_capacity_tokens", "max_num_batched_tokens", "max_num_seqs")
+    __slots__ = ("kv_capacity_tokens", "max_num_seqs", "max_num_batched_tokens")
     KV_CAPACITY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_NUM_SEQS_FIELD_NUMBER: _ClassVar[int]
     MAX_NUM_BATCHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     kv_capacity_tokens: int
     max_num_seqs: int
     max_num_batched_tokens: int
-    def __init__(self, kv_capacity_tokens: int | None = ..., max_num_seqs: int | None = ..., max_num_batched_tokens: int | None = ...) -> None: ...
+    def __init__(self, kv_capacity_tokens: _Optional[int] = ..., max_num_seqs: _Optional[int] = ..., max_num_batched_tokens: _Optional[int] = ...) -> None: ...
 
 class Load(_message.Message):
-    __slots__ = ("busy_fraction", "kv_used_tokens", "num_queued_tokens", "num_running", "num_waiting")
+    __slots__ = ("num_running", "num_waiting", "kv_used_tokens", "num_queued_tokens", "busy_fraction")
     NUM_RUNNING_FIELD_NUMBER: _ClassVar[int]
     NUM_WAITING_FIELD_NUMBER: _ClassVar[int]
     KV_USED_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -79,10 +77,10 @@ class Load(_message.Message):
     kv_used_tokens: int
     num_queued_tokens: int
     busy_fraction: float
-    def __init__(self, num_running: int | None = ..., num_waiting: int | None = ..., kv_used_tokens: int | None = ..., num_queued_tokens: int | None = ..., busy_fraction: float | None = ...) -> None: ...
+    def __init__(self, num_running: _Optional[int] = ..., num_waiting: _Optional[int] = ..., kv_used_tokens: _Optional[int] = ..., num_queued_tokens: _Optional[int] = ..., busy_fraction: _Optional[float] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("address", "capacity", "kind", "metrics_address", "shape", "worker_id")
+    __slots__ = ("worker_id", "kind", "address", "shape", "capacity", "metrics_address")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -95,7 +93,7 @@ class RegisterRequest(_message.Message):
     shape: InstanceShape
     capacity: Capacity
     metrics_address: str
-    def __init__(self, worker_id: str | None = ..., kind: WorkerKind | str | None = ..., address: str | None = ..., shape: InstanceShape | _Mapping | None = ..., capacity: Capacity | _Mapping | None = ..., metrics_address: str | None = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., kind: _Optional[_Union[WorkerKind, str]] = ..., address: _Optional[str] = ..., shape: _Optional[_Union[InstanceShape, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ..., metrics_address: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("heartbeat_interval_s", "lease_s")
@@ -103,24 +101,24 @@ class RegisterResponse(_message.Message):
     LEASE_S_FIELD_NUMBER: _ClassVar[int]
     heartbeat_interval_s: float
     lease_s: float
-    def __init__(self, heartbeat_interval_s: float | None = ..., lease_s: float | None = ...) -> None: ...
+    def __init__(self, heartbeat_interval_s: _Optional[float] = ..., lease_s: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("load", "worker_id")
+    __slots__ = ("worker_id", "load")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     load: Load
-    def __init__(self, worker_id: str | None = ..., load: Load | _Mapping | None = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., load: _Optional[_Union[Load, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("known",)
     KNOWN_FIELD_NUMBER: _ClassVar[int]
     known: bool
-    def __init__(self, known: bool | None = ...) -> None: ...
+    def __init__(self, known: _Optional[bool] = ...) -> None: ...
 
 class PrefillRequest(_message.Message):
-    __slots__ = ("cache_namespace", "decode_address", "decode_worker_id", "prompt_token_ids", "request_id", "seed")
+    __slots__ = ("request_id", "prompt_token_ids", "cache_namespace", "decode_worker_id", "decode_address", "seed")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     CACHE_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -133,10 +131,10 @@ class PrefillRequest(_message.Message):
     decode_worker_id: str
     decode_address: str
     seed: int
-    def __init__(self, request_id: str | None = ..., prompt_token_ids: _Iterable[int] | None = ..., cache_namespace: str | None = ..., decode_worker_id: str | None = ..., decode_address: str | None = ..., seed: int | None = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., cache_namespace: _Optional[str] = ..., decode_worker_id: _Optional[str] = ..., decode_address: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class PrefillResponse(_message.Message):
-    __slots__ = ("cache_fetch_s", "compute_s", "first_token_id", "kv_num_bytes", "num_cached_tokens", "num_prompt_tokens", "queue_s", "transfer_s")
+    __slots__ = ("num_prompt_tokens", "num_cached_tokens", "first_token_id", "queue_s", "compute_s", "cache_fetch_s", "transfer_s", "kv_num_bytes")
     NUM_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NUM_CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FIRST_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -153,22 +151,22 @@ class PrefillResponse(_message.Message):
     cache_fetch_s: float
     transfer_s: float
     kv_num_bytes: int
-    def __init__(self, num_prompt_tokens: int | None = ..., num_cached_tokens: int | None = ..., first_token_id: int | None = ..., queue_s: float | None = ..., compute_s: float | None = ..., cache_fetch_s: float | None = ..., transfer_s: float | None = ..., kv_num_bytes: int | None = ...) -> None: ...
+    def __init__(self, num_prompt_tokens: _Optional[int] = ..., num_cached_tokens: _Optional[int] = ..., first_token_id: _Optional[int] = ..., queue_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., cache_fetch_s: _Optional[float] = ..., transfer_s: _Optional[float] = ..., kv_num_bytes: _Optional[int] = ...) -> None: ...
 
 class AbortRequest(_message.Message):
     __slots__ = ("request_id",)
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    def __init__(self, request_id: str | None = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class AbortResponse(_message.Message):
     __slots__ = ("found",)
     FOUND_FIELD_NUMBER: _ClassVar[int]
     found: bool
-    def __init__(self, found: bool | None = ...) -> None: ...
+    def __init__(self, found: _Optional[bool] = ...) -> None: ...
 
 class AdmitRequest(_message.Message):
-    __slots__ = ("eos_token_id", "ignore_eos", "kv_in_place", "max_tokens", "num_generated", "num_prompt_tokens", "request_id", "seed", "subscriber_id")
+    __slots__ = ("request_id", "num_prompt_tokens", "max_tokens", "num_generated", "seed", "ignore_eos", "eos_token_id", "kv_in_place", "subscriber_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -187,7 +185,7 @@ class AdmitRequest(_message.Message):
     eos_token_id: int
     kv_in_place: bool
     subscriber_id: str
-    def __init__(self, request_id: str | None = ..., num_prompt_tokens: int | None = ..., max_tokens: int | None = ..., num_generated: int | None = ..., seed: int | None = ..., ignore_eos: bool | None = ..., eos_token_id: int | None = ..., kv_in_place: bool | None = ..., subscriber_id: str | None = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., num_prompt_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., num_generated: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., eos_token_id: _Optional[int] = ..., kv_in_place: _Optional[bool] = ..., subscriber_id: _Optional[str] = ...) -> None: ...
 
 class AdmitResponse(_message.Message):
     __slots__ = ("accepted", "reason")
@@ -195,10 +193,10 @@ class AdmitResponse(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
-    def __init__(self, accepted: bool | None = ..., reason: str | None = ...) -> None: ...
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class KvChunk(_message.Message):
-    __slots__ = ("crc32", "num_chunks", "num_tokens", "payload", "request_id", "seq", "source_worker_id", "true_num_bytes")
+    __slots__ = ("request_id", "seq", "num_chunks", "payload", "crc32", "true_num_bytes", "num_tokens", "source_worker_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     NUM_CHUNKS_FIELD_NUMBER: _ClassVar[int]
@@ -215,27 +213,29 @@ class KvChunk(_message.Message):
     true_num_bytes: int
     num_tokens: int
     source_worker_id: str
-    def __init__(self, request_id: str | None = ..., seq: int | None = ..., num_chunks: int | None = ..., payload: bytes | None = ..., crc32: int | None = ..., true_num_bytes: int | None = ..., num_tokens: int | None = ..., source_worker_id: str | None = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., seq: _Optional[int] = ..., num_chunks: _Optional[int] = ..., payload: _Optional[bytes] = ..., crc32: _Optional[int] = ..., true_num_bytes: _Optional[int] = ..., num_tokens: _Optional[int] = ..., source_worker_id: _Optional[str] = ...) -> None: ...
 
 class TransferKvResponse(_message.Message):
-    __slots__ = ("num_payload_bytes", "ok", "reason")
+    __slots__ = ("ok", "reason", "num_payload_bytes")
     OK_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     NUM_PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     reason: str
     num_payload_bytes: int
-    def __init__(self, ok: bool | None = ..., reason: str | None = ..., num_payload_bytes: int | None = ...) -> None: ...
+    def __init__(self, ok: _Optional[bool] = ..., reason: _Optional[str] = ..., num_payload_bytes: _Optional[int] = ...) -> None: ...
 
 class TokenUpdate(_message.Message):
-    __slots__ = ("finish_reason", "request_id", "token_ids")
+    __slots__ = ("request_id", "token_ids", "finish_reason", "elapsed_s")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     token_ids: _containers.RepeatedScalarFieldContainer[int]
     finish_reason: FinishReason
-    def __init__(self, request_id: str | None = ..., token_ids: _Iterable[int] | None = ..., finish_reason: FinishReason | str | None = ...) -> None: ...
+    elapsed_s: float
+    def __init__(self, request_id: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
 
 class TokenBatch(_message.Message):
     __slots__ = ("step_s", "updates")
@@ -243,38 +243,38 @@ class TokenBatch(_message.Message):
     UPDATES_FIELD_NUMBER: _ClassVar[int]
     step_s: float
     updates: _containers.RepeatedCompositeFieldContainer[TokenUpdate]
-    def __init__(self, step_s: float | None = ..., updates: _Iterable[TokenUpdate | _Mapping] | None = ...) -> None: ...
+    def __init__(self, step_s: _Optional[float] = ..., updates: _Optional[_Iterable[_Union[TokenUpdate, _Mapping]]] = ...) -> None: ...
 
 class StreamTokensRequest(_message.Message):
     __slots__ = ("subscriber_id",)
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     subscriber_id: str
-    def __init__(self, subscriber_id: str | None = ...) -> None: ...
+    def __init__(self, subscriber_id: _Optional[str] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
-    __slots__ = ("block_keys", "namespace")
+    __slots__ = ("namespace", "block_keys")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     BLOCK_KEYS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     block_keys: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, namespace: str | None = ..., block_keys: _Iterable[bytes] | None = ...) -> None: ...
+    def __init__(self, namespace: _Optional[str] = ..., block_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class LookupResponse(_message.Message):
     __slots__ = ("num_hit_blocks",)
     NUM_HIT_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     num_hit_blocks: int
-    def __init__(self, num_hit_blocks: int | None = ...) -> None: ...
+    def __init__(self, num_hit_blocks: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("block_keys", "namespace")
+    __slots__ = ("namespace", "block_keys")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     BLOCK_KEYS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     block_keys: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, namespace: str | None = ..., block_keys: _Iterable[bytes] | None = ...) -> None: ...
+    def __init__(self, namespace: _Optional[str] = ..., block_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class KvBlock(_message.Message):
-    __slots__ = ("crc32", "found", "key", "namespace", "num_tokens", "payload", "true_num_bytes")
+    __slots__ = ("namespace", "key", "payload", "crc32", "true_num_bytes", "num_tokens", "found")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -289,26 +289,26 @@ class KvBlock(_message.Message):
     true_num_bytes: int
     num_tokens: int
     found: bool
-    def __init__(self, namespace: str | None = ..., key: bytes | None = ..., payload: bytes | None = ..., crc32: int | None = ..., true_num_bytes: int | None = ..., num_tokens: int | None = ..., found: bool | None = ...) -> None: ...
+    def __init__(self, namespace: _Optional[str] = ..., key: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., crc32: _Optional[int] = ..., true_num_bytes: _Optional[int] = ..., num_tokens: _Optional[int] = ..., found: _Optional[bool] = ...) -> None: ...
 
 class PutResponse(_message.Message):
-    __slots__ = ("num_deduplicated", "num_rejected", "num_stored")
+    __slots__ = ("num_stored", "num_deduplicated", "num_rejected")
     NUM_STORED_FIELD_NUMBER: _ClassVar[int]
     NUM_DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
     NUM_REJECTED_FIELD_NUMBER: _ClassVar[int]
     num_stored: int
     num_deduplicated: int
     num_rejected: int
-    def __init__(self, num_stored: int | None = ..., num_deduplicated: int | None = ..., num_rejected: int | None = ...) -> None: ...
+    def __init__(self, num_stored: _Optional[int] = ..., num_deduplicated: _Optional[int] = ..., num_rejected: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ("namespace",)
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     namespace: str
-    def __init__(self, namespace: str | None = ...) -> None: ...
+    def __init__(self, namespace: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("backend", "capacity_bytes", "num_blocks", "num_evictions", "num_hit_blocks", "num_lookups", "num_queried_blocks", "used_bytes")
+    __slots__ = ("num_blocks", "used_bytes", "capacity_bytes", "num_lookups", "num_hit_blocks", "num_queried_blocks", "num_evictions", "backend")
     NUM_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -325,4 +325,4 @@ class StatsResponse(_message.Message):
     num_queried_blocks: int
     num_evictions: int
     backend: str
-    def __init__(self, num_blocks: int | None = ..., used_bytes: int | None = ..., capacity_bytes: int | None = ..., num_lookups: int | None = ..., num_hit_blocks: int | None = ..., num_queried_blocks: int | None = ..., num_evictions: int | None = ..., backend: str | None = ...) -> None: ...
+    def __init__(self, num_blocks: _Optional[int] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., num_lookups: _Optional[int] = ..., num_hit_blocks: _Optional[int] = ..., num_queried_blocks: _Optional[int] = ..., num_evictions: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...

@@ -28,3 +28,13 @@ def test_inflight_counts_survive_reregistration() -> None:
     assert r.get("p0").num_inflight == 2
     r.add_inflight("p0", -5)
     assert r.get("p0").num_inflight == 0
+
+
+def test_touch_renews_the_lease() -> None:
+    """Proof of life other than a heartbeat (a flowing token stream) keeps a worker routed."""
+    r = WorkerRegistry(lease_s=2.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1"), now_s=0.0)
+    r.touch("d0", now_s=1.9)
+    r.touch("ghost", now_s=1.9)
+    assert r.expire(now_s=3.0) == [] and r.get("ghost") is None
+    assert [w.worker_id for w in r.expire(now_s=4.0)] == ["d0"]
