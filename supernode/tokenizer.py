@@ -47,9 +47,7 @@ class Tokenizer:
 
     def decode_token(self, token_id: int) -> str:
         """Text of one generated token, with its leading space."""
-        if token_id < NUM_SPECIAL_TOKENS:
-            return ""
-        return " " + _word(token_id - NUM_SPECIAL_TOKENS)
+        return _token_text(token_id)
 
     def decode(self, token_ids: list[int]) -> str:
         return "".join(self.decode_token(t) for t in token_ids)
@@ -101,7 +99,13 @@ def sample_token(rng: random.Random, vocab_size: int) -> int:
     return rng.randrange(NUM_SPECIAL_TOKENS, vocab_size)
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=131_072)
+def _token_text(token_id: int) -> str:
+    if token_id < NUM_SPECIAL_TOKENS:
+        return ""
+    return " " + _word(token_id - NUM_SPECIAL_TOKENS)
+
+
 def _word(index: int) -> str:
     """Bijective base-70 syllable spelling of `index` (index 0 -> 'ba')."""
     n = len(_SYLLABLES)

@@ -206,7 +206,7 @@ async def _texts(fe: FrontEnd, record: RequestRecord, stops: list[str]
     generation = fe.flow.run(record)
     try:
         async for emitted in generation:
-            piece, stopped = matcher.add("".join(decode_token(t) for t in emitted.token_ids))
+            piece, stopped = matcher.add("".join(map(decode_token, emitted.token_ids)))
             finish = "stop" if stopped else emitted.finish_reason
             if record.first_token_at is not None and len(record.output_token_ids) == len(
                     emitted.token_ids):

@@ -105,50 +105,48 @@ class RequestFlow:
                 raise NoWorkers(kind)
 
     async def run(self, record: RequestRecord) -> AsyncIterator[Emitted]:
-        """Serve `record` to the end, yielding tokens as they come; aborts on cancellation."""
+        """Serve `record` to the end, yielding tokens as they come; aborts on cancellation.
+
+        One generator on purpose: every streamed chunk passes through here."""
         self.active[record.request_id] = record
         if self.cache_block_size:
             self._block_keys[record.request_id] = tuple(block_keys(
                 record.prompt_token_ids, self.cache_block_size, record.cache_namespace))
         self.metrics.on_state(record.status, +1)
         try:
-            async for emitted in self._serve(record):
-                yield emitted
+            while True:
+                # A request with one token left needs no decode instance: prefill samples it.
+                decode = await self._admit(record) if record.num_remaining > 1 else None
+                if decode is not None:
+                    queue = self.streams.open(record.request_id, decode.worker_id)
+                lost: WorkerLost | None = None
+                try:
+                    first = await self._prefill(record, decode)
+                    yield first
+                    if first.finish_reason:
+                        record.finish_reason = first.finish_reason
+                        return
+                    self._set_status(record, RequestStatus.DECODING)
+                    while True:
+                        event = await queue.get()
+                        if isinstance(event, WorkerLost):
+                            lost = event
+                            break
+                        emitted = self._on_tokens(record, event)
+                        if emitted.finish_reason:
+                            record.finish_reason = emitted.finish_reason
+                            record.finished_on_decode = True
+                        yield emitted
+                        if emitted.finish_reason:
+                            return
+                except _PrefillLost as e:
+                    lost = WorkerLost(e.worker_id, str(e))
+                    await self._abort_on_decode(record)
+                finally:
+                    self.streams.close_request(record.request_id)
+                await self._failover(record, lost)
         finally:
             await self._release(record)
-
-    async def _serve(self, record: RequestRecord) -> AsyncIterator[Emitted]:
-        while True:
-            # A request with one token left needs no decode instance: prefill samples it.
-            decode = await self._admit(record) if record.num_remaining > 1 else None
-            if decode is not None:
-                queue = self.streams.open(record.request_id, decode.worker_id)
-            lost: WorkerLost | None = None
-            try:
-                first = await self._prefill(record, decode)
-                yield first
-                if first.finish_reason:
-                    record.finish_reason = first.finish_reason
-                    return
-                self._set_status(record, RequestStatus.DECODING)
-                while True:
-                    event = await queue.get()
-                    if isinstance(event, WorkerLost):
-                        lost = event
-                        break
-                    emitted = self._on_tokens(record, event)
-                    if emitted.finish_reason:
-                        record.finish_reason = emitted.finish_reason
-                        record.finished_on_decode = True
-                    yield emitted
-                    if emitted.finish_reason:
-                        return
-            except _PrefillLost as e:
-                lost = WorkerLost(e.worker_id, str(e))
-                await self._abort_on_decode(record)
-            finally:
-                self.streams.close_request(record.request_id)
-            await self._failover(record, lost)
 
     # ---- stages
     async def _admit(self, record: RequestRecord) -> WorkerInfo:

@@ -32,10 +32,10 @@ class StopMatcher:
 
     def add(self, piece: str) -> tuple[str, bool]:
         """Append `piece`; return the part of it to emit and whether a stop string was hit."""
+        if not self.stops:  # nothing to match: keep no text (this runs for every chunk)
+            return piece, False
         before = len(self.text)
         self.text += piece
-        if not self.stops:
-            return piece, False
         window_start = max(0, before - max(len(s) for s in self.stops))
         hits = [i for s in self.stops if (i := self.text.find(s, window_start)) >= 0]
         if not hits:
