@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,15 +31,19 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DOCKER = ROOT.parent / "shared" / "tools" / "local-docker"
-PROJECT = "supernode-citest"
+# Per-run project name: two runs on one engine (two sessions, two CI jobs) never touch each
+# other's containers; a dead run's leftovers are removed by the next run (see _remove_stale).
+PROJECT_PREFIX = "supernode-citest-"
+PROJECT = f"{PROJECT_PREFIX}{os.getpid()}"
 FILES = ["-f", "docker-compose.yml", "-f", "deploy/compose.offline.yml"]
 MODEL = "deepseek-r1"
+LOG_FILE = Path(tempfile.gettempdir()) / "supernode-citest.log"  # the stack's logs, after down
 
 
 def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None,
          check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -49,8 +54,8 @@ def _engine_answers() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True,
-                              timeout=30).returncode == 0
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=30,
+                              check=False).returncode == 0
     except subprocess.TimeoutExpired:
         return False
 
@@ -58,7 +63,8 @@ def _engine_answers() -> bool:
 def _compose_command() -> list[str]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True,
+                      check=False).returncode == 0:
         return ["docker", "compose"]
     raise AssertionError("a Docker engine answers but neither docker-compose nor "
                          "`docker compose` is installed")
@@ -83,6 +89,7 @@ class Stack:
         self.env = env
         self.http_port = http_port
         self.base_url = f"http://127.0.0.1:{http_port}"
+        self.prometheus_url = "http://127.0.0.1:9090"
 
     def run(self, *args: str, timeout: float = 300, check: bool = True
             ) -> subprocess.CompletedProcess[str]:
@@ -101,9 +108,9 @@ class Stack:
         return _run(["docker", "inspect", "-f", "{{.Config.Hostname}}", container],
                     60).stdout.strip()
 
-    def get_json(self, path: str) -> tuple[int, object]:
+    def get_json(self, path: str, base_url: str | None = None) -> tuple[int, object]:
         try:
-            with urllib.request.urlopen(self.base_url + path, timeout=5) as r:
+            with urllib.request.urlopen((base_url or self.base_url) + path, timeout=5) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
@@ -114,9 +121,9 @@ class Stack:
         last = ""
         while time.monotonic() < deadline:
             ids = self.containers()
-            states = _run(["docker", "inspect", "-f",
-                           "{{.Name}} {{.State.Status}} {{if .State.Health}}"
-                           "{{.State.Health.Status}}{{else}}none{{end}}", *ids], 60,
+            fmt = ("{{.Name}} {{.State.Status}} "
+                   "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}")
+            states = _run(["docker", "inspect", "-f", fmt, *ids], 60,
                           check=False).stdout.split("\n") if ids else []
             unhealthy = [s for s in states if s and not s.endswith(" healthy")]
             try:
@@ -146,7 +153,25 @@ class Stack:
         return result
 
 
+def _remove_stale(stack: Stack) -> None:
+    """`down -v` the projects of earlier runs whose pytest process is gone (killed runs)."""
+    listings = [
+        ["docker", "ps", "-a", "--format", '{{.Label "com.docker.compose.project"}}'],
+        ["docker", "volume", "ls", "--format", '{{.Label "com.docker.compose.project"}}'],
+        ["docker", "network", "ls", "--format", '{{.Label "com.docker.compose.project"}}'],
+    ]
+    projects = {name for cmd in listings for name in _run(cmd, 60, check=False).stdout.split()}
+    for name in sorted(projects):
+        pid = name.removeprefix(PROJECT_PREFIX)
+        if name.startswith(PROJECT_PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _run([*stack.compose, "-p", name, *FILES, "down", "-v", "--remove-orphans", "-t", "1"],
+                 180, stack.env, check=False)
+
+
 def _down(stack: Stack) -> None:
+    if stack.containers(running_only=False):
+        LOG_FILE.write_text(stack.run("logs", "--no-color", "-t", timeout=120,
+                                      check=False).stdout)
     stack.run("down", "-v", "--remove-orphans", "-t", "5", timeout=180, check=False)
 
 
@@ -154,7 +179,7 @@ def _down(stack: Stack) -> None:
 def stack() -> Iterator[Stack]:
     if LOCAL_DOCKER.exists():
         prep = subprocess.run(["bash", str(LOCAL_DOCKER)], capture_output=True, text=True,
-                              timeout=900)
+                              timeout=900, check=False)
         prep_out = (prep.stdout + prep.stderr).strip()
     else:
         prep, prep_out = None, f"{LOCAL_DOCKER} not found"
@@ -163,20 +188,18 @@ def stack() -> Iterator[Stack]:
     if prep is not None and prep.returncode != 0:
         pytest.fail(f"local-docker failed although an engine answers:\n{prep_out[-3000:]}")
     env = dict(os.environ)
-    # The real Prometheus config is deploy/prometheus/prometheus.yml; until it exists the
-    # stack runs with the minimal fallback beside it.
-    if not (ROOT / "deploy" / "prometheus" / "prometheus.yml").exists():
-        env["PROMETHEUS_CONFIG"] = "compose-fallback.yml"
     env.setdefault("SUPERNODE_SPEEDUP", "1.0")
     stack = Stack(_compose_command(), env, http_port=0)
-    _down(stack)  # leftovers of an interrupted run
+    _remove_stale(stack)
     stack.http_port = _port_or_free(8000)
     stack.base_url = f"http://127.0.0.1:{stack.http_port}"
     env["SUPERNODE_HTTP_PORT"] = str(stack.http_port)
     env["PROMETHEUS_PORT"] = str(_port_or_free(9090))
+    stack.prometheus_url = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"
     # One build of the supernode image (the other roles share its tag), plus the offline
     # Redis and Prometheus images.
-    stack.run("build", "scheduler", "redis", "prometheus", timeout=600)
+    parallel = ["--parallel"] if stack.compose == ["docker-compose"] else []  # v2: by default
+    stack.run("build", *parallel, "scheduler", "redis", "prometheus", timeout=600)
     try:
         stack.run("up", "-d", "--no-build", timeout=300)
         stack.wait_healthy(num_decode=1)
@@ -203,6 +226,25 @@ def test_stack_streams_a_chat_completion(stack: Stack) -> None:
     assert len([p for p in pieces if p]) >= 2, pieces
     assert finish == "length"
     assert usage is not None and usage.completion_tokens == 24
+
+
+def test_prefix_cache_goes_through_ems_into_redis(stack: Stack) -> None:
+    client = OpenAI(base_url=stack.base_url + "/v1", api_key="unused", max_retries=0,
+                    timeout=60)
+    prompt = "a long shared system prompt " * 120  # several 128-token blocks
+    cached = 0
+    for _ in range(10):  # the first request stores its blocks asynchronously
+        response = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=4)
+        details = response.usage.prompt_tokens_details
+        cached = (details.cached_tokens or 0) if details else 0
+        if cached:
+            break
+        time.sleep(0.5)
+    assert cached >= 128, f"no prefix-cache hit after 10 identical requests ({cached})"
+    (redis,) = stack.containers("redis")
+    keys = _run(["docker", "exec", redis, "redis-cli", "dbsize"], 60).stdout.strip()
+    assert int(keys) > 0, "EMS stored nothing in Redis"
 
 
 async def _chat_many(base_url: str, n: int, max_tokens: int) -> list[dict]:
@@ -236,6 +278,16 @@ def test_scaled_decode_pool_serves_on_both_containers(stack: Stack) -> None:
         if len(served) == 2:
             break
     assert served == set(workers.values()), (served, workers)
+    # Prometheus discovers both replicas (through the scheduler's /sd/targets) and scrapes them.
+    deadline, up = time.monotonic() + 45, set()
+    while time.monotonic() < deadline:
+        _, body = stack.get_json("/api/v1/targets?state=active", stack.prometheus_url)
+        up = {t["labels"].get("worker_id") for t in body["data"]["activeTargets"]  # type: ignore[index]
+              if t["health"] == "up"}
+        if set(workers) <= up:
+            break
+        time.sleep(2)
+    assert set(workers) <= up, f"Prometheus scrapes {sorted(up)}, decode workers {sorted(workers)}"
 
 
 def _running_requests(container: str) -> float:
@@ -244,7 +296,7 @@ def _running_requests(container: str) -> float:
              "'http://127.0.0.1:9400/metrics',timeout=5).read().decode())")
     text = _run(["docker", "exec", container, "python", "-c", probe], 60).stdout
     values = [float(m.group(1)) for m in
-              re.finditer(r"^vllm:num_requests_running\{[^}]*\} (\S+)$", text, re.M)]
+              re.finditer(r"^vllm:num_requests_running\{[^}]*\} (\S+)$", text, re.MULTILINE)]
     return sum(values)
 
 

@@ -1,0 +1,162 @@
+"""deploy/k8s: every manifest passes the Kubernetes schema, and the pieces fit together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from supernode.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+# The oldest version with GA native gRPC probes, and the newest schema the validator ships.
+VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
+ROLES = ("scheduler", "prefill", "decode", "ems")
+
+
+def documents() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((path.name, doc))
+    return docs
+
+
+def resources() -> list[tuple[str, dict[str, Any]]]:
+    return [(f, d) for f, d in documents() if d["kind"] != "Kustomization"]
+
+
+def find(kind: str, name: str) -> dict[str, Any]:
+    matches = [d for _, d in resources() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
+    return matches[0]
+
+
+def container(role: str) -> dict[str, Any]:
+    spec = find("Deployment", f"supernode-{role}")["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    return c
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name,doc", resources(),
+                         ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in resources()])
+def test_manifest_is_valid(name: str, doc: dict[str, Any], version: str) -> None:
+    kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    (kustomization,) = [d for _, d in documents() if d["kind"] == "Kustomization"]
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk
+
+
+def test_everything_is_in_one_namespace() -> None:
+    for name, doc in resources():
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "supernode", name
+
+
+def test_pools_have_replicas_and_resource_requests() -> None:
+    for role in ROLES:
+        deployment = find("Deployment", f"supernode-{role}")
+        assert deployment["spec"]["replicas"] >= 1
+        requests = container(role)["resources"]["requests"]
+        assert {"cpu", "memory"} <= set(requests), role
+    assert find("Deployment", "supernode-scheduler")["spec"]["replicas"] == 1  # registry in memory
+    assert find("Deployment", "supernode-decode")["spec"]["replicas"] >= 2
+
+
+def test_grpc_roles_use_native_grpc_readiness_probes() -> None:
+    for role in ("prefill", "decode", "ems"):
+        assert container(role)["readinessProbe"]["grpc"] == {"port": 50051}, role
+    scheduler = container("scheduler")
+    assert scheduler["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert scheduler["livenessProbe"]["grpc"] == {"port": 50051}
+
+
+def test_role_commands_wire_the_services_together() -> None:
+    services = {d["metadata"]["name"]: d for _, d in resources() if d["kind"] == "Service"}
+    for role in ROLES:
+        args = container(role)["args"]
+        assert args[:2] == ["serve", role]
+        if role != "scheduler":
+            host, port = args[args.index("--scheduler") + 1].split(":")
+            assert host == "supernode-scheduler"
+            assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+    prefill = container("prefill")["args"]
+    assert prefill[prefill.index("--ems") + 1] == "supernode-ems:50051"
+    ems = container("ems")["args"]
+    assert ems[ems.index("--redis-url") + 1] == "redis://supernode-redis:6379/0"
+    assert "supernode-redis" in services
+    # workers register before the scheduler is ready, so its Service must route to it anyway
+    assert services["supernode-scheduler"]["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_services_select_their_pods() -> None:
+    for _, svc in resources():
+        if svc["kind"] != "Service":
+            continue
+        selector = svc["spec"]["selector"]
+        pods = [d for _, d in resources() if d["kind"] == "Deployment"
+                and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(pods) == 1, svc["metadata"]["name"]
+        ports = {p["name"] for p in pods[0]["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in ports, (svc["metadata"]["name"], port)
+
+
+def test_workers_advertise_their_pod_ip_and_run_as_non_root() -> None:
+    for role in ROLES:
+        c = container(role)
+        env = {e["name"]: e for e in c["env"]}
+        assert env["SUPERNODE_ADVERTISE_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] \
+            == "status.podIP"
+        assert env["SUPERNODE_CONFIG"]["value"] == "/etc/supernode/deployment.yaml"
+        pod = find("Deployment", f"supernode-{role}")["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_config_map_holds_a_loadable_deployment(tmp_path: Path) -> None:
+    data = find("ConfigMap", "supernode-config")["data"]["deployment.yaml"]
+    path = tmp_path / "deployment.yaml"
+    path.write_text(data)
+    config = load_config(path)
+    assert config.cache.backend == "redis"
+    assert config.cache.redis_url == "redis://supernode-redis:6379/0"
+
+
+def test_hpa_scales_decode_on_queue_depth() -> None:
+    hpa = find("HorizontalPodAutoscaler", "supernode-decode")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "supernode-decode"}
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods"
+    assert metric["pods"]["metric"]["name"] == "vllm:num_requests_waiting"
+    rules = find("ConfigMap", "supernode-prometheus-adapter-rules")["data"]["config.yaml"]
+    assert "vllm:num_requests_waiting" in yaml.safe_load(rules)["rules"][0]["seriesQuery"]
+
+
+def test_dashboards_config_map_is_up_to_date() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render_dashboards",
+                                                  K8S / "render_dashboards.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0, "run: python deploy/k8s/render_dashboards.py"
+    config_map = find("ConfigMap", "supernode-grafana-dashboards")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    files = {p.name: p.read_text() for p in (ROOT / "deploy/grafana/dashboards").glob("*.json")}
+    assert (config_map.get("data") or {}) == files
+    size = sum(len(k) + len(v.encode()) for k, v in files.items())
+    assert size < 1_000_000, f"dashboards ConfigMap is {size} bytes; the API limit is 1 MiB"
