@@ -54,10 +54,16 @@ def store_config(cache: CacheConfig) -> StoreConfig:
     )
 
 
-async def _refresh_forever(servicer: EmsServicer) -> None:
+async def _refresh_forever(servicer: EmsServicer, server: GrpcServer) -> None:
+    """Refresh the pool gauges, and report NOT_SERVING on the health service while the
+    backend (Redis) is down, so probes and orchestrators see what prefill sees."""
+    serving = True
     while True:
         with contextlib.suppress(Exception):  # a down backend is reported by the RPCs
             await servicer.refresh_gauges()
+        if servicer.backend_available != serving:
+            serving = servicer.backend_available
+            await server.set_serving(serving)
         await asyncio.sleep(GAUGE_REFRESH_S)
 
 
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             [lambda s: pb_grpc.add_EmsServiceServicer_to_server(servicer, s)], args.host, args.port
         )
         metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
-        refresher = asyncio.create_task(_refresh_forever(servicer))
+        refresher = asyncio.create_task(_refresh_forever(servicer, server))
         registrar = None
         if args.scheduler:
             host = args.advertise_host or args.host

@@ -172,6 +172,9 @@ class RequestFlow:
             backoff_s = min(0.5, backoff_s * 2)
 
     async def _try_admit(self, record: RequestRecord, decode: WorkerInfo) -> bool:
+        # Count the request against the worker before the RPC: concurrent arrivals must see
+        # it, or they all pick the same "least-loaded" instance while the RPCs are in flight.
+        self.registry.add_inflight(decode.worker_id, +1)
         link = self.streams.connect(decode.worker_id, decode.address)
         try:
             await asyncio.wait_for(link.ready.wait(), timeout=2.0)
@@ -179,16 +182,21 @@ class RequestFlow:
                 request_id=record.request_id, num_prompt_tokens=record.num_prompt_tokens,
                 max_tokens=record.max_tokens, num_generated=len(record.output_token_ids) + 1,
                 seed=record.seed, ignore_eos=record.ignore_eos,
-                eos_token_id=record.eos_token_id, subscriber_id=self.streams.subscriber_id), timeout=2.0)
+                eos_token_id=record.eos_token_id, subscriber_id=self.streams.subscriber_id),
+                timeout=2.0)
         except (TimeoutError, grpc.aio.AioRpcError) as e:
             log.warning("admit on %s failed: %r", decode.worker_id, e)
-            return False
-        if not response.accepted:
-            self.metrics.admission_rejections.labels(worker=decode.worker_id).inc()
+            response = None
+        except BaseException:
+            self.registry.add_inflight(decode.worker_id, -1)
+            raise
+        if response is None or not response.accepted:
+            self.registry.add_inflight(decode.worker_id, -1)
+            if response is not None:
+                self.metrics.admission_rejections.labels(worker=decode.worker_id).inc()
             return False
         record.decode_worker_id = decode.worker_id
         record.decode_reserved = True
-        self.registry.add_inflight(decode.worker_id, +1)
         self.metrics.routed_to("decode", decode.worker_id)
         return True
 

@@ -220,3 +220,42 @@ def test_kv_affinity_routes_a_repeated_prefix_to_the_instance_that_holds_it(
             again = complete(cluster, tokens)
             assert details(again)["prefill_worker"] == homes[name]
             assert cached(again) == 64 * BLOCK
+
+
+def test_ems_health_follows_its_redis(tmp_path: Path) -> None:
+    """EMS on Redis reports NOT_SERVING on the gRPC health service while Redis is down, serves
+    requests without the cache meanwhile, and reports SERVING again once Redis is back."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if REDIS_SERVER is None:
+        pytest.skip(SKIP_REASON)
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "cluster").mkdir()
+    redis = RedisServer(free_port(), tmp_path / "redis")
+    redis.start()
+    try:
+        with running_cluster(tmp_path / "cluster", **{"cache.backend": "redis",
+                                                      "cache.redis_url": redis.url}) as cluster:
+            workers = httpx.get(f"{cluster.endpoint}/workers", timeout=5).json()
+            (ems,) = [w["address"] for w in workers if w["kind"] == "ems"]
+
+            def status() -> int:
+                with grpc.insecure_channel(ems) as channel:
+                    return health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=5).status
+
+            def wait_for(wanted: int) -> None:
+                deadline = time.monotonic() + 10
+                while status() != wanted and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert status() == wanted
+
+            wait_for(health_pb2.HealthCheckResponse.SERVING)
+            redis.stop()
+            wait_for(health_pb2.HealthCheckResponse.NOT_SERVING)
+            assert cached(complete(cluster, prompt(seed=40, length=300))) == 0
+            redis.start()
+            wait_for(health_pb2.HealthCheckResponse.SERVING)
+    finally:
+        redis.stop()

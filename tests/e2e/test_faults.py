@@ -107,3 +107,21 @@ async def test_client_disconnect_frees_the_request(tmp_path) -> None:
         assert 'vllm:kv_cache_usage_perc{engine="decode-0",model_name="deepseek-r1"} 0.0' in decode_metrics
     finally:
         cluster.stop()
+
+
+async def test_concurrent_arrivals_spread_over_decode_instances(tmp_path) -> None:
+    """Sixteen requests arriving together are balanced over two idle decode instances by the
+    least-loaded policy (the scheduler counts a request against an instance before its
+    admission RPC returns)."""
+    cluster = start_cluster(tmp_path, num_decode=2)
+    try:
+        base = f"{cluster.endpoint}/v1"
+        async with httpx.AsyncClient(timeout=60) as client:
+            results = await asyncio.gather(*(stream_completion(client, base, {
+                "model": "deepseek-r1", "prompt": [2000 + i] * 64, "max_tokens": 20,
+                "ignore_eos": True}) for i in range(16)))
+        served = [r.supernode["decode_worker"] for r in results]
+        assert sorted(set(served)) == ["decode-0", "decode-1"]
+        assert abs(served.count("decode-0") - served.count("decode-1")) <= 2
+    finally:
+        cluster.stop()
