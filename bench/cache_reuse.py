@@ -41,9 +41,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.launcher import Cluster, free_port
-from services.prefill.local_cache import LOCAL_DRAM_LINK
 from supernode.config import ClusterConfig, load_config
 from supernode.deployment import instance_deployment
+from supernode.hardware import LOCAL_DRAM_LINK
 from supernode.perf import PrefillBatch, prefill_time, transfer_time
 from supernode.policy.kv_affinity import uses_local_cache
 

@@ -4,8 +4,9 @@
 profile files cites its source (spec sheet or the calibration notes).
 """
 
+from supernode.hardware.kv_centric import LOCAL_DRAM_LINK
 from supernode.hardware.loader import available_hardware, hardware_from_dict, load_hardware
 from supernode.hardware.spec import PLANES, HardwareSpec, Link, OpCosts
 
-__all__ = ["PLANES", "HardwareSpec", "Link", "OpCosts", "available_hardware",
+__all__ = ["LOCAL_DRAM_LINK", "PLANES", "HardwareSpec", "Link", "OpCosts", "available_hardware",
            "hardware_from_dict", "load_hardware"]

@@ -22,7 +22,7 @@ from supernode.deployment import instance_deployment
 from supernode.engine.decode import DecodeRequest
 from supernode.engine.prefill import PrefillJob
 from supernode.engine.registry import WorkerKind, WorkerRegistry
-from supernode.hardware.spec import Link
+from supernode.hardware import LOCAL_DRAM_LINK, Link
 from supernode.perf import transfer_time
 from supernode.policy import RouteRequest, make_policy
 from supernode.policy.kv_affinity import uses_local_cache
@@ -119,8 +119,6 @@ class SimCluster:
 
     def _cache_link(self, deployment) -> Link:
         if self.local_cache:
-            from services.prefill.local_cache import LOCAL_DRAM_LINK
-
             return LOCAL_DRAM_LINK
         return deployment.hardware.link(f"ems_{self.config.cache.plane}")
 

@@ -2,11 +2,12 @@
 
 from prometheus_client import CollectorRegistry
 
-from services.prefill.local_cache import LOCAL_DRAM_LINK, LocalPrefixCache
+from services.prefill.local_cache import LocalPrefixCache
 from services.prefill.metrics import PrefillMetrics
 from supernode.cache.hashing import block_keys
 from supernode.cache.store import StoredBlock
 from supernode.config import CacheConfig
+from supernode.hardware import LOCAL_DRAM_LINK
 
 BLOCK = 4
 
