@@ -21,4 +21,5 @@ apt_install redis-server prometheus
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[test]'
+.venv/bin/ruff check --quiet .
 exec .venv/bin/pytest "$@"

@@ -53,5 +53,5 @@ def test_a_missing_tokenizer_file_is_a_clear_error(tmp_path) -> None:
     from supernode.tokenizer import make_tokenizer
 
     pytest.importorskip("tokenizers")
-    with pytest.raises(ValueError, match="nope.json"):
+    with pytest.raises(ValueError, match=r"nope\.json"):
         make_tokenizer(str(tmp_path / "nope.json"), 100)

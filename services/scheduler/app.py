@@ -172,15 +172,15 @@ async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, token
         writer = ChunkWriter(kind, response_id, created, fe.model_name, body.include_usage)
         return StreamingResponse(_stream(fe, record, writer, body), headers=headers,
                                  media_type="text/event-stream")
-    text, finish = [], None
+    text: list[str] = []
     try:
-        async for piece, finish in _texts(fe, record, body.stop_strings()):
+        async for piece, _ in _texts(fe, record, body.stop_strings()):
             text.append(piece)
     except (NoWorkers, RequestFailed) as e:
         m.failed.labels(**m.labels, status="503").inc()
         raise ApiError(503, str(e), retry_after_s=1.0) from None
     return JSONResponse(full_response(kind, response_id, created, fe.model_name, "".join(text),
-                                      finish, record), headers=headers)
+                                      record.finish_reason, record), headers=headers)
 
 
 async def _stream(fe: FrontEnd, record: RequestRecord, writer: ChunkWriter, body: Any

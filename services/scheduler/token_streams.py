@@ -93,14 +93,17 @@ class TokenStreams:
         self.subscriber_id = subscriber_id
         self.on_alive = on_alive
         self.links: dict[str, DecodeLink] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._queues: dict[str, asyncio.Queue[Event]] = {}
         self._worker_of: dict[str, str] = {}
 
     def connect(self, worker_id: str, address: str) -> DecodeLink:
         link = self.links.get(worker_id)
         if link is None or link.address != address:
-            if link is not None:
-                asyncio.create_task(link.close())
+            if link is not None:  # the worker re-registered elsewhere: retire the old link
+                task = asyncio.create_task(link.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
             link = DecodeLink(worker_id, address, self.subscriber_id, self)
             self.links[worker_id] = link
         return link
