@@ -143,7 +143,8 @@ class Cluster:
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until /health reports every pool registered; RuntimeError on a dead child."""
-        want = {"prefill": self.config.num_prefill, "decode": self.config.num_decode}
+        want = {"prefill": self.config.num_prefill, "decode": self.config.num_decode,
+                "ems": 1 if self.uses_ems else 0}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if dead := self.dead():

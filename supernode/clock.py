@@ -19,6 +19,10 @@ class Clock(Protocol):
 
     def now(self) -> float: ...
 
+    def to_wall_s(self, model_s: float) -> float:
+        """Wall seconds that `model_s` model seconds take on this clock (for deadlines)."""
+        ...
+
     async def sleep_until(self, deadline: float) -> None:
         """Return once `now() >= deadline` (at once if it already is)."""
         ...
@@ -60,6 +64,10 @@ class VirtualClock:
 
     def now(self) -> float:
         return self._now
+
+    def to_wall_s(self, model_s: float) -> float:
+        """Virtual time costs no wall time of its own; deadlines stay as given."""
+        return model_s
 
     def next_deadline(self) -> float | None:
         """Earliest deadline anyone waits on, or None."""

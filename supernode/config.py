@@ -123,7 +123,7 @@ class ClusterConfig:
     """Chance that a generated token is EOS when the request does not set ignore_eos."""
     heartbeat_interval_s: float = 0.5
     """Wall seconds between worker heartbeats."""
-    worker_lease_s: float = 2.0
+    worker_lease_s: float = 3.0
     """Wall seconds without a heartbeat before a worker leaves routing."""
     ports: PortsConfig = field(default_factory=PortsConfig)
 

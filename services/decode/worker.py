@@ -14,6 +14,7 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
+from services.common.crash import stop_process_if_crashed
 from services.decode.metrics import DecodeMetrics
 from supernode.clock import Clock
 from supernode.engine.decode import DecodeEngine, DecodeRequest, FinishReason, TokenOutput
@@ -69,6 +70,7 @@ class DecodeWorker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._step_loop(), name="decode-steps")
+        self._task.add_done_callback(stop_process_if_crashed)
 
     async def stop(self) -> None:
         if self._task:
@@ -77,6 +79,10 @@ class DecodeWorker:
 
     # ---- subscribers
     def subscribe(self, subscriber_id: str) -> asyncio.Queue[pb.TokenBatch]:
+        """A new token stream for `subscriber_id`. A stream it replaces takes its requests
+        with it: their tokens had nowhere to go, and the subscriber fails them over."""
+        if subscriber_id in self._subscribers:
+            self._abort_owned_by(subscriber_id)
         queue: asyncio.Queue[pb.TokenBatch] = asyncio.Queue()
         self._subscribers[subscriber_id] = queue
         return queue
@@ -86,6 +92,9 @@ class DecodeWorker:
         if self._subscribers.get(subscriber_id) is not queue:
             return
         del self._subscribers[subscriber_id]
+        self._abort_owned_by(subscriber_id)
+
+    def _abort_owned_by(self, subscriber_id: str) -> None:
         for request_id in [r for r, s in self._owner.items() if s == subscriber_id]:
             self.abort(request_id)
 
@@ -95,6 +104,9 @@ class DecodeWorker:
             return False, f"no token stream open for subscriber {request.subscriber_id!r}"
         if request.max_tokens <= request.num_generated:
             return False, "nothing left to generate"
+        if (request.request_id in self.engine.pending
+                and self._owner.get(request.request_id) == request.subscriber_id):
+            return True, ""  # a retried Admit whose first reply was lost: already reserved
         try:
             self.engine.admit(DecodeRequest(
                 request_id=request.request_id, num_prompt_tokens=request.num_prompt_tokens,

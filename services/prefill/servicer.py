@@ -28,7 +28,7 @@ class PrefillServicer(pb_grpc.PrefillServiceServicer):
             m = self.worker.metrics
             m.kv_transfer_failures.labels(**m.labels).inc()
             log.warning("KV transfer for %s failed: %s", request.request_id, e)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            await context.abort(grpc.StatusCode.ABORTED, str(e))
             raise  # unreachable: abort raises
 
     async def Abort(self, request: pb.AbortRequest, context: grpc.aio.ServicerContext

@@ -14,6 +14,7 @@ import logging
 import random
 from dataclasses import dataclass
 
+from services.common.crash import stop_process_if_crashed
 from services.prefill.cache_client import CacheHit, PrefixCache
 from services.prefill.kv_sender import KvSender
 from services.prefill.metrics import PrefillMetrics
@@ -52,7 +53,7 @@ class PrefillWorker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._batch_loop(), name="prefill-batches")
-        self._task.add_done_callback(_log_crash)
+        self._task.add_done_callback(stop_process_if_crashed)
 
     async def stop(self) -> None:
         if self._task:
@@ -87,7 +88,8 @@ class PrefillWorker:
             m.kv_transfer_seconds.labels(**m.labels).observe(transfer_s)
             deadline = self.clock.now() + transfer_s
             await self.sender.send(request.decode_address, request.request_id, len(tokens),
-                                   kv_bytes, self.kv_transfer_timeout_s,
+                                   kv_bytes,
+                                   self.kv_transfer_timeout_s + self.clock.to_wall_s(transfer_s),
                                    not_before=lambda: self.clock.sleep_until(deadline))
         first_token = sample_token(random.Random(f"{request.seed}:0"),
                                    self.deployment.model.vocab_size)
@@ -159,9 +161,3 @@ class PrefillWorker:
 
     def _publish_gauges(self) -> None:
         self.metrics.set_queues(self.num_running, self.engine.num_waiting)
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    """A dead batch loop would leave every request waiting forever: say so loudly."""
-    if not task.cancelled() and task.exception() is not None:
-        log.critical("prefill batch loop died; requests will hang", exc_info=task.exception())

@@ -15,7 +15,7 @@ from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.worker_main import base_parser, config_from_args, run_service
 from services.ems.client import DecodeKvWriter
 from services.scheduler.app import FrontEnd, build_app
-from services.scheduler.flow import RequestFlow
+from services.scheduler.flow import FlowLimits, RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry_servicer import RegistryServicer
 from services.scheduler.token_streams import TokenStreams
@@ -67,6 +67,7 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
             prefill.kv_dtype), config.kv_payload_scale)
     flow = RequestFlow(registry, streams, make_policy(config.routing_policy),
                        make_policy(config.routing_policy), metrics,
+                       FlowLimits.for_speedup(config.speedup),
                        cache_block_size=cache.block_size if cache.enabled and local else None,
                        on_finished=decode_kv.on_finished if decode_kv else None)
     registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s)

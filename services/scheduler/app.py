@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
-from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow
+from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow, RequestTooLarge
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
     ApiError,
@@ -147,7 +148,7 @@ def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
                        "max_tokens")
     namespace = request.headers.get("x-supernode-namespace", "")
     return RequestRecord(
-        request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+        request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
         prompt_token_ids=tokens, max_tokens=max_tokens or room,
         seed=body.seed if body.seed is not None else random.getrandbits(48),
         ignore_eos=body.ignore_eos, eos_token_id=fe.tokenizer.eos_token_id, cache_namespace=f"{fe.model_name}/{namespace}",
@@ -159,15 +160,18 @@ async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, token
     record = _new_record(fe, request, body, tokens, max_tokens)
     try:
         fe.flow.check_pools()
+        fe.flow.check_fits(record)
     except NoWorkers as e:
         fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
         raise ApiError(503, str(e), retry_after_s=1.0) from None
+    except RequestTooLarge as e:
+        raise ApiError(400, str(e), "max_tokens") from None
     m = fe.metrics
     m.prompt_len.labels(**m.labels).observe(len(tokens))
     m.max_tokens.labels(**m.labels).observe(record.max_tokens)
     response_id = f"{kind.id_prefix}{record.request_id}"
     created = int(time.time())
-    headers = {"x-request-id": record.request_id}
+    headers = {"x-request-id": request.headers.get("x-request-id") or record.request_id}
     if body.stream:
         writer = ChunkWriter(kind, response_id, created, fe.model_name, body.include_usage)
         return StreamingResponse(_stream(fe, record, writer, body), headers=headers,
@@ -186,8 +190,9 @@ async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, token
 async def _stream(fe: FrontEnd, record: RequestRecord, writer: ChunkWriter, body: Any
                   ) -> AsyncIterator[str]:
     try:
-        async for piece, finish in _texts(fe, record, body.stop_strings()):
-            yield writer.content(piece, finish)
+        async with contextlib.aclosing(_texts(fe, record, body.stop_strings())) as texts:
+            async for piece, finish in texts:
+                yield writer.content(piece, finish)
     except (NoWorkers, RequestFailed) as e:
         fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
         yield writer.error(str(e), 503)
@@ -208,6 +213,8 @@ async def _texts(fe: FrontEnd, record: RequestRecord, stops: list[str]
         async for emitted in generation:
             piece, stopped = matcher.add("".join(map(decode_token, emitted.token_ids)))
             finish = "stop" if stopped else emitted.finish_reason
+            if finish and not stopped:
+                piece += matcher.flush()
             if record.first_token_at is not None and len(record.output_token_ids) == len(
                     emitted.token_ids):
                 _observe_ttft(fe, record)

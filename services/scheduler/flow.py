@@ -50,6 +50,10 @@ class NoWorkers(Exception):
         self.kind = kind
 
 
+class RequestTooLarge(Exception):
+    """The request can never fit a decode instance's KV cache (HTTP 400)."""
+
+
 class RequestFailed(Exception):
     """The request could not be served after every retry (HTTP 503 / stream error)."""
 
@@ -64,11 +68,23 @@ class Emitted:
 
 @dataclass(frozen=True)
 class FlowLimits:
+    """Wall-clock limits of the request path, as at speedup 1 (see `for_speedup`)."""
+
     admission_wait_s: float = 30.0
     """Wall seconds a request may wait for a decode instance with room."""
     max_failovers: int = 3
     rpc_timeout_s: float = 600.0
-    """Wall deadline of one Prefill RPC."""
+    """Wall deadline of one Prefill RPC (queueing, compute and KV transfer included)."""
+
+    @classmethod
+    def for_speedup(cls, speedup: float) -> FlowLimits:
+        """Limits that stretch with the modelled time: at speedup 0.1 everything the hardware
+        does takes ten times longer on the wall clock, so waits may too."""
+        stretch = max(1.0, 1.0 / speedup)
+        base = cls()
+        return cls(admission_wait_s=base.admission_wait_s * stretch,
+                   max_failovers=base.max_failovers,
+                   rpc_timeout_s=base.rpc_timeout_s * stretch)
 
 
 class RequestFlow:
@@ -103,6 +119,17 @@ class RequestFlow:
         for kind in (WorkerKind.PREFILL, WorkerKind.DECODE):
             if not self.registry.live(kind):
                 raise NoWorkers(kind)
+
+    def check_fits(self, record: RequestRecord) -> None:
+        """Raise RequestTooLarge when no decode instance could ever hold the request's KV."""
+        if record.num_remaining <= 1:
+            return
+        need = record.num_prompt_tokens + record.max_tokens
+        largest = max((w.kv_capacity_tokens for w in self.registry.live(WorkerKind.DECODE)),
+                      default=0)
+        if largest and need > largest:
+            raise RequestTooLarge(f"prompt + max_tokens = {need} tokens exceeds the KV capacity "
+                                  f"of the largest decode instance ({largest} tokens)")
 
     async def run(self, record: RequestRecord) -> AsyncIterator[Emitted]:
         """Serve `record` to the end, yielding tokens as they come; aborts on cancellation.
@@ -145,6 +172,10 @@ class RequestFlow:
                 finally:
                     self.streams.close_request(record.request_id)
                 await self._failover(record, lost)
+        except (asyncio.CancelledError, GeneratorExit):
+            if record.finish_reason is None:
+                record.finish_reason = "abort"  # the client went away
+            raise
         finally:
             await self._release(record)
 
@@ -154,9 +185,7 @@ class RequestFlow:
         deadline = time.monotonic() + self.limits.admission_wait_s
         backoff_s = 0.01
         while True:
-            candidates = self.registry.live(WorkerKind.DECODE)
-            if not candidates:
-                raise NoWorkers(WorkerKind.DECODE)
+            candidates = self._candidates(WorkerKind.DECODE, record)
             route = self._route(record)
             tried: set[str] = set()
             while len(tried) < len(candidates):
@@ -184,12 +213,15 @@ class RequestFlow:
                 seed=record.seed, ignore_eos=record.ignore_eos,
                 eos_token_id=record.eos_token_id, subscriber_id=self.streams.subscriber_id),
                 timeout=2.0)
-        except (TimeoutError, grpc.aio.AioRpcError) as e:
+        except (TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError) as e:
+            # The decode may have admitted it before the call failed: free that reservation.
+            self._detach(link.stub.Abort(pb.AbortRequest(request_id=record.request_id),
+                                         timeout=1.0))
+            if isinstance(e, asyncio.CancelledError):
+                self.registry.add_inflight(decode.worker_id, -1)
+                raise
             log.warning("admit on %s failed: %r", decode.worker_id, e)
             response = None
-        except BaseException:
-            self.registry.add_inflight(decode.worker_id, -1)
-            raise
         if response is None or not response.accepted:
             self.registry.add_inflight(decode.worker_id, -1)
             if response is not None:
@@ -221,6 +253,10 @@ class RequestFlow:
             self._detach(stub.Abort(pb.AbortRequest(request_id=record.request_id), timeout=1.0))
             raise
         except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                # The worker's server is gone (its own failures come back as ABORTED). Do not
+                # wait for its lease: a live worker re-registers at its next heartbeat.
+                self.registry.remove(prefill.worker_id)
             raise _PrefillLost(prefill.worker_id, f"prefill failed: {e.code().name}: "
                                f"{e.details()}") from e
         finally:
@@ -244,21 +280,31 @@ class RequestFlow:
         return Emitted(event.token_ids, FINISH_NAMES.get(event.finish_reason))
 
     async def _failover(self, record: RequestRecord, lost: WorkerLost | None) -> None:
+        """Count a lost attempt; route the next one elsewhere, after a short backoff."""
         reason = lost.reason if lost else "unknown"
         if lost is not None:
             self._forget_decode(record, lost.worker_id)
+            record.lost_worker_ids.add(lost.worker_id)
         record.num_failovers += 1
         self.metrics.failovers.inc()
         if record.num_failovers > self.limits.max_failovers:
             raise RequestFailed(f"gave up after {record.num_failovers - 1} failovers: {reason}")
         log.warning("request %s fails over (%s) after %d tokens", record.request_id, reason,
                     len(record.output_token_ids))
+        await asyncio.sleep(min(0.5, 0.02 * 2 ** record.num_failovers))
 
     # ---- helpers
-    def _choose(self, kind: WorkerKind, policy: RoutingPolicy, record: RequestRecord) -> WorkerInfo:
+    def _candidates(self, kind: WorkerKind, record: RequestRecord) -> list[WorkerInfo]:
+        """Live workers of `kind`, without those this request already lost (unless that
+        leaves none: a lost worker may have come back)."""
         workers = self.registry.live(kind)
         if not workers:
             raise NoWorkers(kind)
+        fresh = [w for w in workers if w.worker_id not in record.lost_worker_ids]
+        return fresh or workers
+
+    def _choose(self, kind: WorkerKind, policy: RoutingPolicy, record: RequestRecord) -> WorkerInfo:
+        workers = self._candidates(kind, record)
         route = self._route(record)
         worker = policy.choose(route, workers)
         policy.on_routed(route, worker)

@@ -24,25 +24,38 @@ COMPLETION = Kind("cmpl-", "text_completion", "text_completion", False)
 
 
 class StopMatcher:
-    """Accumulates generated text and cuts it at the first stop string."""
+    """Cuts generated text at the first stop string, never leaking part of one.
+
+    With stop strings, the last `longest stop - 1` characters are held back until the next
+    piece shows they do not start a stop string (or `flush` at the end). Without stop strings
+    every piece passes straight through and no text is kept (the common, hot case)."""
 
     def __init__(self, stops: list[str]) -> None:
         self.stops = stops
+        self.hold = max((len(s) for s in stops), default=1) - 1
         self.text = ""
+        self.num_emitted = 0
 
     def add(self, piece: str) -> tuple[str, bool]:
-        """Append `piece`; return the part of it to emit and whether a stop string was hit."""
-        if not self.stops:  # nothing to match: keep no text (this runs for every chunk)
+        """Append `piece`; return the text now safe to emit and whether a stop string was hit."""
+        if not self.stops:
             return piece, False
-        before = len(self.text)
+        search_from = max(0, len(self.text) - self.hold)
         self.text += piece
-        window_start = max(0, before - max(len(s) for s in self.stops))
-        hits = [i for s in self.stops if (i := self.text.find(s, window_start)) >= 0]
-        if not hits:
-            return piece, False
-        cut = min(hits)
-        self.text = self.text[:cut]
-        return self.text[before:] if cut > before else "", True
+        hits = [i for stop in self.stops if (i := self.text.find(stop, search_from)) >= 0]
+        if hits:
+            cut = min(hits)
+            out, self.num_emitted = self.text[self.num_emitted:cut], cut
+            self.text = self.text[:cut]
+            return out, True
+        safe = max(self.num_emitted, len(self.text) - self.hold)
+        out, self.num_emitted = self.text[self.num_emitted:safe], safe
+        return out, False
+
+    def flush(self) -> str:
+        """The held-back tail, once the text has ended without a stop string."""
+        out, self.num_emitted = self.text[self.num_emitted:], len(self.text)
+        return out
 
 
 def usage(record: RequestRecord) -> dict[str, Any]:

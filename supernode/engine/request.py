@@ -39,6 +39,8 @@ class RequestRecord:
     finish_reason: str | None = None
     first_token_at: float | None = None
     num_failovers: int = 0
+    lost_worker_ids: set[str] = field(default_factory=set)
+    """Workers this request was on when they were lost: routed around on the next attempt."""
     modelled_ttft_s: float = 0.0
     """Model seconds the prefill side reported (queue + cache fetch + compute + transfer)."""
     modelled_decode_s: float = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 
@@ -100,7 +101,7 @@ async def test_client_disconnect_frees_the_request(tmp_path) -> None:
         decode_metrics = ""
         while time.monotonic() < deadline + 5:
             decode_metrics = httpx.get(f"http://{decode}/metrics", timeout=5).text
-            if 'finished_reason="abort"' in decode_metrics:
+            if re.search(r'finished_reason="abort"[^}]*\} 1\.0', decode_metrics):
                 break
             await asyncio.sleep(0.1)
         assert 'vllm:num_requests_running{engine="decode-0",model_name="deepseek-r1"} 0.0' in decode_metrics
@@ -123,5 +124,27 @@ async def test_concurrent_arrivals_spread_over_decode_instances(tmp_path) -> Non
         served = [r.supernode["decode_worker"] for r in results]
         assert sorted(set(served)) == ["decode-0", "decode-1"]
         assert abs(served.count("decode-0") - served.count("decode-1")) <= 2
+    finally:
+        cluster.stop()
+
+
+async def test_killed_prefill_mid_request_fails_over_to_the_other(tmp_path) -> None:
+    """SIGKILL one of two prefill workers while long prompts are being prefilled: every request
+    still completes (re-prefilled on the survivor, which the dead one is routed around)."""
+    cluster = start_cluster(tmp_path, num_prefill=2, speedup=0.25)
+    try:
+        base = f"{cluster.endpoint}/v1"
+        async with httpx.AsyncClient(timeout=120) as client:
+            streams = [asyncio.create_task(stream_completion(client, base, {
+                "model": "deepseek-r1", "prompt": [3000 + i] * 16_000, "max_tokens": 8,
+                "ignore_eos": True})) for i in range(6)]
+            await asyncio.sleep(0.5)
+            victim = child(cluster, "prefill-0").process
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            results = await asyncio.gather(*streams)
+        assert all(r.usage["completion_tokens"] == 8 for r in results)
+        assert {r.supernode["prefill_worker"] for r in results} == {"prefill-1"}
+        assert any(r.supernode["num_failovers"] >= 1 for r in results)
     finally:
         cluster.stop()

@@ -4,7 +4,8 @@ Tolerances. TPOT: decode steps wait on chained deadlines, so per-step jitter doe
 the mean over a stream must be within 5% (+1 ms) of the modelled TPOT of the same request.
 TTFT: the modelled TTFT (queue + cache fetch + prefill batch + KV transfer) plus the real
 cost of the emulator's hops (HTTP parse, Admit, Prefill and KV-transfer RPCs: measured 5-20 ms
-on a 2-core machine) must cover the observed value; allow 10% + 50 ms, never less than modelled.
+on a 2-core machine, more when it is loaded) must cover the observed value; allow 10% + 100 ms,
+never less than modelled.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ async def test_ttft_and_tpot_match_the_model(base_url: str) -> None:
             modelled_ttft, modelled_tpot = r.supernode["modelled_ttft_s"], r.supernode[
                 "modelled_tpot_s"]
             assert r.usage["completion_tokens"] == 48
-            assert modelled_ttft <= r.ttft_s <= modelled_ttft * 1.10 + 0.050
+            assert modelled_ttft <= r.ttft_s <= modelled_ttft * 1.10 + 0.100
             assert r.tpot_s == pytest.approx(modelled_tpot, rel=0.05, abs=0.001)
 
 

@@ -124,3 +124,17 @@ async def test_admission_needs_an_open_stream_and_room(decode) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         async with insecure_channel("127.0.0.1:1") as dead:
             await pb_grpc.DecodeServiceStub(dead).Admit(admit("x"), timeout=0.5)
+
+
+async def test_retried_admit_is_idempotent_and_a_replaced_stream_frees_its_requests(
+        decode) -> None:
+    """An Admit retried after a lost reply is accepted without a second reservation; a new
+    token stream for the same subscriber aborts the old stream's requests (KV freed)."""
+    _, worker = decode
+    worker.subscribe(SUBSCRIBER)
+    assert worker.admit(admit("r6")) == (True, "")
+    reserved = worker.engine.kv_reserved_tokens
+    assert worker.admit(admit("r6")) == (True, "")
+    assert worker.engine.kv_reserved_tokens == reserved
+    worker.subscribe(SUBSCRIBER)
+    assert worker.engine.kv_reserved_tokens == 0 and "r6" not in worker.engine

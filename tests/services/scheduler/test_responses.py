@@ -1,0 +1,51 @@
+"""Stop-string cutting and SSE chunk framing."""
+
+import json
+
+from services.scheduler.responses import CHAT, COMPLETION, ChunkWriter, StopMatcher
+
+
+def feed(matcher: StopMatcher, pieces: list[str]) -> tuple[str, bool]:
+    out, stopped = [], False
+    for piece in pieces:
+        text, stopped = matcher.add(piece)
+        out.append(text)
+        if stopped:
+            break
+    if not stopped:
+        out.append(matcher.flush())
+    return "".join(out), stopped
+
+
+def test_a_stop_string_split_over_chunks_never_leaks() -> None:
+    """Text before the stop string is emitted; no part of the stop string ever is."""
+    matcher = StopMatcher(["END"])
+    assert matcher.add(" abc E") == (" abc", False)
+    assert matcher.add("N") == (" ", False)
+    assert matcher.add("D more") == ("", True)
+    assert matcher.text == " abc "
+
+
+def test_without_a_stop_everything_comes_out() -> None:
+    """Held-back text is flushed when the generation ends without a stop string."""
+    assert feed(StopMatcher(["zzz"]), [" a", " b", " zz"]) == (" a b zz", False)
+    assert feed(StopMatcher([]), [" a", " b"]) == (" a b", False)
+
+
+def test_earliest_of_several_stops_wins() -> None:
+    """With several stop strings, the first one in the text cuts it."""
+    assert feed(StopMatcher(["cc", "b"]), [" aa b cc"]) == (" aa ", True)
+
+
+def test_chunks_are_openai_shaped() -> None:
+    """Chat chunks carry the role once, then content; completion chunks carry text; the
+    usage field is null on content chunks when include_usage is on."""
+    chat = ChunkWriter(CHAT, "chatcmpl-1", 5, "m", include_usage=True)
+    first = json.loads(chat.content(" hi", None)[6:])
+    second = json.loads(chat.content(" yo", "length")[6:])
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": " hi"}
+    assert second["choices"][0]["delta"] == {"content": " yo"}
+    assert second["choices"][0]["finish_reason"] == "length" and second["usage"] is None
+    assert first["object"] == "chat.completion.chunk" and first["id"] == "chatcmpl-1"
+    text = json.loads(ChunkWriter(COMPLETION, "cmpl-1", 5, "m", False).content(" x", None)[6:])
+    assert text["choices"][0]["text"] == " x" and "usage" not in text
