@@ -30,6 +30,23 @@ class ExpertLoad:
     imbalance: float
 
 
+SKEW_REFERENCE_REDUNDANT_EXPERTS = 32
+"""Redundant experts of the deployments the default-EPLB skew was fitted on: 32 in both the
+prefill (EP32) and the decode (EP320) instances (calibration notes s3, P3 s4.1, s5.1)."""
+
+
+def systematic_skew(d: Deployment) -> float:
+    """The fitted default-EPLB skew, adjusted for the deployment's redundant experts.
+
+    Replicas of hot experts spread their excess load: the excess over a perfect balance
+    scales with routed / (routed + redundant) experts, anchored so that the paper's 32
+    redundant experts give the fitted value. More redundancy never makes the skew worse."""
+    routed = d.model.num_routed_experts
+    redundant = d.placement.num_redundant_experts
+    excess = d.calibration.eplb_default_skew - 1
+    return 1 + excess * (routed + SKEW_REFERENCE_REDUNDANT_EXPERTS) / (routed + redundant)
+
+
 def imbalance_factor(d: Deployment, mean_pairs_per_rank: float, num_ranks: int) -> float:
     """Busiest / mean routed-rank load for the deployment's EPLB setting."""
     if num_ranks == 1 or d.eplb == "perfect":
@@ -37,7 +54,7 @@ def imbalance_factor(d: Deployment, mean_pairs_per_rank: float, num_ranks: int) 
     if d.eplb != "default":
         return float(d.eplb)
     statistical = 1 + math.sqrt(2 * math.log(num_ranks) / mean_pairs_per_rank)
-    return d.calibration.eplb_default_skew * statistical
+    return systematic_skew(d) * statistical
 
 
 def expert_load(d: Deployment, tokens_per_die: float) -> ExpertLoad:

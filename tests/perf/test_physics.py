@@ -128,3 +128,21 @@ def test_cached_prefix_is_cheaper_but_not_free():
     cached = prefill_time(PrefillBatch((4096,) * 64, (3072,) * 64), PREFILL).total_s
     fresh_suffix = prefill_time(PrefillBatch((1024,) * 64), PREFILL).total_s
     assert fresh_suffix < cached < full
+
+
+def test_redundant_experts_reduce_the_default_eplb_skew() -> None:
+    """More redundant experts never raise the systematic skew, and the paper's 32 give the
+    fitted value; a prefill batch (where expert GEMMs dominate) gets faster with them."""
+    from supernode.perf import Deployment, PrefillBatch, prefill_time
+    from supernode.perf.experts import systematic_skew
+
+    def prefill(redundant: int) -> Deployment:
+        return Deployment.build("ascend-910c", "deepseek-r1", 16, ep=32,
+                                num_redundant_experts=redundant)
+
+    skews = [systematic_skew(prefill(r)) for r in (0, 32, 64)]
+    assert skews[0] > skews[1] > skews[2] > 1
+    assert skews[1] == prefill(32).calibration.eplb_default_skew
+    batch = PrefillBatch((4096,) * 64)
+    times = [prefill_time(batch, prefill(r)).total_s for r in (0, 32, 64)]
+    assert times[0] > times[1] > times[2]
