@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.hw_metrics import precreate
 from services.common.vllm_metrics import (
@@ -38,6 +38,10 @@ class DecodeMetrics(WorkerMetrics):
                                      LABELS, buckets=REQUEST_LATENCY_BUCKETS, registry=r)
         self.success = Counter("vllm:request_success", "Finished requests.",
                                (*LABELS, "finished_reason"), registry=r)
+        self.kv_reserved = Gauge("supernode_kv_reserved_perc",
+                                 "Fraction of KV capacity reserved by admitted requests "
+                                 "(prompt + max_tokens each); admission fails when it is full.",
+                                 LABELS, registry=r)
         self.admission_rejections = Counter("supernode_decode_admission_rejections",
                                             "Admissions refused (KV reservation did not fit).",
                                             LABELS, registry=r)

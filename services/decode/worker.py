@@ -48,6 +48,7 @@ class _StepSeries:
         self.tpot = m.tpot.labels(**labels)
         self.mtp_proposed = m.mtp_proposed.labels(**labels)
         self.mtp_accepted = m.mtp_accepted.labels(**labels)
+        self.kv_reserved = m.kv_reserved.labels(**labels)
 
 
 class DecodeWorker:
@@ -220,3 +221,4 @@ class DecodeWorker:
         e = self.engine
         self.metrics.set_queues(e.num_running, e.num_waiting)
         self.metrics.set_usage(e.kv_used_tokens() / e.kv_capacity_tokens)
+        self._series.kv_reserved.set(e.kv_reserved_tokens / e.kv_capacity_tokens)
