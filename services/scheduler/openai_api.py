@@ -51,6 +51,9 @@ class _Common(BaseModel):
     n: int = Field(default=1, ge=1)
     ignore_eos: bool = False
     user: str | None = None
+    logprobs: int | bool | None = None
+    top_logprobs: int | None = None
+    best_of: int | None = None
 
     def stop_strings(self) -> list[str]:
         if self.stop is None:
@@ -93,6 +96,11 @@ def parse_request(model: type[BaseModel], body: Any) -> Any:
         raise ApiError(400, f"invalid value for '{param}': {first['msg']}", param) from None
     if request.n != 1:
         raise ApiError(400, "only n=1 is supported", "n")
+    for name in ("echo", "logprobs", "top_logprobs", "best_of"):
+        value = getattr(request, name, None)
+        if value and not (name == "best_of" and value == 1):
+            raise ApiError(400, f"'{name}' is not supported by this emulator "
+                           f"(tokens are synthetic)", name)
     return request
 
 

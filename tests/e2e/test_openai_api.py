@@ -54,8 +54,10 @@ def test_streaming_chat_chunks_usage_and_done(client: openai.OpenAI, base_url: s
 
 
 def test_completion_with_token_ids_and_exact_lengths(client: openai.OpenAI) -> None:
-    """Token-id prompts are taken as-is; ignore_eos gives exactly max_tokens."""
+    """Token-id prompts are taken as-is; ignore_eos gives exactly max_tokens; the neutral
+    values benchmark clients send (logprobs null, best_of 1) are accepted."""
     r = client.completions.create(model=MODEL, prompt=list(range(1000, 1600)), max_tokens=25,
+                                  logprobs=None, best_of=1, temperature=0.0,
                                   extra_body={"ignore_eos": True})
     assert r.object == "text_completion" and r.choices[0].finish_reason == "length"
     assert r.usage.prompt_tokens == 600 and r.usage.completion_tokens == 25
@@ -89,6 +91,8 @@ def test_single_token_request_needs_no_decode(client: openai.OpenAI) -> None:
     ({"model": MODEL, "prompt": "x", "max_tokens": 163_840}, 400, "max_tokens"),
     ({"model": MODEL, "prompt": "x", "n": 2}, 400, "n"),
     ({"model": MODEL, "prompt": [10**9]}, 400, "prompt"),
+    ({"model": MODEL, "prompt": "x", "logprobs": 5}, 400, "logprobs"),
+    ({"model": MODEL, "prompt": "x", "echo": True}, 400, "echo"),
 ])
 def test_bad_requests_get_openai_errors(base_url: str, body: object, status: int,
                                         param: str | None) -> None:
