@@ -23,6 +23,9 @@ import yaml
 
 from services.common.worker_main import parse_overrides
 from supernode.config import ClusterConfig, load_config, to_dict
+from supernode.deployment import instance_deployment
+from supernode.policy import make_policy
+from supernode.policy.kv_affinity import uses_local_cache
 
 
 @dataclass
@@ -73,9 +76,6 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         overrides["cache.enabled"] = False
     try:
         config = load_config(args.config, overrides)
-        from supernode.deployment import instance_deployment
-        from supernode.policy import make_policy
-
         make_policy(config.routing_policy)
         instance_deployment(config, "prefill")
         instance_deployment(config, "decode")
@@ -127,8 +127,6 @@ class Cluster:
     @property
     def uses_ems(self) -> bool:
         """A shared EMS pool runs unless the cache is off or each prefill keeps its own."""
-        from supernode.policy.kv_affinity import uses_local_cache
-
         return self.config.cache.enabled and not uses_local_cache(self.config.routing_policy)
 
     def _spawn(self, name: str, module: str, args: list[str]) -> None:

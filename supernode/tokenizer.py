@@ -9,12 +9,14 @@ tokens drawn from a seeded generator, so the same seed gives the same text.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
+log = logging.getLogger(__name__)
 _PIECE = re.compile(r"\w+|[^\w\s]")
 _SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")  # 70 syllables
 NUM_SPECIAL_TOKENS = 3  # 0 pad, 1 bos, 2 eos
@@ -78,6 +80,8 @@ class FileTokenizer:
         eos = next((self._tok.token_to_id(t) for t in ("</s>", "<|endoftext|>", "<eos>",
                                                         "<｜end▁of▁sentence｜>")
                     if self._tok.token_to_id(t) is not None), None)
+        if eos is None:
+            log.warning("tokenizer %s names no known EOS token; using id 0 as EOS", path)
         self.eos_token_id = eos if eos is not None else 0
 
     def encode(self, text: str) -> list[int]:
