@@ -124,6 +124,8 @@ async def _run_point(
         if trace
         else f"request rate {rate:g} req/s, burstiness {load.burstiness:g}"
     )
+    if plan.endpoint.speedup != 1.0:
+        pacing += f" (model time; server speedup {plan.endpoint.speedup:g})"
     console.print(
         f"[bold]{pacing}[/bold], "
         f"max concurrency {load.max_concurrency}, {len(samples)} requests -> {plan.endpoint.api_url}"

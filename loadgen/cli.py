@@ -71,6 +71,14 @@ def _add_endpoint_args(g) -> None:
         help="limit for one request (s)",
     )
     g.add_argument(
+        "--speedup",
+        type=opt.positive_finite_float,
+        default=1.0,
+        help="the server's model seconds per wall second (as `supernode up --speedup`): rates "
+        "and trace times are taken, and every latency, duration and throughput is reported, "
+        "in model time (default 1.0: model time = wall time)",
+    )
+    g.add_argument(
         "--tokens-as-ids",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -123,7 +131,8 @@ def add_load_args(g) -> None:
         "--request-rate",
         type=opt.request_rates,
         default=(float("inf"),),
-        help="req/s: inf, 4, a sweep 2,4,8,16, or a range 1:16:1 / 1:32:x2",
+        help="req/s of model time: inf, 4, a sweep 2,4,8,16, or a range "
+        "1:16:1 / 1:32:x2",
     )
     g.add_argument(
         "--burstiness",
@@ -238,6 +247,7 @@ def endpoint_from_args(args: argparse.Namespace) -> EndpointConfig:
         extra_body=args.extra_body,
         headers=dict(args.header),
         request_timeout_s=args.request_timeout_s,
+        speedup=args.speedup,
     )
 
 

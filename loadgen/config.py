@@ -20,6 +20,13 @@ class EndpointConfig:
     body last, so it can override anything. `request_timeout_s` bounds one whole request.
     `capture_headers` names response headers (lower case) kept on each result, e.g. an
     emulator's modelled timings.
+
+    `speedup` is the server's model seconds per wall second (supernode's emulator at
+    `--speedup 0.1` runs ten times slower than the hardware it models; any real server is 1.0).
+    The load generator works in model time: arrival offsets are model seconds, divided by
+    `speedup` to get wall seconds, and every time it measures (latencies, run duration, hence
+    throughputs) is multiplied by `speedup`, so a run against a slowed-down emulator reports
+    the same figures as one at full speed. `request_timeout_s` is wall seconds.
     """
 
     base_url: str
@@ -32,6 +39,11 @@ class EndpointConfig:
     headers: dict[str, str] = field(default_factory=dict)
     request_timeout_s: float = 3600.0
     capture_headers: tuple[str, ...] = ()
+    speedup: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.speedup < math.inf:
+            raise ValueError(f"speedup must be a finite number > 0, got {self.speedup}")
 
     @property
     def is_chat(self) -> bool:
@@ -55,10 +67,11 @@ class EndpointConfig:
 class LoadConfig:
     """How requests are released.
 
-    `request_rate` is in requests/s (`inf`: all at once); inter-arrival gaps are gamma with
-    shape `burstiness` (1.0 = Poisson, `inf` = evenly spaced). `max_concurrency` caps requests
-    in flight (None: no cap). `num_warmups` requests are sent first and never counted.
-    `time_scale` divides trace timestamps (2.0 replays a trace twice as fast).
+    `request_rate` is in requests per model second (`inf`: all at once; see
+    `EndpointConfig.speedup`); inter-arrival gaps are gamma with shape `burstiness` (1.0 =
+    Poisson, `inf` = evenly spaced). `max_concurrency` caps requests in flight (None: no cap).
+    `num_warmups` requests are sent first and never counted. `time_scale` divides trace
+    timestamps, which are model seconds too (2.0 replays a trace twice as fast).
     """
 
     request_rate: float = math.inf

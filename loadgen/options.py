@@ -58,6 +58,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_finite_float(text: str) -> float:
+    """A finite float > 0."""
+    value = _number(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
 def ratio_below_one(text: str) -> float:
     value = _number(text)
     if not 0 <= value < 1:

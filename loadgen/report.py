@@ -7,7 +7,9 @@ per-request arrays (`input_lens`, `output_lens`, `ttfts`, `itls`, `generated_tex
 `errors`) are included only when `detailed`; `ttfts` then holds 0.0 for failed requests as
 vLLM's does. Keys vLLM does not have are added beside them: `slo_attainment`,
 `goodput_slos_ms`, `num_good_requests`, `error_counts` (always present, so errors are never
-lost from the file) and `request_rate_achieved`.
+lost from the file), `request_rate_achieved` and `speedup`: the server's model seconds per
+wall second the run assumed. Every time, rate and throughput in the file is in model seconds
+(wall x `speedup`; the same as wall time for speedup 1, i.e. any real server).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def result_dict(
         "dataset_name": info.dataset_name,
         "request_rate": "inf" if math.isinf(load.request_rate) else load.request_rate,
         "burstiness": load.burstiness,
+        "speedup": info.endpoint.speedup,
         "max_concurrency": load.max_concurrency,
         "duration": metrics.duration_s,
         "completed": metrics.completed,

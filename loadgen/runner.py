@@ -4,6 +4,11 @@ Stages: warm-up (`num_warmups` copies of the first sample, results discarded) ->
 (each sample released at its offset, then waits for a `max_concurrency` slot, then is sent) ->
 `RunOutcome`. The run's duration spans from the first release to the last completion, as in
 vLLM, so request throughput = completed / duration.
+
+This is where wall time meets model time (`EndpointConfig.speedup`): the schedule's offsets
+are model seconds and are slept as offset / speedup wall seconds; each result's times and the
+duration are measured on the wall clock and handed on x speedup, so everything downstream
+(metrics, SLOs, reports, plots) is in model seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 
@@ -26,7 +31,8 @@ OnResult = Callable[[RequestResult], None]
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """Results in sample order (one per sample, failures included) and the run's duration."""
+    """Results in sample order (one per sample, failures included) and the run's duration,
+    all in model seconds."""
 
     results: tuple[RequestResult, ...]
     duration_s: float
@@ -40,7 +46,8 @@ async def run_benchmark(
     tokens_as_ids: bool = True,
     on_result: OnResult | None = None,
 ) -> RunOutcome:
-    """Warm up, then run `samples` under `load`; `on_result` is called as each completes."""
+    """Warm up, then run `samples` under `load`; `on_result` is called as each completes,
+    with the result already in model seconds."""
     if not samples:
         raise ValueError("no samples to run")
     async with make_session(endpoint, load.max_concurrency) as session:
@@ -50,15 +57,34 @@ async def run_benchmark(
             await _run_all(
                 session, endpoint, warmups, [0.0] * len(warmups), slots, tokens_as_ids, None
             )
-        offsets = schedule_offsets_s(
+        model_offsets_s = schedule_offsets_s(
             samples, load.request_rate, load.burstiness, load.seed, load.time_scale
         )
         started_at = time.perf_counter()
         results = await _run_all(
-            session, endpoint, samples, offsets, slots, tokens_as_ids, on_result
+            session,
+            endpoint,
+            samples,
+            model_offsets_s / endpoint.speedup,
+            slots,
+            tokens_as_ids,
+            on_result,
         )
-        duration_s = time.perf_counter() - started_at
+        duration_s = (time.perf_counter() - started_at) * endpoint.speedup
     return RunOutcome(tuple(results), duration_s, load)
+
+
+def in_model_time(result: RequestResult, speedup: float) -> RequestResult:
+    """`result`, measured on the wall clock of a server at `speedup`, in model seconds."""
+    if speedup == 1.0:
+        return result
+    return replace(
+        result,
+        ttft_s=None if result.ttft_s is None else result.ttft_s * speedup,
+        latency_s=result.latency_s * speedup,
+        started_at_s=result.started_at_s * speedup,
+        itls_s=tuple(gap * speedup for gap in result.itls_s),
+    )
 
 
 def _slots(max_concurrency: int | None):
@@ -71,7 +97,7 @@ async def _run_all(
     session: aiohttp.ClientSession,
     endpoint: EndpointConfig,
     samples: list[SampleRequest],
-    offsets_s,
+    wall_offsets_s,
     slots,
     tokens_as_ids: bool,
     on_result: OnResult | None,
@@ -81,12 +107,13 @@ async def _run_all(
     async def one(sample: SampleRequest) -> RequestResult:
         async with slots:
             result = await send_request(session, endpoint, sample, started_at, tokens_as_ids)
+        result = in_model_time(result, endpoint.speedup)
         if on_result is not None:
             on_result(result)
         return result
 
     tasks = []
-    for sample, offset_s in zip(samples, offsets_s):
+    for sample, offset_s in zip(samples, wall_offsets_s):
         delay_s = started_at + float(offset_s) - time.perf_counter()
         if delay_s > 0:
             await asyncio.sleep(delay_s)

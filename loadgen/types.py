@@ -2,8 +2,10 @@
 
 A run's lifecycle: a workload builds `SampleRequest`s -> arrivals give each a send offset ->
 the client sends it and returns a `RequestResult` -> metrics reduce the results -> reports.
-Times inside a `RequestResult` are seconds from a monotonic clock; `started_at_s` is relative
-to the start of the run so results from one run share a time axis.
+Times inside a `RequestResult` are seconds, measured by the client on a monotonic clock and
+handed on by the runner in model seconds (wall x the server's `speedup`, see
+`EndpointConfig`); `started_at_s` is relative to the start of the run so results from one run
+share a time axis.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from supernode.config import ClusterConfig, InstanceConfig
-from supernode.perf import Deployment
+from supernode.engine.decode import DecodeEngine, DecodeParams
+from supernode.perf import Deployment, kv_capacity_tokens
 
 Role = Literal["prefill", "decode"]
 
@@ -36,3 +37,19 @@ def instance_deployment(config: ClusterConfig, role: Role) -> Deployment:
         mtp_tokens=inst.mtp_tokens if role == "decode" else 0,
         mtp_acceptance=inst.mtp_acceptance, eplb=parse_eplb(inst.eplb),
     )
+
+
+def prefill_token_budget(config: ClusterConfig, deployment: Deployment) -> int:
+    """Prompt tokens one prefill batch of the instance may pack."""
+    return config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
+
+
+def build_decode_engine(config: ClusterConfig, deployment: Deployment, vocab_size: int,
+                        eos_token_id: int) -> DecodeEngine:
+    """The decode instance's engine: batch cap per die x dies, KV capacity from the model."""
+    inst = config.decode
+    params = DecodeParams(mtp_tokens=inst.mtp_tokens, mtp_acceptance=inst.mtp_acceptance,
+                          eos_probability=config.eos_probability, vocab_size=vocab_size,
+                          eos_token_id=eos_token_id)
+    return DecodeEngine(inst.max_num_seqs_per_die * deployment.num_dies,
+                        kv_capacity_tokens(deployment), params)

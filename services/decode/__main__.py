@@ -20,9 +20,7 @@ from services.decode.metrics import DecodeMetrics
 from services.decode.servicer import DecodeServicer
 from services.decode.worker import DecodeWorker
 from supernode.clock import WallClock
-from supernode.deployment import instance_deployment
-from supernode.engine.decode import DecodeEngine, DecodeParams
-from supernode.perf import kv_capacity_tokens
+from supernode.deployment import build_decode_engine, instance_deployment
 from supernode.tokenizer import Tokenizer
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
@@ -40,14 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"decode instance: {e}")
 
     async def start() -> WorkerProcess:
-        inst = config.decode
         tokenizer = Tokenizer(vocab_size=deployment.model.vocab_size)
-        max_num_seqs = inst.max_num_seqs_per_die * deployment.num_dies
-        capacity = kv_capacity_tokens(deployment)
-        engine = DecodeEngine(max_num_seqs, capacity, DecodeParams(
-            mtp_tokens=inst.mtp_tokens, mtp_acceptance=inst.mtp_acceptance,
-            eos_probability=config.eos_probability, vocab_size=tokenizer.vocab_size,
-            eos_token_id=tokenizer.eos_token_id))
+        engine = build_decode_engine(config, deployment, tokenizer.vocab_size,
+                                     tokenizer.eos_token_id)
+        capacity, max_num_seqs = engine.kv_capacity_tokens, engine.max_num_seqs
         registry = CollectorRegistry()
         metrics = DecodeMetrics(registry, config.model_name, worker_id)
         metrics.hw.on_start(deployment, "decode", config.speedup, config.cache.block_size,

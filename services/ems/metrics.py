@@ -3,21 +3,48 @@
 Counters count what this replica served; gauges mirror the pool (shared by all replicas on a
 shared backend) as of the last refresh. Bytes are modelled KV bytes (true sizes) unless the name
 says payload; `plane` is the fabric the reader said it uses ("ub" or "vpc").
+
+`namespace` comes from the client (`x-supernode-namespace`), so its values are capped: the first
+`max_namespaces` distinct namespaces this replica sees keep their own label, every later one is
+reported under `namespace="_other"` (`namespace_label`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 PLANES = ("ub", "vpc")
 """Planes a client may name in the `x-supernode-plane` metadata."""
 
+MAX_NAMESPACE_LABELS = 64
+"""Distinct `namespace` label values one replica exports before folding the rest into
+`OTHER_NAMESPACE`."""
+
+OTHER_NAMESPACE = "_other"
+"""The `namespace` label of every namespace past the first `max_namespaces`."""
+
 
 class EmsMetrics:
     """The EMS series, created on `registry`."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
+    def __init__(
+        self, registry: CollectorRegistry, max_namespaces: int = MAX_NAMESPACE_LABELS
+    ) -> None:
+        if max_namespaces < 0:
+            raise ValueError(f"max_namespaces must be >= 0, got {max_namespaces}")
+        self.max_namespaces = max_namespaces
+        self._namespaces: set[str] = set()
+        self._used_labels: set[str] = set()
+        self._add_lookup_counters(registry)
+        self._add_pool_gauges(registry)
+        self._add_read_counters(registry)
+        self._add_write_counters(registry)
+        self._add_backend_series(registry)
+        self._precreate()
+
+    def _add_lookup_counters(self, r: CollectorRegistry) -> None:
         self.lookups = Counter("supernode_ems_lookups", "Lookup calls.", ["namespace"], registry=r)
         self.queried_blocks = Counter(
             "supernode_ems_queried_blocks",
@@ -31,6 +58,8 @@ class EmsMetrics:
             ["namespace"],
             registry=r,
         )
+
+    def _add_pool_gauges(self, r: CollectorRegistry) -> None:
         self.hit_ratio = Gauge(
             "supernode_ems_hit_ratio",
             "Pool-wide hit blocks over queried blocks by Lookup since the pool was created.",
@@ -59,6 +88,8 @@ class EmsMetrics:
             "Blocks evicted to make room for this replica's puts.",
             registry=r,
         )
+
+    def _add_read_counters(self, r: CollectorRegistry) -> None:
         self.read_blocks = Counter(
             "supernode_ems_read_blocks", "Blocks served by Get.", ["plane"], registry=r
         )
@@ -82,6 +113,8 @@ class EmsMetrics:
             "Get streams cut short by a missing block (evicted since Lookup, or never stored).",
             registry=r,
         )
+
+    def _add_write_counters(self, r: CollectorRegistry) -> None:
         self.written_bytes = Counter(
             "supernode_ems_written_bytes",
             "Modelled KV bytes of verified blocks received by Put.",
@@ -105,6 +138,8 @@ class EmsMetrics:
             "Put blocks whose payload did not match their crc32.",
             registry=r,
         )
+
+    def _add_backend_series(self, r: CollectorRegistry) -> None:
         self.backend_errors = Counter(
             "supernode_ems_backend_errors",
             "Calls failed because the store backend did.",
@@ -117,7 +152,6 @@ class EmsMetrics:
             registry=r,
         )
         self.backend_up.set(1)
-        self._precreate()
 
     def _precreate(self) -> None:
         """Fixed label values at zero, so rate() panels have data before the first call."""
@@ -128,3 +162,32 @@ class EmsMetrics:
                 counter.labels(plane)
         for result in ("stored", "deduplicated", "over_capacity", "bad_checksum", "invalid"):
             self.put_blocks.labels(result)
+
+    def namespace_label(self, namespace: str) -> str:
+        """`namespace` itself while it is one of the first `max_namespaces` seen, else `_other`."""
+        if namespace in self._namespaces:
+            return namespace
+        if len(self._namespaces) < self.max_namespaces:
+            self._namespaces.add(namespace)
+            return namespace
+        return OTHER_NAMESPACE
+
+    def count_lookup(self, namespace: str, num_queried: int, num_hits: int) -> None:
+        """One Lookup call in `namespace`: blocks asked about and leading blocks found."""
+        label = self.namespace_label(namespace)
+        self.lookups.labels(label).inc()
+        self.queried_blocks.labels(label).inc(num_queried)
+        self.hit_blocks.labels(label).inc(num_hits)
+
+    def set_used_bytes(self, used_by_namespace: Mapping[str, int]) -> None:
+        """Mirror the pool's bytes per namespace: namespaces sharing a label are summed, and a
+        label exported before whose namespaces hold nothing now drops to 0."""
+        by_label: dict[str, int] = {}
+        for namespace, num_bytes in used_by_namespace.items():
+            label = self.namespace_label(namespace)
+            by_label[label] = by_label.get(label, 0) + num_bytes
+        for label in self._used_labels - by_label.keys():
+            self.used_bytes.labels(label).set(0)
+        for label, num_bytes in by_label.items():
+            self.used_bytes.labels(label).set(num_bytes)
+        self._used_labels |= by_label.keys()

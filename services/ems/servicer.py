@@ -66,9 +66,7 @@ class EmsServicer(pb_grpc.EmsServiceServicer):
         namespace = await _namespace(request.namespace, context)
         keys = list(request.block_keys)
         num_hits = await self._call("Lookup", self._store.lookup(namespace, keys), context)
-        self._metrics.lookups.labels(namespace).inc()
-        self._metrics.queried_blocks.labels(namespace).inc(len(keys))
-        self._metrics.hit_blocks.labels(namespace).inc(num_hits)
+        self._metrics.count_lookup(namespace, len(keys), num_hits)
         return pb.LookupResponse(num_hit_blocks=num_hits)
 
     async def Get(
@@ -147,8 +145,7 @@ class EmsServicer(pb_grpc.EmsServiceServicer):
         m.capacity_bytes.set(pool.capacity_bytes)
         m.namespace_capacity_bytes.set(pool.namespace_capacity_bytes)
         m.hit_ratio.set(pool.hit_ratio or 0.0)
-        for name, num_bytes in used.items():
-            m.used_bytes.labels(name).set(num_bytes)
+        m.set_used_bytes(used)
 
     async def close(self) -> None:
         """Close the store (its connections)."""

@@ -24,7 +24,7 @@ from services.prefill.servicer import PrefillServicer
 from services.prefill.worker import PrefillWorker
 from supernode.clock import WallClock
 from supernode.config import ClusterConfig
-from supernode.deployment import instance_deployment
+from supernode.deployment import instance_deployment, prefill_token_budget
 from supernode.engine.prefill import PrefillEngine
 from supernode.perf import Deployment, kv_capacity_tokens
 from supernode.policy.kv_affinity import uses_local_cache
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"prefill instance: {e}")
 
     async def start() -> WorkerProcess:
-        budget = config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
+        budget = prefill_token_budget(config, deployment)
         registry = CollectorRegistry()
         metrics = PrefillMetrics(registry, config.model_name, worker_id)
         metrics.hw.on_start(deployment, "prefill", config.speedup, config.cache.block_size,

@@ -2,8 +2,10 @@
 
 Takes the cluster config as `supernode up` does (`--config`, `--set KEY=VALUE`) and the
 workload, arrival and output flags of `supernode bench` (the same parser pieces, workloads,
-metrics, summary table, `--save-result` JSON/CSV and plots). Times are reported as a live
-cluster with the config's `speedup` would show them to the client.
+metrics, summary table, `--save-result` JSON/CSV and plots). Units are bench's: request rates,
+trace times and every reported latency, duration and throughput are in model seconds, so the
+report matches `supernode bench --speedup S` against `supernode up` with this config at
+speedup S (the config's `speedup` is recorded in the result JSON and changes no figure).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supernode sim",
         description="Simulate a deployment offline in virtual time and report as "
-        "`supernode bench` does.",
+        "`supernode bench --speedup S` does against it (rates and figures in model seconds).",
     )
     g = parser.add_argument_group("cluster")
     g.add_argument("--config", help="deployment YAML (default: the embedded default)")
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
     endpoint = EndpointConfig(f"sim://{config.model_name}", model=config.model_name,
-                              ignore_eos=bench_cli.ignore_eos_from_args(args))
+                              ignore_eos=bench_cli.ignore_eos_from_args(args),
+                              speedup=config.speedup)
     plan = bench_cli.plan_from_args(args, parser, endpoint)
     console = Console()
     stats = SimStats()

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from supernode.config import ClusterConfig
-from supernode.deployment import instance_deployment
-from supernode.engine.decode import DecodeEngine, DecodeParams
+from supernode.deployment import build_decode_engine, instance_deployment, prefill_token_budget
+from supernode.engine.decode import DecodeEngine
 from supernode.engine.prefill import PrefillEngine, PrefillJob
 from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad
 from supernode.perf import (
@@ -89,7 +89,7 @@ class DecodeInstance:
 
 def build_prefills(config: ClusterConfig, caches: list[BlockLru | None]) -> list[PrefillInstance]:
     deployment = instance_deployment(config, "prefill")
-    budget = config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
+    budget = prefill_token_budget(config, deployment)
     return [PrefillInstance(f"prefill-{i}", PrefillEngine(budget), deployment, caches[i])
             for i in range(config.num_prefill)]
 
@@ -97,11 +97,6 @@ def build_prefills(config: ClusterConfig, caches: list[BlockLru | None]) -> list
 def build_decodes(config: ClusterConfig, vocab_size: int, eos_token_id: int
                   ) -> list[DecodeInstance]:
     deployment = instance_deployment(config, "decode")
-    inst = config.decode
-    params = DecodeParams(mtp_tokens=inst.mtp_tokens, mtp_acceptance=inst.mtp_acceptance,
-                          eos_probability=config.eos_probability, vocab_size=vocab_size,
-                          eos_token_id=eos_token_id)
-    max_num_seqs = inst.max_num_seqs_per_die * deployment.num_dies
-    capacity = kv_capacity_tokens(deployment)
-    return [DecodeInstance(f"decode-{i}", DecodeEngine(max_num_seqs, capacity, params),
+    return [DecodeInstance(f"decode-{i}",
+                           build_decode_engine(config, deployment, vocab_size, eos_token_id),
                            deployment) for i in range(config.num_decode)]

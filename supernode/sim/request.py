@@ -62,8 +62,9 @@ class SimRequest:
                 "modelled_tpot_s": self.modelled_decode_s / (n - 1) if n > 1 else None,
                 "num_failovers": 0}
 
-    def to_result(self, speedup: float) -> RequestResult:
-        """The client's view, on the wall clock of a live cluster with this `speedup`."""
+    def to_result(self) -> RequestResult:
+        """The client's view, in model seconds (what `supernode bench --speedup S` reports
+        against a live cluster at speedup S)."""
         times = self.chunk_times
         end = times[-1] if times else self.sent_at
         return RequestResult(
@@ -71,10 +72,10 @@ class SimRequest:
             prompt_len=self.num_prompt_tokens,
             expected_output_len=self.max_tokens,
             output_tokens=self.num_output_tokens,
-            ttft_s=(times[0] - self.sent_at) / speedup if times else None,
-            latency_s=(end - self.sent_at) / speedup,
-            started_at_s=self.sent_at / speedup,
-            itls_s=tuple((b - a) / speedup for a, b in pairwise(times)),
+            ttft_s=times[0] - self.sent_at if times else None,
+            latency_s=end - self.sent_at,
+            started_at_s=self.sent_at,
+            itls_s=tuple(b - a for a, b in pairwise(times)),
             error=self.error,
             usage_reported=True,
             server_details=self.server_details(),

@@ -1,10 +1,12 @@
 """One benchmark point in virtual time: loadgen's samples and arrivals in, loadgen's outcome out.
 
 Arrivals follow loadgen exactly (`schedule_offsets_s`, the same seed; a request waits for a
-`max_concurrency` slot as the client would). The cluster runs in model seconds; results are
-reported on the wall clock of a live cluster with the config's `speedup` (wall = model /
-speedup), so `supernode sim` predicts what `supernode bench` reports against `supernode up`
-with the same config. Warm-up requests are not simulated: a simulation has no cold start.
+`max_concurrency` slot as the client would). Everything is in model seconds: the schedule's
+offsets are model seconds, as they are for `supernode bench`, and results are reported in model
+seconds, as `supernode bench --speedup S` reports them against `supernode up --speedup S`. The
+config's `speedup` therefore changes nothing here: `supernode sim` predicts what `supernode
+bench` reports against `supernode up` with the same config, whatever its speedup, as long as
+bench is told that speedup. Warm-up requests are not simulated: a simulation has no cold start.
 """
 
 from __future__ import annotations
@@ -44,10 +46,8 @@ class SimStats:
 class _Client:
     """The load generator's side: concurrency slots and the results, in sample order."""
 
-    def __init__(self, num_samples: int, load: LoadConfig, speedup: float,
-                 on_result: OnResult | None) -> None:
+    def __init__(self, num_samples: int, load: LoadConfig, on_result: OnResult | None) -> None:
         self.max_concurrency = load.max_concurrency
-        self.speedup = speedup
         self.on_result = on_result
         self.results: list[RequestResult | None] = [None] * num_samples
         self.num_in_flight = 0
@@ -61,7 +61,7 @@ class _Client:
         yield now, RequestSent(event.request)
 
     def on_done(self, request: SimRequest, now: float) -> Iterator[Scheduled]:
-        result = request.to_result(self.speedup)
+        result = request.to_result()
         self.results[request.index] = result
         if self.on_result is not None:
             self.on_result(result)
@@ -79,7 +79,7 @@ def simulate(config: ClusterConfig, samples: list[SampleRequest], load: LoadConf
         raise ValueError("no samples to run")
     model = load_model(config.model)
     tokenizer = make_tokenizer(config.tokenizer_path, model.vocab_size)
-    client = _Client(len(samples), load, config.speedup, on_result)
+    client = _Client(len(samples), load, on_result)
     cluster = SimCluster(config, tokenizer.vocab_size, tokenizer.eos_token_id, ignore_eos,
                          client.on_done)
     loop = EventLoop({**cluster.handlers(), RequestReleased: client.on_released})
@@ -87,7 +87,7 @@ def simulate(config: ClusterConfig, samples: list[SampleRequest], load: LoadConf
                                    load.time_scale)
     for index, (sample, offset_s) in enumerate(zip(samples, offsets_s)):
         request = _make_request(config, tokenizer, index, sample, load.seed)
-        loop.schedule(float(offset_s) * config.speedup, RequestReleased(request))
+        loop.schedule(float(offset_s), RequestReleased(request))
     loop.run()
     if stats is not None:
         stats.num_events, stats.model_s = loop.num_events, loop.now

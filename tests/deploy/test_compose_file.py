@@ -32,10 +32,12 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_role_and_the_infrastructure_are_services(services: dict) -> None:
+    """The stack is exactly the four roles plus Redis, Prometheus and Grafana, nothing more."""
     assert set(services) == EXPECTED
 
 
 def test_every_service_has_a_healthcheck(services: dict) -> None:
+    """Every service has a CMD or CMD-SHELL healthcheck with an interval, a timeout and retries."""
     for name, svc in services.items():
         check = svc.get("healthcheck")
         assert check and check.get("test"), f"{name} has no healthcheck"
@@ -45,6 +47,7 @@ def test_every_service_has_a_healthcheck(services: dict) -> None:
 
 
 def test_grpc_roles_probe_the_grpc_health_service(services: dict) -> None:
+    """gRPC roles are probed through the gRPC health service, the scheduler on HTTP /health."""
     for role in ("prefill", "decode", "ems"):
         test = services[role]["healthcheck"]["test"]
         assert test[1:5] == ["python", "-m", "services.healthcheck", "grpc"], (role, test)
@@ -53,6 +56,8 @@ def test_grpc_roles_probe_the_grpc_health_service(services: dict) -> None:
 
 
 def test_depends_on_uses_conditions(services: dict) -> None:
+    """depends_on is the long form with a known condition; EMS waits for a healthy Redis, prefill
+    for a healthy EMS, Grafana for a healthy Prometheus."""
     allowed = {"service_healthy", "service_started", "service_completed_successfully"}
     for name, svc in services.items():
         deps = svc.get("depends_on", {})
@@ -67,6 +72,7 @@ def test_depends_on_uses_conditions(services: dict) -> None:
 
 
 def test_dependencies_have_no_cycle(services: dict) -> None:
+    """depends_on forms no cycle, so compose can order every service's start."""
     done: set[str] = set()
 
     def visit(name: str, path: tuple[str, ...]) -> None:
@@ -82,6 +88,7 @@ def test_dependencies_have_no_cycle(services: dict) -> None:
 
 
 def test_scaled_roles_have_no_fixed_names_or_host_ports(services: dict) -> None:
+    """Scaled roles fix no container name, hostname or host port, so replicas cannot collide."""
     for role in SCALED:
         svc = services[role]
         assert "container_name" not in svc, role
@@ -90,6 +97,7 @@ def test_scaled_roles_have_no_fixed_names_or_host_ports(services: dict) -> None:
 
 
 def test_published_ports_are_loopback_only(services: dict) -> None:
+    """Every published port binds 127.0.0.1 only; the scheduler's and Grafana's are set by env."""
     for name, svc in services.items():
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
@@ -98,6 +106,7 @@ def test_published_ports_are_loopback_only(services: dict) -> None:
 
 
 def test_images_are_pinned(services: dict) -> None:
+    """Every image carries a version tag, never `latest` or none."""
     for name, svc in services.items():
         image = svc["image"]
         assert ":" in image and not image.endswith(":latest"), (name, image)
@@ -106,6 +115,7 @@ def test_images_are_pinned(services: dict) -> None:
 
 
 def test_roles_share_one_image_built_from_the_dockerfile(services: dict) -> None:
+    """All four roles run one image, built from deploy/Dockerfile, each as `serve <role>`."""
     images = {services[r]["image"] for r in ROLES}
     assert len(images) == 1
     for role in ROLES:
@@ -115,6 +125,8 @@ def test_roles_share_one_image_built_from_the_dockerfile(services: dict) -> None
 
 
 def test_workers_find_the_scheduler_and_ems_by_service_name(services: dict) -> None:
+    """Roles reach the scheduler, EMS and Redis by service name; Redis accepts remote clients and
+    never evicts (EMS runs the LRU)."""
     for role in ("prefill", "decode", "ems"):
         cmd = services[role]["command"]
         assert cmd[cmd.index("--scheduler") + 1] == "scheduler:50051"
@@ -129,6 +141,8 @@ def test_workers_find_the_scheduler_and_ems_by_service_name(services: dict) -> N
 
 
 def test_configuration_by_environment_with_documented_defaults(services: dict) -> None:
+    """Every ${VAR:-default} is documented in the file's header, and every role takes
+    SUPERNODE_SPEEDUP."""
     text = COMPOSE.read_text()
     header = text.split("services:", 1)[0]
     variables = set(re.findall(r"\$\{(\w+):-", text))
@@ -141,6 +155,7 @@ def test_configuration_by_environment_with_documented_defaults(services: dict) -
 
 
 def test_state_lives_in_named_volumes(compose: dict, services: dict) -> None:
+    """State is kept in named volumes; any other mount is a bind mount from the repository."""
     named = set(compose["volumes"])
     assert {"prometheus-data", "grafana-data", "redis-data"} <= named
     for name, svc in services.items():
@@ -150,6 +165,8 @@ def test_state_lives_in_named_volumes(compose: dict, services: dict) -> None:
 
 
 def test_observability_mounts(services: dict) -> None:
+    """Prometheus and Grafana take their config, provisioning and dashboards read-only from deploy/.
+    """
     prom = services["prometheus"]
     assert "./deploy/prometheus:/etc/prometheus/supernode:ro" in prom["volumes"]
     assert any("prometheus.yml" in arg for arg in prom["command"])
@@ -159,6 +176,8 @@ def test_observability_mounts(services: dict) -> None:
 
 
 def test_offline_override_builds_redis_and_prometheus_and_drops_grafana(services: dict) -> None:
+    """Offline, Redis and Prometheus are built from the base image with apt and Grafana sits behind
+    a profile."""
     override = load(OFFLINE)["services"]
     assert set(override) == {"redis", "prometheus", "grafana"}
     for name in ("redis", "prometheus"):
@@ -172,6 +191,8 @@ def test_offline_override_builds_redis_and_prometheus_and_drops_grafana(services
 
 
 def test_dockerfile_is_cacheable_and_non_root() -> None:
+    """The Dockerfile installs dependencies before copying the code (layer cache), runs as UID
+    10001, and .dockerignore is a non-empty allow-list."""
     text = (ROOT / "deploy" / "Dockerfile").read_text()
     assert "FROM ${PYTHON_IMAGE}" in text and "ARG PYTHON_IMAGE=python:3.11-slim" in text
     # dependencies are installed before the code is copied in

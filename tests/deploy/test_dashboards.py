@@ -102,6 +102,7 @@ def test_selectors_use_labels_and_roles_the_metric_has() -> None:
 
 
 def test_template_variables_query_exported_metrics() -> None:
+    """Every dashboard variable queries a label its metric actually exports."""
     exported = exported_metrics()
     for name, board in dashboards().items():
         for metric, label in variable_metrics(board):
@@ -159,6 +160,7 @@ def test_prometheus_configs_scrape_the_scheduler_and_discover_workers_through_it
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus)")
 def test_prometheus_configs_are_valid() -> None:
+    """promtool accepts both Prometheus configs (compose and local)."""
     for name in ("prometheus.yml", "local.yml"):
         result = subprocess.run([PROMTOOL, "check", "config", str(PROMETHEUS / name)],
                                 check=False, capture_output=True, text=True, timeout=60)

@@ -30,12 +30,15 @@ def run(args: list[str], env: dict[str, str], tmp_path: Path) -> list[str]:
 
 
 def test_serve_gets_bind_and_advertise_host_from_the_container(tmp_path: Path) -> None:
+    """With no environment, `serve` binds 0.0.0.0 and advertises the container's hostname."""
     argv = run(["serve", "decode", "--port", "50051"], {}, tmp_path)
     assert argv == ["serve", "decode", "--host", "0.0.0.0", "--advertise-host", "c0ffee123456",
                     "--port", "50051"]
 
 
 def test_environment_becomes_flags_before_the_commands_own(tmp_path: Path) -> None:
+    """SUPERNODE_* variables become flags ahead of the command's own (so explicit flags win), empty
+    ones are dropped, SUPERNODE_ARGS comes last."""
     env = {"SUPERNODE_ADVERTISE_HOST": "10.0.0.7", "SUPERNODE_SPEEDUP": "0.5",
            "SUPERNODE_MODEL": "deepseek-r1", "SUPERNODE_SERVED_MODEL_NAME": "",
            "SUPERNODE_CONFIG": "/etc/supernode/deployment.yaml", "SUPERNODE_LOG_LEVEL": "DEBUG",
@@ -49,6 +52,7 @@ def test_environment_becomes_flags_before_the_commands_own(tmp_path: Path) -> No
 
 
 def test_other_commands_pass_through_unchanged(tmp_path: Path) -> None:
+    """Commands other than `serve` get their argv untouched; the environment adds nothing."""
     env = {"SUPERNODE_SPEEDUP": "0.5", "SUPERNODE_ARGS": "--x"}
     assert run(["bench", "--base-url", "http://a b"], env, tmp_path) == [
         "bench", "--base-url", "http://a b"]

@@ -32,12 +32,15 @@ def http_server() -> Iterator[str]:
 
 
 def test_http_healthy_on_2xx_and_unhealthy_otherwise(http_server: str) -> None:
+    """The HTTP probe exits 0 on a 2xx and 1 on any other status or when nothing answers."""
     assert healthcheck.main(["http", f"{http_server}/health"]) == 0
     assert healthcheck.main(["http", f"{http_server}/degraded"]) == 1
     assert healthcheck.main(["http", "http://127.0.0.1:9/health", "--timeout", "1"]) == 1
 
 
 async def test_grpc_follows_the_health_service() -> None:
+    """The gRPC probe exits 0 only while the health service reports SERVING; not serving, an unknown
+    service or no server is 1."""
     server = await start_grpc_server([], "127.0.0.1", 0)
     address = f"127.0.0.1:{server.port}"
     try:

@@ -47,10 +47,12 @@ def container(role: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name,doc", resources(),
                          ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in resources()])
 def test_manifest_is_valid(name: str, doc: dict[str, Any], version: str) -> None:
+    """Each manifest validates strictly against the oldest and the newest supported schema."""
     kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_kustomization_lists_every_manifest() -> None:
+    """kustomization.yaml lists exactly the manifests on disk."""
     (kustomization,) = [d for _, d in documents() if d["kind"] == "Kustomization"]
     listed = set(kustomization["resources"])
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
@@ -58,12 +60,15 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 def test_everything_is_in_one_namespace() -> None:
+    """Every namespaced resource lives in the `supernode` namespace."""
     for name, doc in resources():
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "supernode", name
 
 
 def test_pools_have_replicas_and_resource_requests() -> None:
+    """Every role requests CPU and memory; the scheduler (in-memory registry) runs one replica,
+    decode at least two."""
     for role in ROLES:
         deployment = find("Deployment", f"supernode-{role}")
         assert deployment["spec"]["replicas"] >= 1
@@ -74,6 +79,8 @@ def test_pools_have_replicas_and_resource_requests() -> None:
 
 
 def test_grpc_roles_use_native_grpc_readiness_probes() -> None:
+    """gRPC roles use native gRPC readiness probes on 50051; the scheduler is ready on HTTP /health
+    and live on gRPC."""
     for role in ("prefill", "decode", "ems"):
         assert container(role)["readinessProbe"]["grpc"] == {"port": 50051}, role
     scheduler = container("scheduler")
@@ -82,6 +89,8 @@ def test_grpc_roles_use_native_grpc_readiness_probes() -> None:
 
 
 def test_role_commands_wire_the_services_together() -> None:
+    """Role args name the scheduler, EMS and Redis Services on ports they expose; the scheduler's
+    Service routes to not-ready pods."""
     services = {d["metadata"]["name"]: d for _, d in resources() if d["kind"] == "Service"}
     for role in ROLES:
         args = container(role)["args"]
@@ -100,6 +109,7 @@ def test_role_commands_wire_the_services_together() -> None:
 
 
 def test_services_select_their_pods() -> None:
+    """Each Service selects exactly one Deployment, whose container names every targetPort."""
     for _, svc in resources():
         if svc["kind"] != "Service":
             continue
@@ -113,6 +123,8 @@ def test_services_select_their_pods() -> None:
 
 
 def test_workers_advertise_their_pod_ip_and_run_as_non_root() -> None:
+    """Each role advertises its pod IP, reads the mounted config, and runs as non-root without
+    privilege escalation."""
     for role in ROLES:
         c = container(role)
         env = {e["name"]: e for e in c["env"]}
@@ -125,6 +137,7 @@ def test_workers_advertise_their_pod_ip_and_run_as_non_root() -> None:
 
 
 def test_config_map_holds_a_loadable_deployment(tmp_path: Path) -> None:
+    """The ConfigMap's deployment.yaml loads as a config whose cache is the in-cluster Redis."""
     data = find("ConfigMap", "supernode-config")["data"]["deployment.yaml"]
     path = tmp_path / "deployment.yaml"
     path.write_text(data)
@@ -134,6 +147,8 @@ def test_config_map_holds_a_loadable_deployment(tmp_path: Path) -> None:
 
 
 def test_hpa_scales_decode_on_queue_depth() -> None:
+    """The decode HPA (autoscaling/v2) scales on vllm:num_requests_waiting, which the adapter rules
+    expose."""
     hpa = find("HorizontalPodAutoscaler", "supernode-decode")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -146,6 +161,8 @@ def test_hpa_scales_decode_on_queue_depth() -> None:
 
 
 def test_dashboards_config_map_is_up_to_date() -> None:
+    """The dashboards ConfigMap holds exactly the Grafana JSON files, as render_dashboards.py writes
+    it."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("render_dashboards",

@@ -76,6 +76,8 @@ def _point(result_dir: Path, rate: float) -> tuple[dict, list[dict]]:
 
 @pytest.mark.parametrize("rate", RATES)
 def test_result_has_vllm_keys_units_and_every_request(result_dir: Path, rate: float) -> None:
+    """Each point's JSON has vLLM's keys, counts every request, and its units (ms, s) agree with the
+    CSV."""
     result, rows = _point(result_dir, rate)
     assert [k for k in VLLM_KEYS if k not in result] == []
     assert result["completed"] == NUM_PROMPTS and result["failed"] == 0
@@ -119,6 +121,8 @@ def test_goodput_follows_the_modelled_figures(result_dir: Path, rate: float) -> 
 
 
 def test_sweep_summary_and_plots(result_dir: Path) -> None:
+    """The sweep JSON names the highest rate meeting the SLO attainment; every plot and the index
+    page are written."""
     sweep = json.loads((result_dir / "run-sweep.json").read_text())
     assert sweep["request_rates"] == list(RATES)
     assert [p["completed"] for p in sweep["points"]] == [NUM_PROMPTS] * len(RATES)

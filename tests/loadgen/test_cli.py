@@ -100,6 +100,7 @@ def test_result_json_has_vllm_keys_and_units(sweep_dir):
     assert result.keys() >= VLLM_KEYS | VLLM_DETAIL_KEYS
     assert result["model_id"] == "scripted-model" and result["backend"] == "openai"
     assert result["completed"] == 10 and result["failed"] == 0 and result["request_rate"] == 10.0
+    assert result["speedup"] == 1.0
     assert result["total_input_tokens"] == sum(result["input_lens"])
     # Units, not precision (tests/loadgen/test_timing.py checks that): ms here, s per request.
     assert 50 <= result["mean_e2el_ms"] < 1000 and 9 <= result["mean_itl_ms"] < 200

@@ -16,6 +16,8 @@ class Ping:
 
 
 def test_events_run_in_time_order_and_fifo_at_the_same_instant() -> None:
+    """Events run in time order, same-time events in scheduling order, and events a handler yields
+    are scheduled."""
     seen: list[tuple[float, str]] = []
 
     def on_ping(now: float, event: Ping):
@@ -33,6 +35,7 @@ def test_events_run_in_time_order_and_fifo_at_the_same_instant() -> None:
 
 
 def test_run_stops_at_until_and_the_past_is_refused() -> None:
+    """run(until) leaves later events pending; scheduling before now is a ValueError."""
     loop = EventLoop({Ping: lambda now, e: ()})
     loop.schedule(1.0, Ping("a"))
     loop.schedule(3.0, Ping("b"))

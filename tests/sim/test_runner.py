@@ -16,6 +16,7 @@ from tests.sim.helpers import run_sim
 
 
 def test_a_seed_fixes_the_whole_run() -> None:
+    """The same seed gives identical results and duration; another seed gives other results."""
     a, b = run_sim(seed=7, rate=20.0), run_sim(seed=7, rate=20.0)
     assert a.results == b.results and a.duration_s == b.duration_s
     assert run_sim(seed=8, rate=20.0).results != a.results
@@ -44,6 +45,8 @@ def test_one_request_sees_the_hardware_model() -> None:
 
 
 def test_mtp_puts_several_tokens_in_one_step() -> None:
+    """With MTP a step emits several tokens: fewer chunks than tokens, each gap one decode step,
+    TPOT as modelled."""
     (r,) = run_sim(num_prompts=1, input_len=512, output_len=64).results
     step_s = decode_step_time(DecodeBatch(1, 600), instance_deployment(ClusterConfig(),
                                                                        "decode")).total_s
@@ -53,6 +56,7 @@ def test_mtp_puts_several_tokens_in_one_step() -> None:
 
 
 def test_queueing_grows_ttft_with_rate() -> None:
+    """Mean TTFT rises with the request rate, past twice the idle value once prefill saturates."""
     mean_ttfts = [float(np.mean(latency_samples_s(run_sim(
         num_prompts=200, rate=rate, input_len=4096, output_len=8).results)["ttft"]))
         for rate in (2.0, 40.0, 120.0)]
@@ -60,14 +64,12 @@ def test_queueing_grows_ttft_with_rate() -> None:
     assert mean_ttfts[2] > 2 * mean_ttfts[0]
 
 
-def test_speedup_stretches_every_reported_time() -> None:
-    """At half speed the same wall rate is twice the model rate, and every time doubles."""
-    fast, slow = run_sim(seed=3, rate=8.0), run_sim(seed=3, rate=4.0, speedup=0.5)
-    assert slow.duration_s == pytest.approx(2 * fast.duration_s)
-    for a, b in zip(fast.results, slow.results):
-        assert b.started_at_s == pytest.approx(2 * a.started_at_s)
-        assert b.ttft_s == pytest.approx(2 * a.ttft_s)
-        assert b.itls_s == pytest.approx([2 * x for x in a.itls_s])
+def test_speedup_changes_no_reported_figure() -> None:
+    """Rates and reported times are model seconds (as `supernode bench --speedup` reports), so
+    the config's speedup, which only stretches a live cluster's wall clock, changes nothing."""
+    full, slow = run_sim(seed=3, rate=8.0), run_sim(seed=3, rate=8.0, speedup=0.1)
+    assert slow.results == full.results
+    assert slow.duration_s == full.duration_s
 
 
 @pytest.mark.parametrize("policy", ["least-loaded", "kv-affinity"])

@@ -42,6 +42,8 @@ def test_start_up_publishes_the_memory_budget_and_cache_config() -> None:
 
 
 def test_a_decode_step_records_parts_ub_busy_time_and_expert_imbalance() -> None:
+    """A decode step adds its modelled time to the busy and per-part counters and dispatch + combine
+    to UB busy time, and sets imbalance and utilisation from the model."""
     registry, series, deployment = make_series()
     timing = decode_step_time(DecodeBatch(64, 2000), deployment)
     series.on_step(timing)
@@ -57,12 +59,14 @@ def test_a_decode_step_records_parts_ub_busy_time_and_expert_imbalance() -> None
 
 
 def test_prefill_spreads_computed_tokens_over_every_die() -> None:
+    """Prefill's MoE tokens per die are the batch's computed tokens spread over all dies."""
     _, _, deployment = make_series(role="prefill")
     timing = prefill_time(PrefillBatch((4096, 2048)), deployment)
     assert moe_tokens_per_die(deployment, "prefill", timing) == 6144 / deployment.num_dies
 
 
 def test_dense_models_have_no_expert_imbalance_series() -> None:
+    """A dense model exports no expert imbalance series."""
     registry, series, deployment = make_series(**{
         "model": "llama-3.1-70b", "decode.num_devices": 4, "decode.dp": 8, "decode.ep": 1,
         "decode.mtp_tokens": 0})
