@@ -125,7 +125,8 @@ def _stats(values_s: list[float], percentiles: tuple[float, ...]) -> MetricStats
 
 
 def _peaks(ok: list[RequestResult]) -> tuple[float, int]:
-    """Fullest 1-s bucket of text-chunk arrivals and of active requests (vLLM's method)."""
+    """Fullest 1-s bucket of output tokens and of active requests (vLLM's method; a chunk that
+    carries several tokens, as with MTP, counts the request's mean tokens per chunk)."""
     if not ok:
         return 0.0, 0
     t0 = min(r.started_at_s for r in ok)
@@ -135,7 +136,8 @@ def _peaks(ok: list[RequestResult]) -> tuple[float, int]:
     for r in ok:
         first = r.started_at_s + r.ttft_s - t0
         times = first + np.concatenate(([0.0], np.cumsum(r.itls_s)))
-        np.add.at(tokens, np.clip(times.astype(int), 0, num_buckets - 1), 1)
+        per_chunk = max(1, r.output_tokens) / len(times)
+        np.add.at(tokens, np.clip(times.astype(int), 0, num_buckets - 1), per_chunk)
         start_bucket = int(r.started_at_s - t0)
         end_bucket = int(r.started_at_s + r.latency_s - t0)
         active[start_bucket : end_bucket + 1] += 1
