@@ -2,7 +2,8 @@
 
 The client-side figures must agree with what the cluster says it modelled for each request
 (the `supernode` object on the final usage chunk, kept in the per-request CSV). Tolerances as
-in test_timing: observed TTFT in [modelled, modelled x 1.1 + 50 ms]; TPOT within 5% + 1 ms, plus
+in test_timing: observed TTFT in [modelled, modelled x 1.1 + 100 ms] per request (the mean within
++50 ms); TPOT within 5% + 1 ms, plus
 one decode step spread over the request's tokens: a request joins the running batch at the next
 step boundary, a wait the client sees but the modelled TPOT (steps that made its tokens) omits.
 """
@@ -96,7 +97,7 @@ def test_latencies_track_the_modelled_figures(result_dir: Path, rate: float) -> 
     result, rows = _point(result_dir, rate)
     for r in rows:
         modelled_ttft, modelled_tpot = float(r["modelled_ttft_ms"]), float(r["modelled_tpot_ms"])
-        assert modelled_ttft <= float(r["ttft_ms"]) <= modelled_ttft * 1.10 + 50
+        assert modelled_ttft <= float(r["ttft_ms"]) <= modelled_ttft * 1.10 + 100
         assert abs(float(r["tpot_ms"]) - modelled_tpot) <= tpot_slack_ms(r), r
     mean_modelled_ttft = sum(float(r["modelled_ttft_ms"]) for r in rows) / len(rows)
     assert mean_modelled_ttft <= result["mean_ttft_ms"] <= mean_modelled_ttft * 1.10 + 50
@@ -109,7 +110,7 @@ def test_goodput_follows_the_modelled_figures(result_dir: Path, rate: float) -> 
     result, rows = _point(result_dir, rate)
     for r in rows:
         ttft, tpot = float(r["modelled_ttft_ms"]), float(r["modelled_tpot_ms"])
-        surely_good = ttft * 1.10 + 50 < TTFT_SLO_MS and tpot + tpot_slack_ms(r) < TPOT_SLO_MS
+        surely_good = ttft * 1.10 + 100 < TTFT_SLO_MS and tpot + tpot_slack_ms(r) < TPOT_SLO_MS
         surely_bad = ttft > TTFT_SLO_MS or tpot - tpot_slack_ms(r) > TPOT_SLO_MS
         if surely_good or surely_bad:
             assert r["met_slo"] == ("1" if surely_good else "0"), r
