@@ -21,6 +21,19 @@ def child(cluster: Cluster, name: str):
     return next(c for c in cluster.children if c.name == name)
 
 
+async def streams_with_a_kill(cluster: Cluster, bodies: list[dict], victim: str,
+                              after_s: float) -> list:
+    """Run the streams; SIGKILL the child `victim` after `after_s`; return every stream's result."""
+    base = f"{cluster.endpoint}/v1"
+    async with httpx.AsyncClient(timeout=120) as client:
+        streams = [asyncio.create_task(stream_completion(client, base, body)) for body in bodies]
+        await asyncio.sleep(after_s)
+        process = child(cluster, victim).process
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return await asyncio.gather(*streams)
+
+
 def health(cluster: Cluster) -> dict[str, int]:
     return httpx.get(f"{cluster.endpoint}/health", timeout=5).json()["workers"]
 
@@ -31,16 +44,9 @@ async def test_killed_decode_leaves_routing_and_streams_fail_over(tmp_path) -> N
     once its heartbeat lease lapses."""
     cluster = start_cluster(tmp_path, num_decode=2)
     try:
-        base = f"{cluster.endpoint}/v1"
-        async with httpx.AsyncClient(timeout=60) as client:
-            streams = [asyncio.create_task(stream_completion(client, base, {
-                "model": "deepseek-r1", "prompt": [1000 + i] * 300, "max_tokens": 300,
-                "ignore_eos": True})) for i in range(6)]
-            await asyncio.sleep(1.0)
-            victim = child(cluster, "decode-0").process
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-            results = await asyncio.gather(*streams)
+        results = await streams_with_a_kill(cluster, [
+            {"model": "deepseek-r1", "prompt": [1000 + i] * 300, "max_tokens": 300,
+             "ignore_eos": True} for i in range(6)], victim="decode-0", after_s=1.0)
         assert all(r.usage["completion_tokens"] == 300 for r in results)
         assert all(len(r.text.split()) == 300 for r in results)
         assert any(r.supernode["num_failovers"] >= 1 for r in results)
@@ -133,16 +139,9 @@ async def test_killed_prefill_mid_request_fails_over_to_the_other(tmp_path) -> N
     still completes (re-prefilled on the survivor, which the dead one is routed around)."""
     cluster = start_cluster(tmp_path, num_prefill=2, speedup=0.25)
     try:
-        base = f"{cluster.endpoint}/v1"
-        async with httpx.AsyncClient(timeout=120) as client:
-            streams = [asyncio.create_task(stream_completion(client, base, {
-                "model": "deepseek-r1", "prompt": [3000 + i] * 16_000, "max_tokens": 8,
-                "ignore_eos": True})) for i in range(6)]
-            await asyncio.sleep(0.5)
-            victim = child(cluster, "prefill-0").process
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-            results = await asyncio.gather(*streams)
+        results = await streams_with_a_kill(cluster, [
+            {"model": "deepseek-r1", "prompt": [3000 + i] * 16_000, "max_tokens": 8,
+             "ignore_eos": True} for i in range(6)], victim="prefill-0", after_s=0.5)
         assert all(r.usage["completion_tokens"] == 8 for r in results)
         assert {r.supernode["prefill_worker"] for r in results} == {"prefill-1"}
         assert any(r.supernode["num_failovers"] >= 1 for r in results)
