@@ -172,6 +172,7 @@ class SimCluster:
             return
         decode = self.decodes[r.decode_id]
         decode.engine.on_kv_arrived(r.request_id)
+        r.kv_arrived_at = now
         if not decode.busy:
             yield from self._next_step(now, decode)
 
@@ -181,7 +182,9 @@ class SimCluster:
             r = self.requests[out.request_id]
             r.chunk_times.append(now)
             r.num_output_tokens += len(out.token_ids)
-            r.modelled_decode_s += event.step_s
+            # As on the live decode: the first update counts the wait for a step boundary.
+            r.modelled_decode_s += event.step_s if r.kv_arrived_at is None else now - r.kv_arrived_at
+            r.kv_arrived_at = None
             if out.finish_reason is not None:
                 r.finish_reason = out.finish_reason.value
                 self.registry.add_inflight(r.decode_id, -1)

@@ -38,6 +38,8 @@ class SimRequest:
     chunk_times: list[float] = field(default_factory=list)
     num_output_tokens: int = 0
     modelled_decode_s: float = 0.0
+    kv_arrived_at: float | None = None
+    """Set while the request's KV waits on decode for its first step."""
     finish_reason: str | None = None
     error: str = ""
 
