@@ -1,7 +1,8 @@
 """The global scheduler's request path.
 
 Lifecycle of one request (the whole system's, told once here):
-  arrival -> tokenize (built-in deterministic tokenizer)
+  arrival -> tokenize (built-in deterministic tokenizer) -> refuse at once what can never fit
+     (no decode instance's KV capacity holds prompt + max_tokens: HTTP 400)
   -> choose a decode instance and a prefill instance (routing policy over the live registry)
   -> decode admission: the decode instance reserves KV for prompt + max_tokens (refused: try
      another decode instance; none fits: wait and retry until the admission deadline)
@@ -13,7 +14,8 @@ Lifecycle of one request (the whole system's, told once here):
   -> done (KV freed; with cache.store_decode_kv the decode-generated blocks go to EMS)
   | aborted (client gone: decode and prefill told, KV freed)
   | failed over (a worker lost: prefill again on another pair over prompt + tokens so far,
-    then continue decoding there; the client's stream just goes on).
+    routing around the lost worker, then continue decoding there; the client's stream just
+    goes on; after max_failovers the stream ends with an error event).
 """
 
 from __future__ import annotations
