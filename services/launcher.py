@@ -9,6 +9,7 @@ ids (SIGTERM, then SIGKILL after a grace period).
 from __future__ import annotations
 
 import argparse
+import random
 import signal
 import socket
 import subprocess
@@ -84,10 +85,23 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return config
 
 
+PORT_RANGE = (20_000, 32_000)
+"""Where child ports are picked: below Linux's ephemeral range (32768-60999), so a port freed
+here is not handed to some outgoing connection before the child binds it."""
+
+
 def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port that is free now in PORT_RANGE (the child process binds it moments later)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(*PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {PORT_RANGE} on {host}")
 
 
 class Cluster:

@@ -8,15 +8,15 @@ import subprocess
 import time
 from pathlib import Path
 
+from services.launcher import free_port as launcher_free_port
+
 REDIS_SERVER = shutil.which("redis-server")
 SKIP_REASON = "redis-server is not installed (apt-get install redis-server); Redis cases skipped"
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago (outside the ephemeral range)."""
+    return launcher_free_port("127.0.0.1")
 
 
 class RedisServer:
