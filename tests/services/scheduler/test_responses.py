@@ -49,3 +49,4 @@ def test_chunks_are_openai_shaped() -> None:
     assert first["object"] == "chat.completion.chunk" and first["id"] == "chatcmpl-1"
     text = json.loads(ChunkWriter(COMPLETION, "cmpl-1", 5, "m", False).content(" x", None)[6:])
     assert text["choices"][0]["text"] == " x" and "usage" not in text
+
