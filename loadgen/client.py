@@ -142,12 +142,10 @@ async def send_request(
     body = request_body(endpoint, sample, tokens_as_ids)
     started_at = time.perf_counter()
     state = _StreamState(chat=endpoint.is_chat, started_at=started_at)
-    captured: dict[str, str] = {}
     try:
         async with session.post(
             endpoint.api_url, json=body, headers=request_headers(endpoint)
         ) as resp:
-            captured = {h: resp.headers[h] for h in endpoint.capture_headers if h in resp.headers}
             if resp.status != 200:
                 state.error = f"HTTP {resp.status}: {(await resp.text())[:MAX_ERROR_CHARS]}"
             else:
@@ -159,11 +157,11 @@ async def send_request(
         state.error = f"timeout after {endpoint.request_timeout_s:g} s"
     except (aiohttp.ClientError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         state.error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS] or type(exc).__name__
-    return _result(state, sample, started_at - run_started_at, captured)
+    return _result(state, sample, started_at - run_started_at)
 
 
 def _result(
-    state: _StreamState, sample: SampleRequest, started_at_s: float, captured: dict[str, str]
+    state: _StreamState, sample: SampleRequest, started_at_s: float
 ) -> RequestResult:
     error = state.error
     if not error and state.ttft_s is None:
@@ -184,6 +182,5 @@ def _result(
         error=error,
         generated_text="".join(state.text_parts),
         usage_reported=usage_reported,
-        response_headers=captured,
         server_details=state.server_details,
     )

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 SLO_METRICS = ("ttft", "tpot", "e2el")
 PERCENTILE_METRICS = ("ttft", "tpot", "itl", "e2el")
 COMPLETIONS_ENDPOINT = "/v1/completions"
-CHAT_ENDPOINT = "/v1/chat/completions"
 
 
 @dataclass(frozen=True)
@@ -18,8 +17,6 @@ class EndpointConfig:
     `base_url` is the server root (a trailing `/v1` is accepted and not doubled); `endpoint`
     is `/v1/completions` or `/v1/chat/completions`. `extra_body` is merged into every request
     body last, so it can override anything. `request_timeout_s` bounds one whole request.
-    `capture_headers` names response headers (lower case) kept on each result, e.g. an
-    emulator's modelled timings.
 
     `speedup` is the server's model seconds per wall second (supernode's emulator at
     `--speedup 0.1` runs ten times slower than the hardware it models; any real server is 1.0).
@@ -38,7 +35,6 @@ class EndpointConfig:
     extra_body: dict = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     request_timeout_s: float = 3600.0
-    capture_headers: tuple[str, ...] = ()
     speedup: float = 1.0
 
     def __post_init__(self) -> None:

@@ -25,8 +25,6 @@ from loadgen.config import EndpointConfig, ReportConfig, SloConfig
 from loadgen.metrics import MS_PER_S, BenchmarkMetrics, meets_slo
 from loadgen.runner import RunOutcome
 
-DETAIL_KEYS = ("input_lens", "output_lens", "ttfts", "itls", "generated_texts", "errors")
-
 
 @dataclass(frozen=True)
 class RunInfo:

@@ -61,7 +61,6 @@ class RequestResult:
     error: str = ""
     generated_text: str = ""
     usage_reported: bool = False
-    response_headers: dict[str, str] = field(default_factory=dict)
     server_details: dict = field(default_factory=dict)
 
     @property

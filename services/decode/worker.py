@@ -12,7 +12,6 @@ import asyncio
 import logging
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass
 
 from services.common.crash import stop_process_if_crashed
 from services.decode.metrics import DecodeMetrics
@@ -29,12 +28,6 @@ _FINISH_TO_PB = {
     FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
     FinishReason.ABORT: pb.FINISH_REASON_ABORT,
 }
-
-
-@dataclass(frozen=True)
-class KvArrival:
-    ok: bool
-    reason: str = ""
 
 
 class _StepSeries:
@@ -66,7 +59,6 @@ class DecodeWorker:
         self._ready_at: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.busy_model_s = 0.0
         self._series = _StepSeries(metrics)
 
     def start(self) -> None:
@@ -201,16 +193,13 @@ class DecodeWorker:
 
     def _record_step(self, outputs: list[TokenOutput], num_tokens: int, timing: object) -> None:
         step_s = timing.total_s  # type: ignore[attr-defined]
-        self.busy_model_s += step_s
         self.metrics.hw.on_step(timing)  # type: ignore[arg-type]
         s = self._series
         s.generation_tokens.inc(num_tokens)
         s.iteration_tokens.observe(num_tokens)
-        per_token = {1: step_s}
         for out in outputs:  # hot: one pass, children resolved once in __init__
-            n = len(out.token_ids)
             s.itl.observe(step_s)
-            s.tpot.observe(per_token.get(n) or per_token.setdefault(n, step_s / n))
+            s.tpot.observe(step_s / len(out.token_ids))
         mtp = self.deployment.mtp_tokens
         if mtp and outputs:
             s.mtp_proposed.inc(mtp * len(outputs))

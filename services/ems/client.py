@@ -60,7 +60,6 @@ class DecodeKvWriter:
         self.payload_scale = payload_scale
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._pending: set[asyncio.Task[None]] = set()
-        self.num_stored_blocks = 0
 
     def on_finished(self, record: RequestRecord) -> None:
         if record.finish_reason not in ("stop", "length") or len(record.output_token_ids) < 2:
@@ -90,4 +89,3 @@ class DecodeKvWriter:
         except grpc.aio.AioRpcError as e:
             log.warning("storing decode KV in EMS failed (%s); blocks dropped", e.code().name)
             return
-        self.num_stored_blocks += len(keys)
