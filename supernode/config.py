@@ -84,6 +84,44 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """Limits of the OpenAI HTTP endpoint: what one request may cost before it is refused (4xx).
+
+    Defaults hold every honest request to the largest shipped model (deepseek-r1: 163,840
+    context tokens are about 1.2 MB as a JSON id list, about 0.7 MB as text)."""
+
+    max_body_bytes: int = 4 * 2**20
+    """Largest request body (413 beyond it, before it is read when Content-Length says so)."""
+    max_json_depth: int = 32
+    """Deepest nesting of arrays and objects in a request body (400 beyond it)."""
+    body_read_timeout_s: float = 30.0
+    """Wall seconds to receive a whole request body (408 when a client sends it slower)."""
+    max_stop_strings: int = 16
+    """Stop strings per request (OpenAI allows 4; vLLM does not limit them)."""
+    max_stop_string_chars: int = 256
+    """Characters per stop string."""
+    max_batch_prompts: int = 256
+    """Prompts in one batched /v1/completions request."""
+    max_logprobs: int = 20
+    """Most `logprobs` / `top_logprobs` alternatives per token (vLLM's default max_logprobs)."""
+    max_tools: int = 128
+    """Tool definitions per chat request (OpenAI's limit)."""
+    inline_tokenize_chars: int = 16_384
+    """Prompts up to this many characters are tokenized on the event loop; longer ones in a
+    worker thread, so a huge prompt cannot stall other requests."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_json_depth", "max_stop_strings",
+                     "max_stop_string_chars", "max_batch_prompts", "max_tools"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"api.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.body_read_timeout_s > 0:
+            raise ValueError(f"api.body_read_timeout_s must be > 0, got {self.body_read_timeout_s}")
+        if self.max_logprobs < 0 or self.inline_tokenize_chars < 0:
+            raise ValueError("api.max_logprobs and api.inline_tokenize_chars must be >= 0")
+
+
+@dataclass(frozen=True)
 class PortsConfig:
     """Where `supernode up` puts each process (0: pick a free port)."""
 
@@ -102,7 +140,8 @@ class ClusterConfig:
     served_model_name: str | None = None
     hardware: str = "ascend-910c"
     tokenizer_path: str | None = None
-    """A local Hugging Face tokenizer.json; None uses the built-in deterministic tokenizer."""
+    """A local Hugging Face tokenizer.json; None: the model's own (DeepSeek's shipped BPE for
+    deepseek-r1) or, for models without a shipped tokenizer, the built-in estimator."""
     prefill: InstanceConfig = field(
         default_factory=lambda: InstanceConfig(num_devices=16, dp=32, ep=32)
     )
@@ -126,6 +165,7 @@ class ClusterConfig:
     worker_lease_s: float = 3.0
     """Wall seconds without a heartbeat before a worker leaves routing."""
     ports: PortsConfig = field(default_factory=PortsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def __post_init__(self) -> None:
         if self.num_prefill < 1 or self.num_decode < 1:
@@ -188,7 +228,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def _merge_defaults(data: dict[str, Any]) -> ClusterConfig:
     base = to_dict(ClusterConfig())
-    for key in ("prefill", "decode", "cache", "ports"):
+    for key in ("prefill", "decode", "cache", "ports", "api"):
         if isinstance(data.get(key), dict):
             merged = dict(base[key])
             merged.update(data[key])

@@ -25,7 +25,7 @@ from supernode.engine.registry import WorkerRegistry
 from supernode.models import load_model
 from supernode.policy import make_policy
 from supernode.policy.kv_affinity import uses_local_cache
-from supernode.tokenizer import make_tokenizer
+from supernode.tokenizer import make_tokenizer, model_text
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
 
@@ -75,9 +75,10 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
         [lambda s: pb_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s)],
         host, grpc_port)
     fe = FrontEnd(model_name=config.model_name, max_model_len=model.max_context_len,
-                  tokenizer=make_tokenizer(config.tokenizer_path, model.vocab_size), flow=flow,
-                  registry=registry, metrics=metrics, prometheus=prometheus,
-                  speedup=config.speedup, created=int(time.time()))
+                  tokenizer=make_tokenizer(config.tokenizer_path, model.vocab_size, config.model),
+                  flow=flow, registry=registry, metrics=metrics, prometheus=prometheus,
+                  speedup=config.speedup, created=int(time.time()),
+                  chat_template=model_text(config.model).chat_template, limits=config.api)
     http = uvicorn.Server(uvicorn.Config(build_app(fe), host=host, port=http_port,
                                          log_level=log_level.lower(), access_log=False,
                                          timeout_keep_alive=30, lifespan="off"))
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args, parser)
     try:
         make_policy(config.routing_policy)
-        make_tokenizer(config.tokenizer_path, load_model(config.model).vocab_size)
+        make_tokenizer(config.tokenizer_path, load_model(config.model).vocab_size, config.model)
     except (ValueError, KeyError, FileNotFoundError) as e:
         parser.error(f"--config/--set: {e}")
 

@@ -1,7 +1,7 @@
 """The global scheduler's request path.
 
 Lifecycle of one request (the whole system's, told once here):
-  arrival -> tokenize (built-in deterministic tokenizer) -> refuse at once what can never fit
+  arrival -> tokenize (the model's tokenizer and chat template) -> refuse at once what can never fit
      (no decode instance's KV capacity holds prompt + max_tokens: HTTP 400)
   -> choose a decode instance and a prefill instance (routing policy over the live registry)
   -> decode admission: the decode instance reserves KV for prompt + max_tokens (refused: try
@@ -205,16 +205,18 @@ class RequestFlow:
     async def _try_admit(self, record: RequestRecord, decode: WorkerInfo) -> bool:
         # Count the request against the worker before the RPC: concurrent arrivals must see
         # it, or they all pick the same "least-loaded" instance while the RPCs are in flight.
+        # Build the message first: a field the proto rejects (ValueError) must fail before
+        # the request is counted against the worker, or the count leaks.
+        admit = pb.AdmitRequest(
+            request_id=record.request_id, num_prompt_tokens=record.num_prompt_tokens,
+            max_tokens=record.max_tokens, num_generated=len(record.output_token_ids) + 1,
+            seed=record.seed, ignore_eos=record.ignore_eos,
+            eos_token_id=record.eos_token_id, subscriber_id=self.streams.subscriber_id)
         self.registry.add_inflight(decode.worker_id, +1)
         link = self.streams.connect(decode.worker_id, decode.address)
         try:
             await asyncio.wait_for(link.ready.wait(), timeout=2.0)
-            response = await link.stub.Admit(pb.AdmitRequest(
-                request_id=record.request_id, num_prompt_tokens=record.num_prompt_tokens,
-                max_tokens=record.max_tokens, num_generated=len(record.output_token_ids) + 1,
-                seed=record.seed, ignore_eos=record.ignore_eos,
-                eos_token_id=record.eos_token_id, subscriber_id=self.streams.subscriber_id),
-                timeout=2.0)
+            response = await link.stub.Admit(admit, timeout=2.0)
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError) as e:
             # The decode may have admitted it before the call failed: free that reservation.
             self._detach(link.stub.Abort(pb.AbortRequest(request_id=record.request_id),
@@ -269,7 +271,8 @@ class RequestFlow:
             record.modelled_ttft_s = (response.queue_s + response.cache_fetch_s
                                       + response.compute_s + response.transfer_s)
         record.kv_num_bytes += response.kv_num_bytes
-        token = response.first_token_id
+        assert record.sampler is not None
+        (token,) = record.sampler.next_ids(1, None)  # prefill reports one token
         record.output_token_ids.append(token)
         if record.first_token_at is None:
             record.first_token_at = time.monotonic()
@@ -277,9 +280,12 @@ class RequestFlow:
         return Emitted((token,), finish)
 
     def _on_tokens(self, record: RequestRecord, event: TokenEvent) -> Emitted:
-        record.output_token_ids.extend(event.token_ids)
+        assert record.sampler is not None
+        finish = FINISH_NAMES.get(event.finish_reason)
+        token_ids = tuple(record.sampler.next_ids(len(event.token_ids), finish))
+        record.output_token_ids.extend(token_ids)
         record.modelled_decode_s += event.elapsed_s
-        return Emitted(event.token_ids, FINISH_NAMES.get(event.finish_reason))
+        return Emitted(token_ids, finish)
 
     async def _failover(self, record: RequestRecord, lost: WorkerLost | None) -> None:
         """Count a lost attempt; route the next one elsewhere, after a short backoff."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from supernode.text.sampler import Sampler
+
 
 class RequestStatus(str, Enum):
     QUEUED = "queued"
@@ -51,6 +53,9 @@ class RequestRecord:
     """The decode instance `decode_worker_id` holds a KV reservation for this request."""
     finished_on_decode: bool = False
     """The decode instance reported the finish (it has already freed the KV)."""
+    sampler: Sampler | None = None
+    """Chooses the ids (and text) of the tokens workers report only by count; the request
+    path takes every output id from `sampler.next_ids` (see supernode.text.sampler)."""
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -78,7 +78,7 @@ def simulate(config: ClusterConfig, samples: list[SampleRequest], load: LoadConf
     if not samples:
         raise ValueError("no samples to run")
     model = load_model(config.model)
-    tokenizer = make_tokenizer(config.tokenizer_path, model.vocab_size)
+    tokenizer = make_tokenizer(config.tokenizer_path, model.vocab_size, config.model)
     client = _Client(len(samples), load, on_result)
     cluster = SimCluster(config, tokenizer.vocab_size, tokenizer.eos_token_id, ignore_eos,
                          client.on_done)

@@ -1,0 +1,1 @@
+"""Text the emulator shows: chat templates, synthetic output, structured (JSON, tool) content."""
