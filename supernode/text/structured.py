@@ -15,6 +15,7 @@ import random
 from typing import Any
 
 import jsonschema
+import referencing.exceptions
 
 MAX_DEPTH = 12
 """Nesting beyond this (e.g. a recursive $ref) takes the smallest value the schema allows."""
@@ -42,7 +43,7 @@ def value_for_schema(schema: Any, rng: random.Random) -> Any:
     try:
         value = _Builder(schema, rng).build(schema, 0)
         error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(value))
-    except (RecursionError, jsonschema.exceptions.RefResolutionError, KeyError, TypeError,
+    except (RecursionError, referencing.exceptions.Unresolvable, KeyError, TypeError,
             ValueError, OverflowError) as e:
         raise UnsupportedSchema(f"cannot produce JSON for this schema: {e}") from None
     if error is not None:
@@ -101,13 +102,15 @@ class _Builder:
         props: dict[str, Any] = schema.get("properties") or {}
         required = [k for k in schema.get("required", []) if isinstance(k, str)]
         keys = list(dict.fromkeys(required + ([] if depth >= MAX_DEPTH else list(props))))
-        low = schema.get("minProperties", 0)
-        out = {k: self.build(props.get(k, {"type": "string"}), depth + 1) for k in keys}
         extra = schema.get("additionalProperties", True)
+        low = schema.get("minProperties", 0)
+        if not props and extra is not False and depth < MAX_DEPTH:  # free-form: some content
+            low = max(low, min(self.rng.randint(1, 3), schema.get("maxProperties", 3)))
+        out = {k: self.build(props.get(k, {"type": "string"}), depth + 1) for k in keys}
         n = 0
         while len(out) < low and extra is not False:
-            out[f"key_{n}"] = self.build(extra if isinstance(extra, dict) else {"type": "string"},
-                                         depth + 1)
+            value = extra if isinstance(extra, dict) else {"type": ["string", "integer"][n % 2]}
+            out[f"{_WORDS[n % len(_WORDS)]}_{n}"] = self.build(value, depth + 1)
             n += 1
         return out
 

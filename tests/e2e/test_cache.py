@@ -17,7 +17,7 @@ import pytest
 from services.launcher import Cluster
 from supernode.deployment import instance_deployment
 from supernode.perf import PrefillBatch, prefill_time, transfer_time
-from supernode.tokenizer import Tokenizer
+from supernode.tokenizer import make_tokenizer
 from tests.cache.redis_server import REDIS_SERVER, SKIP_REASON, RedisServer, free_port
 from tests.e2e.conftest import start_cluster
 
@@ -143,7 +143,7 @@ def test_decode_kv_is_stored_only_when_enabled(backend: str,
     cluster = request.getfixturevalue(f"{backend}_cluster")
     first = prompt(seed=10 if backend == "memory" else 11, length=2 * BLOCK - 6)
     reply = complete(cluster, first, max_tokens=8)
-    output = Tokenizer(vocab_size=129_280).encode(reply.choices[0].text)
+    output = make_tokenizer(None, 129_280, MODEL).encode(reply.choices[0].text)
     assert len(output) == 8
     time.sleep(0.3)  # the store is asynchronous
     turn = complete(cluster, first + output + prompt(seed=12, length=BLOCK))

@@ -8,8 +8,8 @@ import httpx
 import openai
 import pytest
 
-from services.scheduler.openai_api import ChatMessage, render_chat
-from supernode.tokenizer import Tokenizer
+from supernode.text.chat import TEMPLATES
+from supernode.tokenizer import make_tokenizer
 
 pytestmark = pytest.mark.e2e
 MODEL = "deepseek-r1"
@@ -27,7 +27,8 @@ def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
 
 
 def test_streaming_chat_chunks_usage_and_done(client: openai.OpenAI, base_url: str) -> None:
-    """A streamed chat: role first, content chunks, finish_reason last, usage chunk, [DONE]."""
+    """A streamed chat: role first, content chunks, finish_reason last (with the supernode
+    details), usage chunk, [DONE]; prompt_tokens is DeepSeek-R1's count of its template."""
     stream = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=12,
         stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
@@ -37,11 +38,15 @@ def test_streaming_chat_chunks_usage_and_done(client: openai.OpenAI, base_url: s
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
     assert [c.choices[0].finish_reason for c in content][-1] == "length"
     assert all(c.choices[0].finish_reason is None for c in content[:-1])
+    assert content[-1].model_extra["supernode"]["decode_worker"] == "decode-0"
+    assert all("supernode" not in c.model_extra for c in content[:-1])
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage.completion_tokens == 12
-    prompt = render_chat([ChatMessage(role="user", content="Tell me a story.")])
-    assert usage.prompt_tokens == len(Tokenizer().encode(prompt)) == 15
-    assert usage.total_tokens == 27
+    prompt = TEMPLATES["deepseek-r1"].render([{"role": "user", "content": "Tell me a story."}],
+                                            True)
+    # BOS, <｜User｜>, Tell, me, a, story, ., <｜Assistant｜>, <think>, \n
+    assert usage.prompt_tokens == len(make_tokenizer(None, 0, MODEL).encode(prompt)) == 10
+    assert usage.total_tokens == 22
     text = "".join(c.choices[0].delta.content or "" for c in content)
     assert len(text.split()) == 12
     raw = httpx.post(f"{base_url}/chat/completions", json={
@@ -91,8 +96,15 @@ def test_single_token_request_needs_no_decode(client: openai.OpenAI) -> None:
     ({"model": MODEL, "prompt": "x", "max_tokens": 163_840}, 400, "max_tokens"),
     ({"model": MODEL, "prompt": "x", "n": 2}, 400, "n"),
     ({"model": MODEL, "prompt": [10**9]}, 400, "prompt"),
-    ({"model": MODEL, "prompt": "x", "logprobs": 5}, 400, "logprobs"),
-    ({"model": MODEL, "prompt": "x", "echo": True}, 400, "echo"),
+    ({"model": MODEL, "prompt": "x", "logprobs": 21}, 400, "logprobs"),
+    ({"model": MODEL, "prompt": "x", "seed": 2**64}, 400, "seed"),
+    ({"model": MODEL, "prompt": "x", "stop": ["s"] * 17}, 400, "stop"),
+    ({"model": MODEL, "prompt": "x", "logit_bias": {"5": 2}}, 400, "logit_bias"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "x"}],
+      "tool_choice": "required"}, 400, "tool_choice"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "r", "schema": {
+            "type": "string", "pattern": "^a+$"}}}}, 400, "response_format"),
 ])
 def test_bad_requests_get_openai_errors(base_url: str, body: object, status: int,
                                         param: str | None) -> None:
