@@ -4,7 +4,8 @@ Workers only say how many tokens a step produced and whether the model emitted E
 scheduler asks the request's `Sampler` for the ids (`next_ids`) and their text (`render`).
 
 The synthetic model: at output position i its next-token distribution ranks `NUM_CANDIDATES`
-word ids (a window of the tokenizer's `word_ids` at an offset hashed from the prompt and i)
+word ids (a window of the tokenizer's `word_ids` at an offset drawn from a fixed shuffle by the
+prompt's hash and i)
 with Zipf probabilities p(r) ~ (r + 1)^-ZIPF_EXPONENT. Greedy decoding (temperature 0) takes
 rank 0, so the same prompt gives the same text with no seed; temperature T samples from
 p(r)^(1/T) (top_p, top_k and min_p truncate it), drawing from the request's seed. Reported
@@ -83,11 +84,22 @@ class Sampler:
     def next_ids(self, num_tokens: int, finish_reason: str | None) -> list[int]:
         """The next `num_tokens` ids; the last is EOS when `finish_reason` is "stop" (the
         model emitted EOS). Planned content comes out as planned, EOS included."""
-        ids: list[int] = []
-        for k in range(num_tokens):
-            eos = finish_reason == "stop" and k == num_tokens - 1
-            ids.append(self._next(eos))
-        return ids
+        eos = finish_reason == "stop"
+        if self.plan is None and self.num_top_logprobs is None and not eos:
+            return self._free(num_tokens)  # the hot path: one call per streamed chunk
+        return [self._next(eos and k == num_tokens - 1) for k in range(num_tokens)]
+
+    def _free(self, num_tokens: int) -> list[int]:
+        words, offsets, cdf, n = self.word_ids, _offsets(), self._cdf, len(self.word_ids)
+        start, context = self.num_emitted, self.context
+        self.num_emitted = start + num_tokens
+        if cdf is None:
+            return [words[(offsets[(context + p) % len(offsets)]) % n]
+                    for p in range(start, start + num_tokens)]
+        rand, total, last = self._rng.random, cdf[-1], len(cdf) - 1
+        return [words[(offsets[(context + p) % len(offsets)]
+                       + min(last, bisect.bisect_right(cdf, rand() * total))) % n]
+                for p in range(start, start + num_tokens)]
 
     def render(self, ids: Sequence[int]) -> str:
         """Text of `ids`, the ids `next_ids` returned last, in order (UTF-8 decoded across
@@ -95,6 +107,8 @@ class Sampler:
         if self.plan is not None:
             start = self.num_emitted - len(ids)
             return "".join(self.plan.pieces[start:start + len(ids)])
+        if len(ids) == 1:
+            return self._decoder.decode(self.token_bytes(ids[0]))
         return self._decoder.decode(b"".join(map(self.token_bytes, ids)))
 
     def _next(self, eos: bool) -> int:
@@ -115,8 +129,8 @@ class Sampler:
         return token
 
     def _candidate(self, position: int, rank: int) -> int:
-        words = self.word_ids
-        return words[(_mix(self.context ^ position) + rank) % len(words)]
+        words, offsets = self.word_ids, _offsets()
+        return words[(offsets[(self.context + position) % len(offsets)] + rank) % len(words)]
 
     def _record(self, position: int, token: int, rank: int) -> None:
         """Keep the token's raw logprob and the top alternatives at its position; a sampled
@@ -143,6 +157,15 @@ def _mix(x: int) -> int:
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
     return x ^ (x >> 31)
+
+
+@lru_cache(maxsize=1)
+def _offsets() -> tuple[int, ...]:
+    """A fixed shuffle of window offsets: position p of a prompt with hash h starts its
+    candidate window at _offsets()[(h + p) % N], so neighbouring positions are unrelated."""
+    table = list(range(1 << 16))
+    random.Random(0x5EED).shuffle(table)
+    return tuple(table)
 
 
 @lru_cache(maxsize=1)
