@@ -201,7 +201,11 @@ class ChunkWriter:
         return self._chunk(choice, details)
 
     def usage_chunk(self, records: Sequence[RequestRecord]) -> str:
-        body = json.dumps({"choices": [], "usage": usage(records)}, separators=(",", ":"))
+        """The include_usage chunk; it repeats the `supernode` details (a list for a batch)."""
+        details: Any = [emulator_details(r) for r in records]
+        body = json.dumps({"choices": [], "usage": usage(records),
+                           "supernode": details[0] if len(details) == 1 else details},
+                          separators=(",", ":"))
         return f"data: {self._head},{body[1:]}\n\n"
 
     def _first(self, index: int) -> bool:

@@ -50,3 +50,22 @@ def test_chunks_are_openai_shaped() -> None:
     text = json.loads(ChunkWriter(COMPLETION, "cmpl-1", 5, "m", False).content(" x", None)[6:])
     assert text["choices"][0]["text"] == " x" and "usage" not in text
 
+
+
+def test_final_chunks_carry_the_details_and_tool_calls_stream_as_deltas() -> None:
+    """Only a chunk given details (the final one) has the `supernode` object; a tool call
+    streams its name once, then arguments; later choices of a batch get their own role."""
+    from services.scheduler.responses import ToolCallOut
+
+    chat = ChunkWriter(CHAT, "chatcmpl-1", 5, "m", include_usage=False)
+    plain = json.loads(chat.content(" a", None)[6:])
+    final = json.loads(chat.content(" b", "stop", details={"decode_worker": "d"})[6:])
+    assert "supernode" not in plain and final["supernode"] == {"decode_worker": "d"}
+    call = ToolCallOut("call-1", "f", "")
+    first = json.loads(chat.tool_call(1, call, '{"a"', True, None)[6:])["choices"][0]
+    more = json.loads(chat.tool_call(1, call, ": 1}", False, "tool_calls")[6:])["choices"][0]
+    assert first["index"] == 1 and first["delta"]["role"] == "assistant"
+    assert first["delta"]["tool_calls"][0] == {"index": 0, "id": "call-1", "type": "function",
+                                               "function": {"name": "f", "arguments": '{"a"'}}
+    assert more["delta"] == {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}
+    assert more["finish_reason"] == "tool_calls"
