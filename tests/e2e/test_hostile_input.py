@@ -50,6 +50,8 @@ HOSTILE = [
     ("a long stop string", "completions", {"model": MODEL, "prompt": "x", "stop": "s" * 257}, 400),
     ("a million messages", "chat/completions",
      {"model": MODEL, "messages": [{"role": "user", "content": ""}] * 1_000_000}, 413),
+    ("100,000 messages, under the size limit", "chat/completions",
+     {"model": MODEL, "messages": [{"role": "user", "content": ""}] * 100_000}, 400),
     ("a batch of 1,000 prompts", "completions", {"model": MODEL, "prompt": ["x"] * 1000}, 400),
 ]
 

@@ -7,17 +7,19 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from services.scheduler.limits import BodyLimits, json_depth
+from services.scheduler.limits import BodyLimits, json_shape
 from supernode.config import ApiConfig
 
 
-def test_json_depth_ignores_brackets_in_strings() -> None:
-    """Depth counts nested arrays/objects only, not brackets inside strings."""
-    assert json_depth(b'{"a": [1, 2]}') == 2
-    assert json_depth(b'{"a": "[[[[{{{"}') == 1
-    assert json_depth(b'{"a": "\\"[[["}') == 1
-    assert json_depth(b"[" * 1000 + b"]" * 1000) == 1000
-    assert json_depth(b"17") == 0
+def test_json_shape_ignores_brackets_in_strings() -> None:
+    """Depth and object counts cover arrays/objects only, not brackets inside strings (with
+    escaped quotes and backslashes)."""
+    assert json_shape(b'{"a": [1, 2]}') == (2, 1)
+    assert json_shape(b'{"a": "[[[[{{{"}') == (1, 1)
+    assert json_shape(b'{"a": "\\"[[[", "b": {}}') == (2, 2)
+    assert json_shape(b'{"a": "x\\\\", "b": [{}]}') == (3, 2)
+    assert json_shape(b"[" * 1000 + b"]" * 1000) == (1000, 0)
+    assert json_shape(b"17") == (0, 0)
 
 
 def app(limits: ApiConfig) -> FastAPI:
@@ -33,12 +35,13 @@ def app(limits: ApiConfig) -> FastAPI:
 
 @pytest.mark.parametrize("body, status", [
     (b"x" * 2000, 413),
+    (b"[" + b"{}," * 20 + b"{}]", 400),
     (b"[" * 40 + b"]" * 40, 400),
     (b'{"ok": [1]}', 200),
 ])
 async def test_bodies_over_the_limits_are_refused(body: bytes, status: int) -> None:
     """Over-size and over-deep bodies get 413 / 400 in OpenAI's error shape; others pass."""
-    limits = ApiConfig(max_body_bytes=1000, max_json_depth=32)
+    limits = ApiConfig(max_body_bytes=1000, max_json_depth=32, max_json_objects=20)
     transport = httpx.ASGITransport(app=app(limits))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         r = await client.post("/echo", content=body, headers={"content-type": "application/json"})
