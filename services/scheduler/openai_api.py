@@ -180,6 +180,8 @@ class ChatCompletionRequest(_Common):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    echo: bool = False
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -252,8 +254,13 @@ def check_request(request: _Common, limits: ApiConfig) -> None:
             raise ApiError(400, "tools are supported on /v1/chat/completions only", "tools")
         if request.suffix:
             raise ApiError(400, "'suffix' is not supported by this emulator", "suffix")
-    elif request.tools and len(request.tools) > limits.max_tools:
-        raise ApiError(400, f"at most {limits.max_tools} tools are allowed", "tools")
+    else:
+        if request.tools and len(request.tools) > limits.max_tools:
+            raise ApiError(400, f"at most {limits.max_tools} tools are allowed", "tools")
+        for name in ("continue_final_message", "echo"):
+            if getattr(request, name):
+                raise ApiError(400, f"'{name}' is not supported on chat by this emulator",
+                               name)
 
 
 def completion_prompts(prompt: Any, limits: ApiConfig) -> list[str | list[int]]:
@@ -271,11 +278,12 @@ def completion_prompts(prompt: Any, limits: ApiConfig) -> list[str | list[int]]:
 
 
 def check_token_ids(tokens: list[int], vocab_size: int, param: str = "prompt") -> None:
-    bad = next((t for t in tokens if not 0 <= t < vocab_size), None)
-    if bad is not None:
-        raise ApiError(400, f"token id {bad} is outside the vocabulary [0, {vocab_size})", param)
     if not tokens:
         raise ApiError(400, f"{param} must not be empty", param)
+    low, high = min(tokens), max(tokens)  # C loops: a long id prompt costs little
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ApiError(400, f"token id {bad} is outside the vocabulary [0, {vocab_size})", param)
 
 
 def message_dicts(messages: list[ChatMessage]) -> list[dict[str, Any]]:

@@ -31,6 +31,15 @@ def test_what_cannot_be_honoured_is_a_400(fields: dict, param: str) -> None:
     assert e.value.status == 400 and e.value.param == param
 
 
+def test_chat_extensions_it_cannot_honour_are_a_400() -> None:
+    """vLLM's chat `echo` and `continue_final_message` are refused, not ignored."""
+    base = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    for name in ("echo", "continue_final_message"):
+        with pytest.raises(ApiError) as e:
+            check_request(ChatCompletionRequest.model_validate({**base, name: True}), LIMITS)
+        assert e.value.param == name
+
+
 def test_seeds_take_vllms_range_and_reduce() -> None:
     """Seeds over int64 validate (vLLM's range) and reduce modulo 2^63; outside it they do
     not validate at all."""
