@@ -47,9 +47,11 @@ class WallClock:
         return model_s / self.speedup
 
     async def sleep_until(self, deadline: float) -> None:
+        """Wait until `deadline`; a deadline already past still yields to the event loop once,
+        so a loop that lags its clock (a decode instance at a high speedup) cannot starve its
+        process's other tasks (heartbeats, token streams)."""
         remaining_s = (deadline - self.now()) / self.speedup
-        if remaining_s > 0:
-            await asyncio.sleep(remaining_s)
+        await asyncio.sleep(max(0.0, remaining_s))
 
     async def sleep(self, duration_s: float) -> None:
         await self.sleep_until(self.now() + duration_s)

@@ -29,6 +29,25 @@ async def test_deadline_waits_do_not_drift() -> None:
     assert clock.now() - t0 == pytest.approx(0.2, abs=0.05)
 
 
+async def test_a_past_deadline_still_yields_to_other_tasks() -> None:
+    """A loop that is behind its clock (every deadline already past) still lets other tasks
+    run: a decode instance at a high speedup once starved its own heartbeats this way."""
+    clock = WallClock(speedup=1.0)
+    ticks = 0
+
+    async def other() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    for _ in range(100):
+        await clock.sleep_until(clock.now() - 1.0)
+    task.cancel()
+    assert ticks >= 50
+
+
 def test_wall_clock_rejects_bad_speedup() -> None:
     """A non-positive speedup is refused with the value named."""
     with pytest.raises(ValueError, match="speedup"):
