@@ -44,12 +44,10 @@ def prefill_token_budget(config: ClusterConfig, deployment: Deployment) -> int:
     return config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
 
 
-def build_decode_engine(config: ClusterConfig, deployment: Deployment, vocab_size: int,
-                        eos_token_id: int) -> DecodeEngine:
+def build_decode_engine(config: ClusterConfig, deployment: Deployment) -> DecodeEngine:
     """The decode instance's engine: batch cap per die x dies, KV capacity from the model."""
     inst = config.decode
     params = DecodeParams(mtp_tokens=inst.mtp_tokens, mtp_acceptance=inst.mtp_acceptance,
-                          eos_probability=config.eos_probability, vocab_size=vocab_size,
-                          eos_token_id=eos_token_id)
+                          eos_probability=config.eos_probability)
     return DecodeEngine(inst.max_num_seqs_per_die * deployment.num_dies,
                         kv_capacity_tokens(deployment), params)
