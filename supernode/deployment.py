@@ -7,6 +7,7 @@ from typing import Literal
 from supernode.config import ClusterConfig, InstanceConfig
 from supernode.engine.decode import DecodeEngine, DecodeParams
 from supernode.perf import Deployment, kv_capacity_tokens
+from supernode.policy import make_policy
 
 Role = Literal["prefill", "decode"]
 
@@ -22,6 +23,14 @@ def parse_eplb(text: str) -> str | float:
     if factor < 1:
         raise ValueError(f"eplb imbalance factor must be >= 1, got {factor}")
     return factor
+
+
+def check_deployment(config: ClusterConfig) -> None:
+    """Raise ValueError (or KeyError for an unknown profile) when `config` cannot run: an
+    unknown routing policy, or an instance the hardware model rejects."""
+    make_policy(config.routing_policy)
+    instance_deployment(config, "prefill")
+    instance_deployment(config, "decode")
 
 
 def instance_config(config: ClusterConfig, role: Role) -> InstanceConfig:

@@ -181,38 +181,40 @@ class MemoryBlockStore:
             return None
         space = self._namespaces[namespace]
         namespace_excess = space.used_bytes + num_bytes - self._namespace_capacity_bytes
-        if namespace_excess <= 0 and self._used_bytes + num_bytes <= self._capacity_bytes:
+        pool_excess = self._used_bytes + num_bytes - self._capacity_bytes
+        if namespace_excess <= 0 and pool_excess <= 0:
             return []
-        victims: dict[_BlockId, None] = {}  # insertion-ordered set
-        freed = 0
+        victims: dict[_BlockId, int] = {}  # insertion-ordered: block -> its bytes
         if namespace_excess > 0:
-            freed = self._choose(((namespace, k) for k in space.lru), namespace_excess,
-                                 protected, victims)
-            if freed is None:
+            candidates = (((namespace, key), block.true_num_bytes)
+                          for key, block in space.lru.items())
+            if not self._choose(candidates, namespace_excess, protected, victims):
                 return None
-        pool_excess = self._used_bytes - freed + num_bytes - self._capacity_bytes
-        if pool_excess > 0 and self._choose(iter(self._lru), pool_excess, protected,
-                                            victims) is None:
-            return None
+        pool_excess -= sum(victims.values())
+        if pool_excess > 0:
+            spaces = self._namespaces
+            candidates = ((block_id, spaces[block_id[0]].lru[block_id[1]].true_num_bytes)
+                          for block_id in self._lru)
+            if not self._choose(candidates, pool_excess, protected, victims):
+                return None
         return list(victims)
 
     def _choose(
-        self, candidates: Iterable[_BlockId], num_bytes: int, protected: set[_BlockId],
-        victims: dict[_BlockId, None],
-    ) -> int | None:
+        self, candidates: Iterable[tuple[_BlockId, int]], num_bytes: int,
+        protected: set[_BlockId], victims: dict[_BlockId, int],
+    ) -> bool:
         """Add unleased candidates that are neither protected nor victims yet to `victims`
-        until they free `num_bytes`. Returns the bytes freed, or None if the candidates run out
-        first."""
+        until they free `num_bytes`; False if the candidates run out first."""
         freed = 0
-        spaces, leased = self._namespaces, self._is_leased if self._leases else None
-        for block_id in candidates:
+        leased = self._is_leased if self._leases else None
+        for block_id, size in candidates:
             if freed >= num_bytes:
-                break
+                return True
             if block_id in protected or block_id in victims or (leased and leased(block_id)):
                 continue
-            victims[block_id] = None
-            freed += spaces[block_id[0]].lru[block_id[1]].true_num_bytes
-        return freed if freed >= num_bytes else None
+            victims[block_id] = size
+            freed += size
+        return freed >= num_bytes
 
     def _evict(self, block_id: _BlockId) -> None:
         namespace, key = block_id

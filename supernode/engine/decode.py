@@ -65,8 +65,10 @@ class DecodeRequest:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A running request's future: `cum_tokens[i]` tokens emitted after its (i+1)-th step."""
+    """A running request's future: `counts[i]` tokens in its (i+1)-th step, `cum_tokens[i]`
+    emitted after it."""
 
+    counts: np.ndarray
     cum_tokens: np.ndarray
     finish_reason: FinishReason
 
@@ -101,13 +103,16 @@ def draw_plan(request: DecodeRequest, params: DecodeParams) -> Plan:
         counts = np.ones(total, dtype=np.int64)
     elif a >= 1:
         counts = np.full(total, 1 + k, dtype=np.int64)
+    elif k == 1:
+        counts = 1 + (rng.random(total) < a).astype(np.int64)
     else:  # successes before the first failure, capped at k
         counts = 1 + np.minimum(rng.geometric(1 - a, total) - 1, k)
     cum = np.cumsum(counts)
     last = int(np.searchsorted(cum, total))
-    cum = cum[:last + 1]
+    counts, cum = counts[:last + 1], cum[:last + 1]
+    counts[-1] -= cum[-1] - total
     cum[-1] = total
-    return Plan(cum, reason)
+    return Plan(counts, cum, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +272,7 @@ class DecodeEngine:
         self.running[request.request_id] = _Running(request, step, plan)
         self._kv_waiting -= request.kv_len
         self._kv_running += request.kv_len
-        self._added.add(step, np.diff(plan.cum_tokens, prepend=0))
+        self._added.add(step, plan.counts)
         self._ending.setdefault(step + plan.num_steps - 1, []).append(request.request_id)
 
     def _forget_future(self, entry: _Running) -> None:
@@ -277,7 +282,7 @@ class DecodeEngine:
         cum = plan.cum_tokens
         emitted = int(cum[done - 1]) if done else 0
         self._kv_running -= entry.request.kv_len + emitted
-        self._added.add(step, -np.diff(cum, prepend=0)[done:])
+        self._added.add(step, -plan.counts[done:])
         ending = self._ending[entry.join_step + plan.num_steps - 1]
         ending.remove(entry.request.request_id)
 

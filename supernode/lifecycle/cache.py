@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from supernode.config import ClusterConfig
 from supernode.policy.kv_affinity import uses_local_cache
 
+__all__ = ["cache_namespace", "decode_blocks_to_store", "keys_to_store", "num_usable_blocks",
+           "stores_decode_kv", "uses_local_cache"]
+
 
 def cache_namespace(model_name: str, tenant: str = "") -> str:
     """The EMS namespace of a model and tenant."""

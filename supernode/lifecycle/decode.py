@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from supernode.engine.decode import DecodeEngine, DecodeRequest, StepOutcome, TokenOutput
+from supernode.engine.registry import WorkerInfo, WorkerKind
 from supernode.perf import DecodeBatch, Deployment, Timing, decode_step_time
 
 
@@ -41,6 +42,13 @@ class DecodeInstance:
         self.step: Step | None = None
         """The step in flight, until `complete_step`."""
         self._ready_at: dict[str, float] = {}
+
+    def info(self, worker_id: str, address: str) -> WorkerInfo:
+        """How the instance registers: its shape and capacity, as routing policies see it."""
+        d, e = self.deployment, self.engine
+        return WorkerInfo(worker_id, WorkerKind.DECODE, address, num_devices=d.num_devices,
+                          num_dies=d.num_dies, kv_capacity_tokens=e.kv_capacity_tokens,
+                          max_num_seqs=e.max_num_seqs)
 
     def admit(self, request: DecodeRequest) -> str:
         """Reserve KV for `request`; "" when admitted, else why not."""

@@ -17,8 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from supernode.engine.prefill import PrefillEngine, PrefillJob
+from supernode.engine.registry import WorkerInfo, WorkerKind
 from supernode.hardware.spec import Link
-from supernode.perf import Deployment, PrefillBatch, Timing, prefill_time, transfer_time
+from supernode.perf import (
+    Deployment,
+    PrefillBatch,
+    Timing,
+    kv_capacity_tokens,
+    prefill_time,
+    transfer_time,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,13 @@ class PrefillInstance:
     @property
     def num_running(self) -> int:
         return len(self.batch.jobs) if self.batch else 0
+
+    def info(self, worker_id: str, address: str) -> WorkerInfo:
+        """How the instance registers: its shape and capacity, as routing policies see it."""
+        d = self.deployment
+        return WorkerInfo(worker_id, WorkerKind.PREFILL, address, num_devices=d.num_devices,
+                          num_dies=d.num_dies, kv_capacity_tokens=kv_capacity_tokens(d),
+                          max_num_batched_tokens=self.engine.max_num_batched_tokens)
 
     def start_batch(self, now: float) -> Batch | None:
         """Take and price the next batch (None when idle or busy)."""

@@ -18,8 +18,8 @@ from supernode.lifecycle.cache import (
     decode_blocks_to_store,
     keys_to_store,
     num_usable_blocks,
+    uses_local_cache,
 )
-from supernode.policy.kv_affinity import uses_local_cache
 
 
 class SimPrefixCache:

@@ -23,8 +23,7 @@ from loadgen.app import PointSamples, run_plan
 from loadgen.config import EndpointConfig, LoadConfig
 from loadgen.runner import OnResult
 from supernode.config import ClusterConfig, load_config
-from supernode.deployment import instance_deployment
-from supernode.policy import make_policy
+from supernode.deployment import check_deployment
 from supernode.sim.runner import SimStats, simulate_point
 
 
@@ -53,9 +52,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         overrides[key] = yaml.safe_load(value)
     try:
         config = load_config(args.config, overrides)
-        make_policy(config.routing_policy)
-        instance_deployment(config, "prefill")
-        instance_deployment(config, "decode")
+        check_deployment(config)
     except (ValueError, TypeError, OSError, KeyError) as e:
         parser.error(f"--config/--set: {e}")
     return config

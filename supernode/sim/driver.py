@@ -23,16 +23,14 @@ from supernode.config import ClusterConfig
 from supernode.deployment import build_decode_engine, instance_deployment, prefill_token_budget
 from supernode.engine.decode import DecodeRequest
 from supernode.engine.prefill import PrefillEngine, PrefillJob
-from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad, WorkerRegistry
+from supernode.engine.registry import WorkerLoad, WorkerRegistry
 from supernode.hardware import LOCAL_DRAM_LINK
-from supernode.lifecycle.cache import stores_decode_kv
+from supernode.lifecycle.cache import stores_decode_kv, uses_local_cache
 from supernode.lifecycle.decode import DecodeInstance, Step
 from supernode.lifecycle.errors import LifecycleError
 from supernode.lifecycle.prefill import Batch, PrefillInstance
 from supernode.lifecycle.request import Request
 from supernode.lifecycle.scheduler import Lifecycle, PrefillResult
-from supernode.perf import kv_capacity_tokens
-from supernode.policy.kv_affinity import uses_local_cache
 from supernode.sim.cache import SimPrefixCache, build_caches
 from supernode.sim.kernel import Scheduled
 
@@ -115,9 +113,9 @@ class SimCluster:
                         for i in range(config.num_decode)}
         self.store_decode_kv = stores_decode_kv(config)
         for worker_id, p in self.prefills.items():
-            self.registry.register(_prefill_info(worker_id, p.instance), 0.0)
+            self.registry.register(p.instance.info(worker_id, "sim"), 0.0)
         for worker_id, d in self.decodes.items():
-            self.registry.register(_decode_info(worker_id, d), 0.0)
+            self.registry.register(d.info(worker_id, "sim"), 0.0)
 
     def handlers(self) -> dict[type, Callable[[float, object], Iterator[Scheduled]]]:
         return {RequestSent: self.on_sent, AdmissionRetry: self.on_admission_retry,
@@ -262,20 +260,6 @@ class SimCluster:
         self.registry.heartbeat(worker_id, WorkerLoad(
             num_running=e.num_running, num_waiting=e.num_waiting,
             kv_used_tokens=e.kv_used_tokens()), 0.0)
-
-
-def _prefill_info(worker_id: str, instance: PrefillInstance) -> WorkerInfo:
-    d = instance.deployment
-    return WorkerInfo(worker_id, WorkerKind.PREFILL, "sim", num_devices=d.num_devices,
-                      num_dies=d.num_dies, kv_capacity_tokens=kv_capacity_tokens(d),
-                      max_num_batched_tokens=instance.engine.max_num_batched_tokens)
-
-
-def _decode_info(worker_id: str, instance: DecodeInstance) -> WorkerInfo:
-    d, e = instance.deployment, instance.engine
-    return WorkerInfo(worker_id, WorkerKind.DECODE, "sim", num_devices=d.num_devices,
-                      num_dies=d.num_dies, kv_capacity_tokens=e.kv_capacity_tokens,
-                      max_num_seqs=e.max_num_seqs)
 
 
 def _http_error(error: LifecycleError) -> str:

@@ -134,7 +134,7 @@ class _Client(Observer):
     # ---- helpers
     def _request(self, index: int, sample: SampleRequest) -> Request:
         prompt = sample.prompt
-        token_ids = list(prompt) if isinstance(prompt, tuple) else self.tokenizer.encode(prompt)
+        token_ids = prompt if isinstance(prompt, tuple) else self.tokenizer.encode(prompt)
         cache = self.config.cache
         keys = tuple(block_keys(token_ids, cache.block_size, self.namespace)) if cache.enabled \
             else ()
