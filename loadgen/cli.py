@@ -143,6 +143,12 @@ def add_load_args(g) -> None:
     g.add_argument("--max-concurrency", type=opt.positive_int, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
+        "--send-seeds",
+        action="store_true",
+        help="give every request its own seed derived from --seed (reproducible output; "
+        "supernode sim seeds its requests the same way)",
+    )
+    g.add_argument(
         "--num-warmups", type=opt.non_negative_int, default=0, help="warm-up requests, not counted"
     )
     g.add_argument(
@@ -254,6 +260,7 @@ def endpoint_from_args(args: argparse.Namespace) -> EndpointConfig:
         headers=dict(args.header),
         request_timeout_s=args.request_timeout_s,
         speedup=args.speedup,
+        send_seeds=args.send_seeds,
     )
 
 

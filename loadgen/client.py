@@ -35,10 +35,11 @@ def make_session(
 
 
 def request_body(
-    endpoint: EndpointConfig, sample: SampleRequest, tokens_as_ids: bool = True
+    endpoint: EndpointConfig, sample: SampleRequest, tokens_as_ids: bool = True,
+    seed: int | None = None,
 ) -> dict:
     """The JSON body for `sample`: token ids go out as `prompt: [int, ...]` on completions;
-    chat (and `tokens_as_ids=False`) gets them rendered as text."""
+    chat (and `tokens_as_ids=False`) gets them rendered as text. `seed`: the request's seed."""
     prompt = sample.prompt
     if isinstance(prompt, tuple) and (endpoint.is_chat or not tokens_as_ids):
         prompt = render_text(prompt)
@@ -56,6 +57,8 @@ def request_body(
         body["prompt"] = list(prompt) if isinstance(prompt, tuple) else prompt
     if endpoint.ignore_eos:
         body["ignore_eos"] = True
+    if seed is not None:
+        body["seed"] = seed
     body.update(endpoint.extra_body)
     return body
 
@@ -138,11 +141,12 @@ async def send_request(
     sample: SampleRequest,
     run_started_at: float,
     tokens_as_ids: bool = True,
+    seed: int | None = None,
 ) -> RequestResult:
     """Send `sample`, stream the answer, and return what was observed. Transport errors, HTTP
     errors, error events and truncated streams all come back as a failed result with the
     error text kept; nothing is raised (except cancellation)."""
-    body = request_body(endpoint, sample, tokens_as_ids)
+    body = request_body(endpoint, sample, tokens_as_ids, seed)
     started_at = time.perf_counter()
     state = _StreamState(chat=endpoint.is_chat, started_at=started_at)
     try:

@@ -44,6 +44,10 @@ class InstanceConfig:
     """Prefill: prompt tokens packed into one batch, per device."""
     max_num_seqs_per_die: int = 48
     """Decode: running requests per die (96 tokens per die with one MTP token)."""
+    hbm_utilization: float = 0.92
+    """Share of each die's HBM the engine may use for weights, EP buffers and KV (vLLM's
+    gpu_memory_utilization); the rest is kept for activations and the runtime. Lower it to
+    shrink the KV cache."""
 
     def __post_init__(self) -> None:
         for name in ("num_devices", "dp", "tp", "ep", "max_num_batched_tokens_per_device",
@@ -54,6 +58,8 @@ class InstanceConfig:
             raise ValueError(f"mtp_tokens must be >= 0, got {self.mtp_tokens}")
         if not 0.0 <= self.mtp_acceptance <= 1.0:
             raise ValueError(f"mtp_acceptance must be in [0, 1], got {self.mtp_acceptance}")
+        if not 0.0 < self.hbm_utilization <= 1.0:
+            raise ValueError(f"hbm_utilization must be in (0, 1], got {self.hbm_utilization}")
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,10 @@ class ClusterConfig:
     """Largest payload slice per gRPC message."""
     eos_probability: float = 0.002
     """Chance that a generated token is EOS when the request does not set ignore_eos."""
+    delivery_lead_s: float = 0.02
+    """Wall seconds the emulator sends a result (a prefill's KV and reply, a decode step's
+    tokens) ahead of its modelled time; the receiver holds it until that time, so the
+    emulator's own delivery latency up to this much is hidden instead of added."""
     heartbeat_interval_s: float = 0.5
     """Wall seconds between worker heartbeats."""
     worker_lease_s: float = 3.0
@@ -176,6 +186,8 @@ class ClusterConfig:
             raise ValueError(f"kv_payload_scale must be in (0, 1], got {self.kv_payload_scale}")
         if not 0 <= self.eos_probability < 1:
             raise ValueError(f"eos_probability must be in [0, 1), got {self.eos_probability}")
+        if not 0 <= self.delivery_lead_s <= 1:
+            raise ValueError(f"delivery_lead_s must be in [0, 1], got {self.delivery_lead_s}")
         if self.worker_lease_s <= self.heartbeat_interval_s:
             raise ValueError("worker_lease_s must exceed heartbeat_interval_s")
 

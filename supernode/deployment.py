@@ -45,6 +45,7 @@ def instance_deployment(config: ClusterConfig, role: Role) -> Deployment:
         dp=inst.dp, tp=inst.tp, ep=inst.ep, quant=inst.quant, microbatch=inst.microbatch,
         mtp_tokens=inst.mtp_tokens if role == "decode" else 0,
         mtp_acceptance=inst.mtp_acceptance, eplb=parse_eplb(inst.eplb),
+        hbm_reserve_fraction=1.0 - inst.hbm_utilization,
     )
 
 

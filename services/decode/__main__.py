@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics.hw.on_start(deployment, "decode", config.speedup, config.cache.block_size,
                             capacity, prefix_caching=False)
         worker = DecodeWorker(DecodeInstance(engine, deployment), WallClock(config.speedup),
-                              metrics)
+                              metrics, config.delivery_lead_s)
         worker.start()
 
         def registration(address: str, metrics_address: str) -> pb.RegisterRequest:

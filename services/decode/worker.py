@@ -49,7 +49,10 @@ class _StepSeries:
 class DecodeWorker:
     """Owns the instance model, the step loop and the token subscribers of one instance."""
 
-    def __init__(self, instance: DecodeInstance, clock: Clock, metrics: DecodeMetrics) -> None:
+    def __init__(self, instance: DecodeInstance, clock: Clock, metrics: DecodeMetrics,
+                 delivery_lead_s: float = 0.0) -> None:
+        """`delivery_lead_s`: wall seconds a step's tokens are sent ahead of the step's end
+        (the scheduler holds them until then)."""
         self.instance = instance
         self.engine = instance.engine
         self.deployment = instance.deployment
@@ -61,6 +64,7 @@ class DecodeWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._series = _StepSeries(metrics)
+        self._lead_s = clock.to_model_s(delivery_lead_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._step_loop(), name="decode-steps")
@@ -145,35 +149,42 @@ class DecodeWorker:
                 continue
             for request_id, _ in step.joined:
                 self._started_at.setdefault(request_id, step.started_at)
+            # A step's tokens are known when it starts: they leave the delivery lead early and
+            # the scheduler releases them at the step's end. The batch itself (KV freed,
+            # requests ended) advances at the step's end, in model time.
+            await self.clock.sleep_until(step.done_at - self._lead_s)
+            outputs = self.instance.step_outputs()
+            self._send(step, outputs)
             await self.clock.sleep_until(step.done_at)
-            self._finish_step(*self.instance.complete_step(detailed=True))
+            step, outcome, _ = self.instance.complete_step()
+            for finished in outcome.finished:
+                self._on_finished(finished.request_id, finished.finish_reason, step.done_at)
+            self._record_step(step, outcome, outputs)
 
-    def _finish_step(self, step: Step, outcome: StepOutcome,
-                     outputs: list[TokenOutput] | None) -> None:
-        step_s = step.timing.total_s
+    def _send(self, step: Step, outputs: list[TokenOutput]) -> None:
+        """One TokenBatch per subscriber with its requests' tokens of `step`."""
         first_elapsed = dict(step.joined)
         by_subscriber: dict[str, list[pb.TokenUpdate]] = defaultdict(list)
-        for out in outputs or ():
+        for out in outputs:
             owner = self._owner.get(out.request_id)
             if owner is not None:
                 by_subscriber[owner].append(pb.TokenUpdate(
                     request_id=out.request_id, num_tokens=out.num_tokens,
                     finish_reason=_FINISH_TO_PB[out.finish_reason],
                     elapsed_s=first_elapsed.get(out.request_id, 0.0)))
-        for finished in outcome.finished:
-            self._on_finished(finished.request_id, finished.finish_reason)
+        due_in_s = max(0.0, step.done_at - self.clock.now())
         for subscriber_id, updates in by_subscriber.items():
             queue = self._subscribers.get(subscriber_id)
             if queue is not None:
-                queue.put_nowait(pb.TokenBatch(step_s=step_s, updates=updates))
-        self._record_step(step, outcome, outputs or ())
+                queue.put_nowait(pb.TokenBatch(step_s=step.timing.total_s, updates=updates,
+                                               due_in_s=due_in_s))
 
-    def _on_finished(self, request_id: str, reason: FinishReason) -> None:
+    def _on_finished(self, request_id: str, reason: FinishReason, at: float) -> None:
         self._owner.pop(request_id, None)
         started = self._started_at.pop(request_id, None)
         m = self.metrics
         if started is not None:
-            m.decode_time.labels(**m.labels).observe(self.clock.now() - started)
+            m.decode_time.labels(**m.labels).observe(at - started)
         m.success.labels(**m.labels, finished_reason=reason.value).inc()
 
     def _record_step(self, step: Step, outcome: StepOutcome, outputs) -> None:

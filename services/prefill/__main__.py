@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes)
         instance = PrefillInstance(PrefillEngine(budget), deployment,
                                    cache.link if cache is not None else None)
-        worker = PrefillWorker(instance, WallClock(config.speedup), metrics, sender, cache)
+        worker = PrefillWorker(instance, WallClock(config.speedup), metrics, sender, cache,
+                               delivery_lead_s=config.delivery_lead_s)
         worker.start()
 
         def registration(address: str, metrics_address: str) -> pb.RegisterRequest:

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 class PrefillWorker:
     def __init__(self, instance: PrefillInstance, clock: Clock, metrics: PrefillMetrics,
                  sender: KvSender, cache: PrefixCache | None,
-                 kv_transfer_timeout_s: float = 30.0) -> None:
+                 kv_transfer_timeout_s: float = 30.0, delivery_lead_s: float = 0.0) -> None:
+        """`delivery_lead_s`: wall seconds a request's last KV chunk (hence its reply) leaves
+        ahead of the modelled transfer's end; decode and the scheduler hold it until then."""
         self.instance = instance
         self.engine = instance.engine
         self.deployment = instance.deployment
@@ -38,6 +40,7 @@ class PrefillWorker:
         self.sender = sender
         self.cache = cache
         self.kv_transfer_timeout_s = kv_transfer_timeout_s
+        self._lead_s = clock.to_model_s(delivery_lead_s)
         self._futures: dict[str, asyncio.Future[tuple[Batch, Handoff]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -92,7 +95,7 @@ class PrefillWorker:
         m.kv_transfer_seconds.labels(**m.labels).observe(handoff.transfer_s)
 
         async def ready() -> float:
-            await self.clock.sleep_until(handoff.ready_at)
+            await self.clock.sleep_until(handoff.ready_at - self._lead_s)
             return self.clock.now() - handoff.ready_at
 
         timeout_s = self.kv_transfer_timeout_s + self.clock.to_wall_s(handoff.transfer_s)

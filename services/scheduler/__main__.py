@@ -59,15 +59,16 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     metrics = SchedulerMetrics(prometheus, config.model_name, model.max_context_len)
     metrics.set_policies(config.routing_policy, config.routing_policy)
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
+    clock = WallClock(config.speedup)
     streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}",
-                           on_alive=registry.touch)
+                           on_alive=registry.touch, clock=clock)
     decode_kv = None
     if stores_decode_kv(config):
         prefill = instance_deployment(config, "prefill")
         decode_kv = DecodeKvWriter(registry, config.cache, prefill.model.kv_bytes_per_token(
             prefill.kv_dtype), config.kv_payload_scale)
     lifecycle = Lifecycle(config, registry)
-    flow = RequestFlow(lifecycle, streams, WallClock(config.speedup), metrics,
+    flow = RequestFlow(lifecycle, streams, clock, metrics,
                        on_finished=decode_kv.on_finished if decode_kv else None)
     registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s)
     server = await start_grpc_server(

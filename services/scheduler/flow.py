@@ -67,6 +67,8 @@ class RequestFlow:
         self.block_size = lifecycle.router.block_size
         self._prefill_channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._turns: dict[str, _Turn] = {}
+        lifecycle.on_turn = self._on_turn  # this flow is the lifecycle's live driver
 
     @property
     def active(self) -> dict[str, Request]:
@@ -124,7 +126,8 @@ class RequestFlow:
 
     # ---- stages
     async def _admit(self, request: Request) -> WorkerInfo:
-        """A decode instance that accepts the KV reservation, waiting while none has room."""
+        """A decode instance that accepts the KV reservation, waiting in line while none has
+        room (until the lifecycle gives the request its turn, or its wake-up time comes)."""
         lc = self.lifecycle
         while True:
             for decode in lc.decode_order(request):
@@ -133,7 +136,26 @@ class RequestFlow:
                     self.metrics.routed_to("decode", decode.worker_id)
                     return decode
                 lc.on_admit_refused(request, decode)
-            await self.clock.sleep_until(lc.next_admission_at(request, self.clock.now()))
+            wake_at = lc.next_admission_at(request, self.clock.now())
+            lc.retry_admission(request, await self._wait_turn(request, wake_at))
+
+    def _on_turn(self, request: Request, now: float) -> None:
+        turn = self._turns.get(request.request_id)
+        if turn is not None:
+            turn.at = now
+            turn.event.set()
+
+    async def _wait_turn(self, request: Request, wake_at: float) -> float:
+        """Wait for the request's turn or `wake_at`; the model time to retry at."""
+        turn = self._turns.setdefault(request.request_id, _Turn())
+        timeout_s = self.clock.to_wall_s(max(0.0, wake_at - self.clock.now()))
+        try:
+            await asyncio.wait_for(turn.event.wait(), timeout=timeout_s)
+        except TimeoutError:
+            return wake_at
+        finally:
+            turn.event.clear()
+        return turn.at
 
     async def _try_admit(self, request: Request, decode: WorkerInfo) -> bool:
         link = self.streams.connect(decode.worker_id, decode.address)
@@ -188,10 +210,15 @@ class RequestFlow:
             raise _PrefillLost(prefill.worker_id, f"prefill failed: {e.code().name}: "
                                f"{e.details()}") from e
         self.metrics.on_prefill(prefill.worker_id, response)
+        result = PrefillResult(response.num_cached_tokens, response.queue_s,
+                               response.cache_fetch_s, response.compute_s, response.transfer_s,
+                               response.kv_num_bytes)
+        # The reply may come up to the delivery lead early: the token is due at its modelled
+        # time in this request's timeline.
+        await self.clock.sleep_until(request.stage_at + result.fetch_s + result.queue_s
+                                     + result.compute_s + result.transfer_s)
         first = request.first_token_at is None
-        finish = lc.on_prefill_done(request, PrefillResult(
-            response.num_cached_tokens, response.queue_s, response.cache_fetch_s,
-            response.compute_s, response.transfer_s, response.kv_num_bytes), self.clock.now())
+        finish = lc.on_prefill_done(request, result, self.clock.now())
         if first:
             self.metrics.on_first_token(request)
         return Emitted(self._ids(request, 1, finish), finish)
@@ -236,7 +263,8 @@ class RequestFlow:
 
     def _decode_abort(self, request: Request) -> Awaitable[object] | None:
         worker_id = request.decode_worker_id
-        if worker_id is None or not self.lifecycle.forget_decode(request, worker_id):
+        if worker_id is None or not self.lifecycle.forget_decode(request, worker_id,
+                                                                 self.clock.now()):
             return None
         link = self.streams.links.get(worker_id)
         if link is None:
@@ -255,14 +283,26 @@ class RequestFlow:
         Runs while the client's task may be cancelled (it hung up), so the abort RPC is
         detached rather than awaited here."""
         self.streams.close_request(request.request_id)
+        self._turns.pop(request.request_id, None)
         if request.finished_on_decode and request.decode_worker_id is not None:
-            self.lifecycle.forget_decode(request, request.decode_worker_id)  # freed there
+            self.lifecycle.forget_decode(request, request.decode_worker_id,
+                                         self.clock.now())  # freed there
         elif (call := self._decode_abort(request)) is not None:
             self._detach(call)
         status = self.lifecycle.release(request, self.clock.now())
         self.metrics.on_end(request, status)
         if self.on_finished is not None and request.finish_reason in ("stop", "length"):
             self.on_finished(request)
+
+
+class _Turn:
+    """A waiting request's wake-up: set by the lifecycle's `on_turn`, with the model time."""
+
+    __slots__ = ("at", "event")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.at = 0.0
 
 
 class _PrefillLost(Exception):

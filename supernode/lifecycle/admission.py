@@ -7,7 +7,8 @@ of it, not a count:
   this request's length (`supernode.perf.prefill_time` of a full token budget; the queue is
   FCFS, so nothing that arrives later delays it);
 - decode: when requests are already waiting for decode KV room, they go first, and room frees
-  at the rate decode requests finish (measured, decayed over `RATE_WINDOW_S` model seconds).
+  at the rate decode requests finish (measured, decayed over `RATE_WINDOW_S` model seconds;
+  before any has finished the rate is unknown and only the count limit applies).
 A request is shed when that wait exceeds `scheduler.max_queue_wait_s`, or when
 `scheduler.max_num_waiting` requests already wait. Everything here is model seconds, so the
 simulator predicts the same 429s as the live scheduler.
@@ -24,6 +25,8 @@ from supernode.engine.registry import WorkerInfo
 from supernode.lifecycle.errors import Overloaded
 from supernode.perf import Deployment, PrefillBatch, prefill_time
 
+MAX_RETRY_AFTER_S = 600.0
+"""Retry-After never says more than this (model seconds)."""
 RATE_WINDOW_S = 5.0
 """Decay time of the measured decode finish rate (model seconds)."""
 _LENGTH_BUCKET = 256
@@ -74,23 +77,24 @@ class LoadShedder:
         if limits.max_num_waiting and self.num_waiting >= limits.max_num_waiting:
             raise Overloaded(f"{self.num_waiting} requests are already waiting "
                              f"(scheduler.max_num_waiting={limits.max_num_waiting})",
-                             self.predicted_wait_s(num_prompt_tokens, prefill_workers, now)
-                             or limits.max_queue_wait_s)
+                             min(MAX_RETRY_AFTER_S, max(
+                                 self.predicted_wait_s(num_prompt_tokens, prefill_workers, now),
+                                 limits.max_queue_wait_s)))
         if not limits.max_queue_wait_s:
             return
         wait_s = self.predicted_wait_s(num_prompt_tokens, prefill_workers, now)
         if wait_s > limits.max_queue_wait_s:
             raise Overloaded(f"predicted queueing delay {wait_s:.2f} s exceeds "
                              f"scheduler.max_queue_wait_s={limits.max_queue_wait_s:g} s",
-                             wait_s - limits.max_queue_wait_s)
+                             min(MAX_RETRY_AFTER_S, wait_s - limits.max_queue_wait_s))
 
     def predicted_wait_s(self, num_prompt_tokens: int, prefill_workers: Sequence[WorkerInfo],
                          now: float) -> float:
         """Model seconds a new request would wait before its prefill starts."""
         decode_s = 0.0
-        if self.num_waiting_decode:
-            rate = self.decode_finish_rate(now)
-            decode_s = self.num_waiting_decode / rate if rate > 0 else math.inf
+        rate = self.decode_finish_rate(now)
+        if self.num_waiting_decode and rate > 0:
+            decode_s = self.num_waiting_decode / rate
         queued = min((self._queued_tokens.get(w.worker_id, 0) for w in prefill_workers),
                      default=0)
         prefill_s = queued / self.prefill_rate(num_prompt_tokens) if queued > 0 else 0.0

@@ -7,12 +7,14 @@ the instance was idle, when the first joining request's KV arrived.
 
 Pure, like `supernode.lifecycle.prefill`: `start_step(now)` says when the step ends. Live, a
 KV arrival is anchored to when the prefill instance's modelled transfer completed (carried over
-the RPC), and a step never starts before `now - step time`: a host that lags catches up at most
-one step, and the lag beyond that shows as late steps.
+the RPC; it may be in the future, as KV is sent a little early), a request joins only a step
+that starts at or after that time, and a step never starts before `now - step time`: a host
+that lags catches up at most one step, and the lag beyond that shows as late steps.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from supernode.engine.decode import DecodeEngine, DecodeRequest, StepOutcome, TokenOutput
@@ -41,6 +43,7 @@ class DecodeInstance:
         self.free_at = float("-inf")
         self.step: Step | None = None
         """The step in flight, until `complete_step`."""
+        self._arriving: list[tuple[float, str]] = []  # (ready at, request id), a heap
         self._ready_at: dict[str, float] = {}
 
     def info(self, worker_id: str, address: str) -> WorkerInfo:
@@ -59,10 +62,10 @@ class DecodeInstance:
         return ""
 
     def on_kv_arrived(self, request_id: str, at: float) -> bool:
-        """The request's KV was complete here at model time `at`; False if it is unknown."""
-        if not self.engine.on_kv_arrived(request_id):
+        """The request's KV is complete here at model time `at`; False if it is unknown."""
+        if request_id not in self.engine.pending:
             return False
-        self._ready_at[request_id] = at
+        heapq.heappush(self._arriving, (at, request_id))
         return True
 
     def abort(self, request_id: str) -> bool:
@@ -70,25 +73,52 @@ class DecodeInstance:
         return self.engine.abort(request_id)
 
     def start_step(self, now: float) -> Step | None:
-        """Fill the batch and price the next step (None when nothing runs or one is in flight)."""
+        """Fill the batch and price the next step (None when nothing runs or one is in flight).
+
+        A step starts when the previous one ends, or, from idle, when the first waiting KV is
+        ready; every KV ready by then joins (up to the batch cap)."""
         if self.step is not None:
             return None
-        was_idle = not self.engine.running
-        joined_ids = self.engine.schedule()
-        if not self.engine.running:
-            return None
+        if self.engine.running or self.engine.ready:
+            begin = self.free_at
+            self._release_arrivals(begin)
+            joined_ids = self.engine.schedule()
+        else:  # idle: start when the first KV that is still wanted is ready
+            joined_ids = []
+            while not self.engine.running:
+                if not self._arriving:
+                    return None
+                begin = max(self.free_at, self._arriving[0][0])
+                self._release_arrivals(begin)
+                joined_ids = self.engine.schedule()
         num = self.engine.num_running
         timing = decode_step_time(DecodeBatch(num, self.engine.mean_kv_len()), self.deployment)
         ready = [self._ready_at.pop(r) for r in joined_ids]
-        begin = self.free_at
-        if was_idle:
-            begin = max(begin, min(ready))
         started_at = max(begin, now - timing.total_s)
         done_at = started_at + timing.total_s
         self.free_at = done_at
         joined = tuple((r, done_at - at) for r, at in zip(joined_ids, ready))
         self.step = Step(timing, num, started_at, done_at, joined)
         return self.step
+
+    def _release_arrivals(self, until: float) -> None:
+        """KV ready by `until` enters the engine's ready queue (in order of readiness)."""
+        arriving = self._arriving
+        while arriving and arriving[0][0] <= until:
+            at, request_id = heapq.heappop(arriving)
+            if self.engine.on_kv_arrived(request_id):  # False: aborted meanwhile
+                self._ready_at[request_id] = at
+
+    @property
+    def num_arriving(self) -> int:
+        """Requests whose KV has arrived but is not yet ready in the model's time."""
+        return len(self._arriving)
+
+    def step_outputs(self) -> list[TokenOutput]:
+        """Each running request's tokens in the step in flight (known from its start)."""
+        if self.step is None:
+            raise RuntimeError("no step in flight")
+        return self.engine.step_outputs()
 
     def complete_step(self, detailed: bool = False
                       ) -> tuple[Step, StepOutcome, list[TokenOutput] | None]:

@@ -80,7 +80,9 @@ class Request:
     admission_deadline: float = 0.0
     admission_backoff_s: float = 0.0
     waiting_for_decode: bool = False
-    """No decode instance had room at the last attempt; it waits for a retry."""
+    """No decode instance had room at the last attempt; it waits in line."""
+    admission_epoch: int = 0
+    """Counts the request's waits for decode room (a wake-up of an older wait is stale)."""
     decode_reserved: bool = False
     """The decode instance `decode_worker_id` holds a KV reservation for this request."""
     finished_on_decode: bool = False

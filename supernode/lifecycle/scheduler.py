@@ -6,7 +6,9 @@ class at each step; neither decides anything of its own:
 
   accept (no pool: 503; can never fit: 400; would wait too long: 429) ->
   [needs_decode] decode admission: `decode_order` -> reserve -> admitted | refused; none
-      admitted: `next_admission_at` (back-off, model seconds; past the wait: fail) ->
+      admitted: the request joins the FIFO of requests waiting for decode room
+      (`next_admission_at`): only its head tries again, when decode KV is freed (the driver's
+      `on_turn` is called) or after a back-off; past the admission wait it fails ->
   `choose_prefill` -> prefill (fetch, queue, batch, KV hand-off) -> `on_prefill_done` (the
       first token) | `on_prefill_lost` ->
   `on_tokens` per decode step ... -> `release` (finished | aborted | failed)
@@ -17,7 +19,8 @@ Times are model seconds on the driver's clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from supernode.config import ClusterConfig
@@ -46,10 +49,16 @@ class PrefillResult:
 
 
 class Lifecycle:
-    """The scheduler's decisions and bookkeeping, over a live `WorkerRegistry`."""
+    """The scheduler's decisions and bookkeeping, over a live `WorkerRegistry`.
 
-    def __init__(self, config: ClusterConfig, registry: WorkerRegistry) -> None:
+    `on_turn(request, now)` is how the lifecycle tells the driver that a request waiting for
+    decode room should try again now (the live flow wakes its task, the simulator schedules
+    its retry)."""
+
+    def __init__(self, config: ClusterConfig, registry: WorkerRegistry,
+                 on_turn: Callable[[Request, float], None] = lambda request, now: None) -> None:
         self.limits = config.scheduler
+        self.on_turn = on_turn
         self.registry = registry
         cache = config.cache
         local = cache.enabled and uses_local_cache(config.routing_policy)
@@ -59,6 +68,8 @@ class Lifecycle:
         prefill = instance_deployment(config, "prefill")
         self.shedder = LoadShedder(self.limits, prefill, prefill_token_budget(config, prefill))
         self.active: dict[str, Request] = {}
+        self.waiting: OrderedDict[str, Request] = OrderedDict()
+        """Requests waiting for decode KV room, first come first served."""
 
     @property
     def routes_on_blocks(self) -> bool:
@@ -93,7 +104,8 @@ class Lifecycle:
             yield worker
 
     def on_admitted(self, request: Request, worker: WorkerInfo, now: float) -> None:
-        self._stop_waiting(request)
+        if self._stop_waiting(request):
+            self._next_turn(now)  # the next in line may fit too
         request.decode_worker_id = worker.worker_id
         request.decode_reserved = True
         self.router.on_decode_chosen(request, worker)
@@ -101,19 +113,31 @@ class Lifecycle:
     def on_admit_refused(self, request: Request, worker: WorkerInfo) -> None:
         self.registry.add_inflight(worker.worker_id, -1)
 
+    def retry_admission(self, request: Request, now: float) -> None:
+        """A waiting request tries again at model time `now` (its turn, its poll or its
+        deadline): were it admitted, its prefill stage starts then."""
+        request.stage_at = now
+
     def next_admission_at(self, request: Request, now: float) -> float:
-        """No decode instance had room: when to try again (model time); raises RequestFailed
+        """No decode instance had room: the request waits in line until `on_turn` or the time
+        returned (model seconds): the head of the line polls with a doubling back-off, the
+        others only wake at their deadline. Each call opens a new wait
+        (`request.admission_epoch`): a wake-up of an older one is stale. Raises RequestFailed
         once the admission wait or the request's deadline has passed."""
         self._check_deadline(request, now)
-        if now > request.admission_deadline:
+        if now >= request.admission_deadline:
             raise RequestFailed("no decode instance had KV room within the admission wait")
-        backoff = request.admission_backoff_s
         if not request.waiting_for_decode:
             request.waiting_for_decode = True
+            self.waiting[request.request_id] = request
             self.shedder.num_waiting_decode += 1
-        request.admission_backoff_s = min(self.limits.admission_backoff_max_s, 2 * backoff)
-        request.stage_at = now + backoff
-        return request.stage_at
+        request.admission_epoch += 1
+        wake_at = min(request.admission_deadline, request.deadline_at)
+        if next(iter(self.waiting)) == request.request_id:
+            backoff = request.admission_backoff_s
+            request.admission_backoff_s = min(self.limits.admission_backoff_max_s, 2 * backoff)
+            wake_at = min(wake_at, now + backoff)
+        return wake_at
 
     # ---- prefill
     def choose_prefill(self, request: Request) -> WorkerInfo:
@@ -160,7 +184,7 @@ class Lifecycle:
         """Count a lost attempt; the model time to retry at (routing around the worker).
         Raises RequestFailed past `scheduler.max_failovers`."""
         if worker_id is not None:
-            self.forget_decode(request, worker_id)
+            self.forget_decode(request, worker_id, now)
             request.lost_worker_ids.add(worker_id)
         request.num_failovers += 1
         if request.num_failovers > self.limits.max_failovers:
@@ -171,12 +195,13 @@ class Lifecycle:
         request.stage_at = now + delay
         return request.stage_at
 
-    def forget_decode(self, request: Request, worker_id: str) -> bool:
+    def forget_decode(self, request: Request, worker_id: str, now: float) -> bool:
         """Stop counting the request against decode `worker_id` (idempotent); True if it held
-        a reservation there that someone should free."""
+        a reservation there that someone should free. Its KV room goes to the next in line."""
         if request.decode_worker_id == worker_id and request.decode_reserved:
             self.registry.add_inflight(worker_id, -1)
             request.decode_reserved = False
+            self._next_turn(now)
             return True
         return False
 
@@ -186,7 +211,8 @@ class Lifecycle:
         self.active.pop(request.request_id, None)
         if request.status is RequestStatus.PREFILLING and request.prefill_worker_id:
             self._prefill_ended(request)
-        self._stop_waiting(request)
+        if self._stop_waiting(request):
+            self._next_turn(now)
         reason = request.finish_reason
         status = (RequestStatus.FINISHED if reason in ("stop", "length")
                   else RequestStatus.ABORTED if reason == "abort" else RequestStatus.FAILED)
@@ -196,11 +222,20 @@ class Lifecycle:
             self.shedder.on_decode_finished(now)
         return status
 
-    def _stop_waiting(self, request: Request) -> None:
+    def _stop_waiting(self, request: Request) -> bool:
+        """Take the request out of the line; True if it was in it."""
         request.admission_backoff_s = self.limits.admission_backoff_s
-        if request.waiting_for_decode:
-            request.waiting_for_decode = False
-            self.shedder.num_waiting_decode -= 1
+        if not request.waiting_for_decode:
+            return False
+        request.waiting_for_decode = False
+        del self.waiting[request.request_id]
+        self.shedder.num_waiting_decode -= 1
+        return True
+
+    def _next_turn(self, now: float) -> None:
+        """Decode room may have freed: the head of the line tries again now."""
+        if self.waiting:
+            self.on_turn(next(iter(self.waiting.values())), now)
 
     def _check_deadline(self, request: Request, now: float) -> None:
         if now > request.deadline_at and request.first_token_at is None:

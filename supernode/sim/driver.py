@@ -43,6 +43,8 @@ class RequestSent:
 @dataclass(frozen=True, slots=True)
 class AdmissionRetry:
     request: Request
+    epoch: int
+    """The wait it ends (`Request.admission_epoch`); a later wait makes it stale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,8 @@ class SimCluster:
         self.observer = observer
         self.detailed = detailed
         self.registry = WorkerRegistry(lease_s=float("inf"))
-        self.lifecycle = Lifecycle(config, self.registry)
+        self._turns: list[Scheduled] = []
+        self.lifecycle = Lifecycle(config, self.registry, self._on_turn)
         prefill = instance_deployment(config, "prefill")
         kv_per_token = prefill.model.kv_bytes_per_token(prefill.kv_dtype)
         link = None
@@ -133,7 +136,11 @@ class SimCluster:
         yield from self._admit(request, now)
 
     def on_admission_retry(self, now: float, event: AdmissionRetry) -> Iterator[Scheduled]:
-        yield from self._admit(event.request, now)
+        request = event.request
+        if request.waiting_for_decode and event.epoch == request.admission_epoch:
+            self.lifecycle.retry_admission(request, now)
+            yield from self._admit(request, now)
+        yield from self._drain_turns()
 
     def on_prefill_queued(self, now: float, event: PrefillQueued) -> Iterator[Scheduled]:
         p = self.prefills[event.worker_id]
@@ -181,7 +188,7 @@ class SimCluster:
             elapsed = now - request.kv_ready_at
             self.lifecycle.on_tokens(request, finished.num_generated - request.num_output_tokens,
                                      elapsed, finished.finish_reason.value)
-            self.lifecycle.forget_decode(request, event.worker_id)
+            self.lifecycle.forget_decode(request, event.worker_id, now)
             yield from self._end(request, now)
         yield from self._next_step(now, event.worker_id)
 
@@ -196,6 +203,7 @@ class SimCluster:
                         request.num_output_tokens + 1, request.seed, request.ignore_eos)):
                     lc.on_admitted(request, worker, now)
                     self._publish_decode(worker.worker_id)
+                    yield from self._drain_turns()
                     break
                 lc.on_admit_refused(request, worker)
             else:
@@ -204,7 +212,8 @@ class SimCluster:
                 except LifecycleError as e:
                     yield from self._fail(request, now, _http_error(e))
                     return
-                yield retry_at, AdmissionRetry(request)
+                yield retry_at, AdmissionRetry(request, request.admission_epoch)
+                yield from self._drain_turns()
                 return
         yield from self._prefill(request, now)
 
@@ -233,8 +242,16 @@ class SimCluster:
         if step is not None:
             yield step.done_at, DecodeStepDone(worker_id)
 
+    def _on_turn(self, request: Request, now: float) -> None:
+        self._turns.append((now, AdmissionRetry(request, request.admission_epoch)))
+
+    def _drain_turns(self) -> Iterator[Scheduled]:
+        turns, self._turns = self._turns, []
+        yield from turns
+
     def _end(self, request: Request, now: float) -> Iterator[Scheduled]:
         self.lifecycle.release(request, now)
+        yield from self._drain_turns()
         if self.store_decode_kv and request.finish_reason in ("stop", "length"):
             cache = self.prefills[request.prefill_worker_id].cache
             if cache is not None:
@@ -245,6 +262,7 @@ class SimCluster:
     def _fail(self, request: Request, now: float, error: str) -> Iterator[Scheduled]:
         request.error = error
         self.lifecycle.release(request, now)
+        yield from self._drain_turns()
         yield from self.observer.on_done(request, now)
 
     def _publish_prefill(self, worker_id: str) -> None:

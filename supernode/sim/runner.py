@@ -22,7 +22,7 @@ from itertools import pairwise
 
 from loadgen.accumulate import RunAccumulator
 from loadgen.arrivals import arrival_offsets_s, schedule_offsets_s
-from loadgen.config import LoadConfig, SloConfig
+from loadgen.config import LoadConfig, SloConfig, request_seed
 from loadgen.runner import OnResult, RunOutcome
 from loadgen.types import RequestResult, SampleRequest
 from supernode.cache.hashing import block_keys
@@ -141,7 +141,7 @@ class _Client(Observer):
         request_id = f"sim-{index}"
         self.samples_of[request_id] = (index, sample.expected_output_len)
         return Request(request_id, len(token_ids), sample.expected_output_len,
-                       seed=self.seed * 1_000_003 + index, arrived_at=0.0,
+                       seed=request_seed(self.seed, index), arrived_at=0.0,
                        ignore_eos=self.ignore_eos, cache_namespace=self.namespace,
                        block_keys=keys)
 

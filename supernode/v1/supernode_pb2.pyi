@@ -234,12 +234,14 @@ class TokenUpdate(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., num_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
 
 class TokenBatch(_message.Message):
-    __slots__ = ("step_s", "updates")
+    __slots__ = ("step_s", "updates", "due_in_s")
     STEP_S_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FIELD_NUMBER: _ClassVar[int]
+    DUE_IN_S_FIELD_NUMBER: _ClassVar[int]
     step_s: float
     updates: _containers.RepeatedCompositeFieldContainer[TokenUpdate]
-    def __init__(self, step_s: _Optional[float] = ..., updates: _Optional[_Iterable[_Union[TokenUpdate, _Mapping]]] = ...) -> None: ...
+    due_in_s: float
+    def __init__(self, step_s: _Optional[float] = ..., updates: _Optional[_Iterable[_Union[TokenUpdate, _Mapping]]] = ..., due_in_s: _Optional[float] = ...) -> None: ...
 
 class StreamTokensRequest(_message.Message):
     __slots__ = ("subscriber_id",)
