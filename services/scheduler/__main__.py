@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 import uuid
@@ -11,10 +12,17 @@ from dataclasses import dataclass
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from services.common.credentials import Credentials, add_http_auth_flags, is_loopback
 from services.common.grpc_server import GrpcServer, start_grpc_server
-from services.common.worker_main import base_parser, config_from_args, run_service
+from services.common.worker_main import (
+    base_parser,
+    config_from_args,
+    credentials_from_flags,
+    run_service,
+)
 from services.ems.client import DecodeKvWriter
 from services.scheduler.app import FrontEnd, build_app
+from services.scheduler.auth import ApiKeys
 from services.scheduler.flow import FlowLimits, RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry_servicer import RegistryServicer
@@ -27,6 +35,8 @@ from supernode.policy import make_policy
 from supernode.policy.kv_affinity import uses_local_cache
 from supernode.tokenizer import make_tokenizer
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,33 +61,38 @@ class SchedulerProcess:
 
 
 async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc_port: int,
-                          log_level: str = "info") -> SchedulerProcess:
+                          log_level: str = "info",
+                          credentials: Credentials | None = None) -> SchedulerProcess:
+    credentials = credentials or Credentials()
+    token = credentials.cluster_token
     model = load_model(config.model)
     prometheus = CollectorRegistry()
     metrics = SchedulerMetrics(prometheus, config.model_name, model.max_context_len)
     metrics.set_policies(config.routing_policy, config.routing_policy)
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
     streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}",
-                           on_alive=registry.touch)
+                           on_alive=registry.touch, cluster_token=token)
     cache, local = config.cache, uses_local_cache(config.routing_policy)
     decode_kv = None
     if cache.enabled and cache.store_decode_kv and not local:
         prefill = instance_deployment(config, "prefill")
         decode_kv = DecodeKvWriter(registry, cache, prefill.model.kv_bytes_per_token(
-            prefill.kv_dtype), config.kv_payload_scale)
+            prefill.kv_dtype), config.kv_payload_scale, token)
     flow = RequestFlow(registry, streams, make_policy(config.routing_policy),
                        make_policy(config.routing_policy), metrics,
                        FlowLimits.for_speedup(config.speedup),
                        cache_block_size=cache.block_size if cache.enabled and local else None,
-                       on_finished=decode_kv.on_finished if decode_kv else None)
+                       on_finished=decode_kv.on_finished if decode_kv else None,
+                       cluster_token=token)
     registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s)
     server = await start_grpc_server(
         [lambda s: pb_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s)],
-        host, grpc_port)
+        host, grpc_port, token)
     fe = FrontEnd(model_name=config.model_name, max_model_len=model.max_context_len,
                   tokenizer=make_tokenizer(config.tokenizer_path, model.vocab_size), flow=flow,
                   registry=registry, metrics=metrics, prometheus=prometheus,
-                  speedup=config.speedup, created=int(time.time()))
+                  speedup=config.speedup, created=int(time.time()),
+                  api_keys=ApiKeys(credentials))
     http = uvicorn.Server(uvicorn.Config(build_app(fe), host=host, port=http_port,
                                          log_level=log_level.lower(), access_log=False,
                                          timeout_keep_alive=30, lifespan="off"))
@@ -94,8 +109,10 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("scheduler")
     parser.add_argument("--http-port", type=int, default=8000, help="OpenAI HTTP port")
+    add_http_auth_flags(parser)
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    credentials = credentials_from_flags(args, parser)
     try:
         make_policy(config.routing_policy)
         make_tokenizer(config.tokenizer_path, load_model(config.model).vocab_size)
@@ -103,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--config/--set: {e}")
 
     async def start() -> SchedulerProcess:
-        return await start_scheduler(config, args.host, args.http_port, args.port, args.log_level)
+        if not is_loopback(args.host) and not credentials.api_keys:
+            log.warning("the OpenAI endpoint on %s:%d has no API key: anyone who reaches it "
+                        "can use it (set --api-key or VLLM_API_KEY)", args.host, args.http_port)
+        return await start_scheduler(config, args.host, args.http_port, args.port,
+                                     args.log_level, credentials)
 
     return run_service("scheduler", args.log_level, start)
 

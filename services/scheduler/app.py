@@ -10,16 +10,17 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry
 
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
+from services.scheduler import auth
 from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow, RequestTooLarge
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
@@ -58,10 +59,13 @@ class FrontEnd:
     prometheus: CollectorRegistry
     speedup: float
     created: int
+    api_keys: auth.ApiKeys = field(default_factory=auth.ApiKeys)
 
 
 def build_app(fe: FrontEnd) -> FastAPI:
     app = FastAPI(title="supernode", docs_url=None, redoc_url=None)
+    auth.install(app, fe.api_keys)
+    admin = [Depends(auth.require_admin)]
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -78,11 +82,11 @@ def build_app(fe: FrontEnd) -> FastAPI:
                              "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind}},
                             status_code=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=admin)
     async def metrics() -> Response:
         return Response(exposition(fe.prometheus), media_type=METRICS_CONTENT_TYPE)
 
-    @app.get("/workers")
+    @app.get("/workers", dependencies=admin)
     async def workers() -> list[dict[str, Any]]:
         """The live registry: every worker's address, shape and last reported load."""
         return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
@@ -91,7 +95,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
                  "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load)}
                 for w in fe.registry.all()]
 
-    @app.get("/sd/targets")
+    @app.get("/sd/targets", dependencies=admin)
     async def sd_targets() -> list[dict[str, Any]]:
         """Prometheus http_sd: every registered worker's /metrics address."""
         return [{"targets": [w.metrics_address],
@@ -146,12 +150,12 @@ def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
                        f"However, you requested {len(tokens) + max_tokens} tokens "
                        f"({len(tokens)} in the messages, {max_tokens} in the completion).",
                        "max_tokens")
-    namespace = request.headers.get("x-supernode-namespace", "")
     return RequestRecord(
         request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
         prompt_token_ids=tokens, max_tokens=max_tokens or room,
         seed=body.seed if body.seed is not None else random.getrandbits(48),
-        ignore_eos=body.ignore_eos, eos_token_id=fe.tokenizer.eos_token_id, cache_namespace=f"{fe.model_name}/{namespace}",
+        ignore_eos=body.ignore_eos, eos_token_id=fe.tokenizer.eos_token_id,
+        cache_namespace=auth.cache_namespace(request, fe.model_name),
         arrived_at=time.monotonic())
 
 

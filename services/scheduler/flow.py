@@ -96,9 +96,11 @@ class RequestFlow:
                  prefill_policy: RoutingPolicy, decode_policy: RoutingPolicy,
                  metrics: SchedulerMetrics, limits: FlowLimits = FlowLimits(),
                  cache_block_size: int | None = None,
-                 on_finished: Callable[[RequestRecord], None] | None = None) -> None:
+                 on_finished: Callable[[RequestRecord], None] | None = None,
+                 cluster_token: str | None = None) -> None:
         """`cache_block_size`: give policies the prompt's block keys (cache-aware routing).
-        `on_finished`: called with each request that finished (stop or length)."""
+        `on_finished`: called with each request that finished (stop or length).
+        `cluster_token`: attached to every call to a prefill instance."""
         self.registry = registry
         self.streams = streams
         self.prefill_policy = prefill_policy
@@ -107,6 +109,7 @@ class RequestFlow:
         self.limits = limits
         self.cache_block_size = cache_block_size
         self.on_finished = on_finished
+        self.cluster_token = cluster_token
         self._block_keys: dict[str, tuple[bytes, ...]] = {}
         self._prefill_channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self.active: dict[str, RequestRecord] = {}
@@ -321,7 +324,7 @@ class RequestFlow:
     def _prefill_channel(self, worker: WorkerInfo) -> grpc.aio.Channel:
         entry = self._prefill_channels.get(worker.worker_id)
         if entry is None or entry[0] != worker.address:
-            entry = (worker.address, insecure_channel(worker.address))
+            entry = (worker.address, insecure_channel(worker.address, self.cluster_token))
             self._prefill_channels[worker.worker_id] = entry
         return entry[1]
 

@@ -78,7 +78,7 @@ class DecodeLink:
                  streams: TokenStreams) -> None:
         self.worker_id = worker_id
         self.address = address
-        self.channel = insecure_channel(address)
+        self.channel = insecure_channel(address, streams.cluster_token)
         self.stub = pb_grpc.DecodeServiceStub(self.channel)
         self.ready = asyncio.Event()
         self._streams = streams
@@ -116,9 +116,11 @@ class TokenStreams:
     """Per-request event queues, fed by one DecodeLink per decode worker."""
 
     def __init__(self, subscriber_id: str,
-                 on_alive: Callable[[str, float], None] = lambda worker_id, now_s: None) -> None:
+                 on_alive: Callable[[str, float], None] = lambda worker_id, now_s: None,
+                 cluster_token: str | None = None) -> None:
         self.subscriber_id = subscriber_id
         self.on_alive = on_alive
+        self.cluster_token = cluster_token
         self.links: dict[str, DecodeLink] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._queues: dict[str, Mailbox] = {}
