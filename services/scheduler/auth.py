@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -139,6 +139,12 @@ def install(app: FastAPI, keys: ApiKeys) -> None:
     app.state.api_keys = keys
     app.add_middleware(ApiKeyMiddleware, keys=keys)
 
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthError)
+        return exc.response()
+
+    app.add_exception_handler(AuthError, refused)
+
 
 def principal(request: Request) -> Principal:
     """The caller of `request`, as the middleware identified it."""
@@ -150,10 +156,13 @@ def principal(request: Request) -> Principal:
 
 def require_admin(request: Request) -> Principal:
     """FastAPI dependency for operator routes: `@app.get(..., dependencies=[Depends(
-    require_admin)])`, or a `Principal` parameter `= Depends(require_admin)`."""
+    require_admin)])`, or a parameter `caller: AdminCaller` when the route wants the caller."""
     caller = principal(request)
     request.app.state.api_keys.check_admin(caller, "authorization" in request.headers)
     return caller
+
+
+AdminCaller = Annotated[Principal, Depends(require_admin)]
 
 
 def cache_namespace(request: Request, model_name: str) -> str:
