@@ -13,9 +13,9 @@ import pytest
 
 from services.common.credentials import Credentials
 from services.launcher import Cluster, free_port
-from supernode.config import load_config
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
+from tests.e2e.conftest import start_cluster
 
 pytestmark = pytest.mark.e2e
 MODEL = "deepseek-r1"
@@ -27,14 +27,9 @@ CREDENTIALS = Credentials(api_keys=((KEY, ""), (KEY_A, "team-a"), (KEY_B, "team-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    config = load_config(None, {"ports.http": free_port("127.0.0.1")})
-    c = Cluster(config, tmp_path_factory.mktemp("auth-cluster"), "INFO", CREDENTIALS)
-    c.start()
-    try:
-        c.wait_ready(60.0)
-        yield c
-    finally:
-        c.stop()
+    c = start_cluster(tmp_path_factory.mktemp("auth-cluster"), CREDENTIALS)
+    yield c
+    c.stop()
 
 
 def client(cluster: Cluster, key: str) -> openai.OpenAI:
