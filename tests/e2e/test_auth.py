@@ -4,7 +4,12 @@ plane that refuses callers without the cluster token and impostors with it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -151,3 +156,43 @@ def test_workers_refuse_calls_without_the_token(cluster: Cluster) -> None:
             health = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_supernode_up_takes_keys_from_flags_and_environment(tmp_path: Path) -> None:
+    """`supernode up --api-key K` with SUPERNODE_ADMIN_KEY set: /v1/* needs K (401 without or
+    with a wrong key, a streamed chat completion with it), the operator routes the admin key;
+    neither key is written to the config file or the logs."""
+    port = free_port("127.0.0.1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPERNODE_", "VLLM_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supernode.cli.main", "up", "--port", str(port), "--api-key",
+         KEY, "--log-dir", str(tmp_path)], env={**env, "SUPERNODE_ADMIN_KEY": ADMIN},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("supernode is up:"), line
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/v1/models", timeout=5).status_code == 401
+        wrong = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.models.list()
+        right = openai.OpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0, timeout=60)
+        chunks = right.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3,
+            stream=True, extra_body={"ignore_eos": True})
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+        assert httpx.get(f"{base}/workers", timeout=5).status_code == 401
+        assert httpx.get(f"{base}/workers", headers={"authorization": f"Bearer {ADMIN}"},
+                         timeout=5).status_code == 200
+        on_disk = " ".join(p.read_text(errors="replace") for p in tmp_path.iterdir())
+        assert KEY not in on_disk and ADMIN not in on_disk  # config file and logs
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_supernode_up_rejects_an_unreadable_keys_file() -> None:
+    """A keys file that cannot be read fails fast with exit 2, naming the flag."""
+    r = subprocess.run([sys.executable, "-m", "supernode.cli.main", "up", "--api-keys-file",
+                        "/nonexistent/keys.yaml"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--api-keys-file: cannot read" in r.stderr, r.stderr
