@@ -165,8 +165,10 @@ def require_admin(request: Request) -> Principal:
 AdminCaller = Annotated[Principal, Depends(require_admin)]
 
 
-def cache_namespace(request: Request, model_name: str) -> str:
-    """`{model}/{tenant}`; the namespace header counts only for an admin caller."""
+def tenant_namespace(request: Request) -> str:
+    """The tenant part of the request's cache namespace (`supernode.lifecycle.cache.
+    cache_namespace(model, tenant)`): the caller's tenant, or what the namespace header names
+    when the caller is an admin."""
     caller = principal(request)
     chosen = request.headers.get(NAMESPACE_HEADER) if caller.admin else None
-    return f"{model_name}/{chosen if chosen is not None else caller.tenant}"
+    return chosen if chosen is not None else caller.tenant

@@ -17,8 +17,11 @@ from services.scheduler.app import FrontEnd, build_app
 from services.scheduler.flow import RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.token_streams import TokenStreams
+from supernode.clock import WallClock
+from supernode.config import ClusterConfig
 from supernode.engine.registry import WorkerRegistry
-from supernode.policy import make_policy
+from supernode.lifecycle.cache import cache_namespace
+from supernode.lifecycle.scheduler import Lifecycle
 from supernode.tokenizer import make_tokenizer
 
 MODEL = "deepseek-r1"
@@ -31,11 +34,11 @@ def front_end(credentials: Credentials) -> FrontEnd:
     prometheus = CollectorRegistry()
     metrics = SchedulerMetrics(prometheus, MODEL, 4096)
     registry = WorkerRegistry(lease_s=3.0)
-    flow = RequestFlow(registry, TokenStreams("test"), make_policy("least-loaded"),
-                       make_policy("least-loaded"), metrics)
+    flow = RequestFlow(Lifecycle(ClusterConfig(), registry), TokenStreams("test"),
+                       WallClock(1.0), metrics)
     return FrontEnd(model_name=MODEL, max_model_len=4096, tokenizer=make_tokenizer(None, 1000),
                     flow=flow, registry=registry, metrics=metrics, prometheus=prometheus,
-                    speedup=1.0, created=0, api_keys=auth.ApiKeys(credentials))
+                    created=0, api_keys=auth.ApiKeys(credentials))
 
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:
@@ -135,7 +138,7 @@ def namespace_app(credentials: Credentials) -> FastAPI:
 
     @app.get("/v1/namespace")
     async def namespace(request: Request) -> str:
-        return auth.cache_namespace(request, MODEL)
+        return cache_namespace(MODEL, auth.tenant_namespace(request))
 
     @app.get("/admin/whoami")
     async def whoami(caller: auth.AdminCaller) -> str:
