@@ -3,7 +3,10 @@
 #
 # For `serve ROLE ...` the flags below go in front of the command's own flags (argparse keeps
 # the last value, so a flag in the command wins over the environment):
-#   --host $SUPERNODE_BIND_HOST (0.0.0.0)
+#   --host $SUPERNODE_BIND_HOST (127.0.0.1: loopback unless asked; compose and Kubernetes set
+#       0.0.0.0 so the roles reach each other, and a cluster token, without which a role
+#       refuses a non-loopback bind: SUPERNODE_CLUSTER_TOKEN or SUPERNODE_CLUSTER_TOKEN_FILE,
+#       read by the process itself, never put on its command line)
 #   --advertise-host $SUPERNODE_ADVERTISE_HOST (this container's hostname: unique per replica
 #       and resolvable by the other containers, so `--scale decode=3` registers three workers)
 #   --config $SUPERNODE_CONFIG, --log-level $SUPERNODE_LOG_LEVEL
@@ -15,7 +18,7 @@ set -eu
 if [ "${1:-}" = "serve" ] && [ $# -ge 2 ]; then
   role=$2
   shift 2
-  flags="--host ${SUPERNODE_BIND_HOST:-0.0.0.0} --advertise-host ${SUPERNODE_ADVERTISE_HOST:-$(hostname)}"
+  flags="--host ${SUPERNODE_BIND_HOST:-127.0.0.1} --advertise-host ${SUPERNODE_ADVERTISE_HOST:-$(hostname)}"
   [ -n "${SUPERNODE_CONFIG:-}" ] && flags="$flags --config $SUPERNODE_CONFIG"
   [ -n "${SUPERNODE_LOG_LEVEL:-}" ] && flags="$flags --log-level $SUPERNODE_LOG_LEVEL"
   [ -n "${SUPERNODE_SPEEDUP:-}" ] && flags="$flags --set speedup=$SUPERNODE_SPEEDUP"

@@ -3,13 +3,17 @@
 Starts the scheduler, EMS, the prefill pool and the decode pool (each `python -m services.X`
 with the same resolved config file), waits until the scheduler reports every worker
 registered, prints the endpoint, and on SIGINT/SIGTERM stops the children by their process
-ids (SIGTERM, then SIGKILL after a grace period).
+ids (SIGTERM, then SIGKILL after a grace period). The children share one cluster token (the
+user's, or a fresh random one), passed in their environment, never in argv or the config file.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,6 +26,15 @@ from pathlib import Path
 import httpx
 import yaml
 
+from services.common.credentials import (
+    Credentials,
+    CredentialsError,
+    add_cluster_token_flag,
+    add_http_auth_flags,
+    child_environment,
+    credentials_from_args,
+    is_loopback,
+)
 from services.common.worker_main import parse_overrides
 from supernode.config import ClusterConfig, load_config, to_dict
 from supernode.deployment import instance_deployment
@@ -58,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-timeout", type=float, default=60.0,
                    help="seconds to wait for every worker to register")
     p.add_argument("--log-level", default="INFO")
+    add_http_auth_flags(p)
+    add_cluster_token_flag(p)
     return p
 
 
@@ -107,7 +122,14 @@ def free_port(host: str) -> int:
 class Cluster:
     """The child processes of one `supernode up`."""
 
-    def __init__(self, config: ClusterConfig, log_dir: Path, log_level: str) -> None:
+    def __init__(self, config: ClusterConfig, log_dir: Path, log_level: str,
+                 credentials: Credentials | None = None) -> None:
+        """`credentials` without a cluster token get a fresh random one."""
+        credentials = credentials or Credentials()
+        if not credentials.cluster_token:
+            credentials = dataclasses.replace(credentials,
+                                              cluster_token=secrets.token_urlsafe(32))
+        self.credentials = credentials
         self.config = config
         self.log_dir = log_dir
         self.log_level = log_level
@@ -125,7 +147,7 @@ class Cluster:
                   self.log_level]
         self._spawn("scheduler", "services.scheduler", [
             *common, "--http-port", str(self.config.ports.http),
-            "--port", self.scheduler_grpc.rsplit(":", 1)[1]])
+            "--port", self.scheduler_grpc.rsplit(":", 1)[1]], http=True)
         workers = ["--scheduler", self.scheduler_grpc]
         if self.uses_ems:
             self._spawn("ems", "services.ems", [
@@ -143,11 +165,13 @@ class Cluster:
         """A shared EMS pool runs unless the cache is off or each prefill keeps its own."""
         return self.config.cache.enabled and not uses_local_cache(self.config.routing_policy)
 
-    def _spawn(self, name: str, module: str, args: list[str]) -> None:
+    def _spawn(self, name: str, module: str, args: list[str], http: bool = False) -> None:
         log_path = self.log_dir / f"{name}.log"
+        env = child_environment(self.credentials, os.environ, http)
         with open(log_path, "ab") as log:
             process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=env)
         self.children.append(Child(name, process, log_path))
 
     def dead(self) -> list[Child]:
@@ -196,9 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = resolve_config(args, parser)
+    try:
+        credentials = credentials_from_args(args, os.environ)
+    except CredentialsError as e:
+        parser.error(str(e))
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="supernode-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(config, log_dir, args.log_level)
+    cluster = Cluster(config, log_dir, args.log_level, credentials)
+    if not is_loopback(config.ports.host) and not credentials.api_keys:
+        print(f"supernode up: warning: {cluster.endpoint}/v1 has no API key; anyone who "
+              "reaches it can use it (set --api-key or VLLM_API_KEY)", file=sys.stderr)
     stop = {"now": False}
 
     def on_signal(signum: int, frame: object) -> None:

@@ -1,7 +1,10 @@
 """A worker's side of the registry: register with the scheduler, then heartbeat its load.
 
 The loop never gives up: when the scheduler is unreachable it retries with backoff, and when
-the scheduler answers `known = false` (it restarted or dropped us) it registers again.
+the scheduler answers `known = false` (it restarted or dropped us) it registers again. A
+refused registration is retried the same way: UNAUTHENTICATED (this worker's cluster token is
+not the scheduler's) and ALREADY_EXISTS (a live worker holds the id; it frees once that
+worker's lease lapses) are logged as errors with their cause.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ class Registrar:
         scheduler_address: str,
         registration: pb.RegisterRequest,
         current_load: Callable[[], pb.Load],
+        cluster_token: str | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
         self.registration = registration
         self.current_load = current_load
+        self.cluster_token = cluster_token
+        self._lease_token = ""
         self.registered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -43,7 +49,7 @@ class Registrar:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        async with insecure_channel(self.scheduler_address) as channel:
+        async with insecure_channel(self.scheduler_address, self.cluster_token) as channel:
             stub = pb_grpc.RegistryServiceStub(channel)
             backoff_s = 0.1
             was_registered = False
@@ -54,15 +60,13 @@ class Registrar:
                     await self._heartbeat_until_forgotten(stub, interval_s)
                 except grpc.aio.AioRpcError as e:
                     self.registered.clear()
-                    # Before the first registration the scheduler may simply not be up yet.
-                    level = logging.WARNING if was_registered or backoff_s >= 2.0 else logging.DEBUG
-                    log.log(level, "scheduler %s unreachable (%s); retrying in %.1fs",
-                            self.scheduler_address, e.code().name, backoff_s)
+                    self._log_failure(e, was_registered, backoff_s)
                     await asyncio.sleep(backoff_s)
                     backoff_s = min(2.0, backoff_s * 2)
 
     async def _register(self, stub: pb_grpc.RegistryServiceStub) -> float:
         response = await stub.Register(self.registration, timeout=2.0)
+        self._lease_token = response.lease_token
         self.registered.set()
         log.info("registered %s with scheduler %s", self.registration.worker_id,
                  self.scheduler_address)
@@ -73,8 +77,22 @@ class Registrar:
         while True:
             await asyncio.sleep(interval_s)
             request = pb.HeartbeatRequest(worker_id=self.registration.worker_id,
-                                          load=self.current_load())
+                                          load=self.current_load(),
+                                          lease_token=self._lease_token)
             response = await stub.Heartbeat(request, timeout=2.0)
             if not response.known:
                 log.warning("scheduler forgot %s; registering again", self.registration.worker_id)
                 return
+
+    def _log_failure(self, e: grpc.aio.AioRpcError, was_registered: bool,
+                     backoff_s: float) -> None:
+        code = e.code()
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.ALREADY_EXISTS):
+            log.error("scheduler %s refused %s: %s (%s); retrying in %.1fs",
+                      self.scheduler_address, self.registration.worker_id, e.details(),
+                      code.name, backoff_s)
+            return
+        # Before the first registration the scheduler may simply not be up yet.
+        level = logging.WARNING if was_registered or backoff_s >= 2.0 else logging.DEBUG
+        log.log(level, "scheduler %s unreachable (%s); retrying in %.1fs",
+                self.scheduler_address, code.name, backoff_s)

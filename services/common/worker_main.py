@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,13 @@ import grpc
 import yaml
 from prometheus_client import CollectorRegistry
 
+from services.common.credentials import (
+    Credentials,
+    CredentialsError,
+    add_cluster_token_flag,
+    check_bind,
+    credentials_from_args,
+)
 from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.logs import configure_logging
 from services.common.metrics_http import serve_metrics
@@ -36,12 +44,15 @@ def base_parser(role: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="deployment YAML (default: the embedded default)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config field, dotted (e.g. decode.num_devices=32)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default loopback; any other address needs a "
+                             "cluster token)")
     parser.add_argument("--advertise-host", default=None,
                         help="host others use to reach this process (default: --host)")
     parser.add_argument("--port", type=int, default=0, help="gRPC port (0: any free port)")
     parser.add_argument("--metrics-port", type=int, default=0, help="/metrics port (0: any)")
     parser.add_argument("--log-level", default="INFO")
+    add_cluster_token_flag(parser)
     return parser
 
 
@@ -69,6 +80,19 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         raise  # unreachable: parser.error exits
 
 
+def credentials_from_flags(args: argparse.Namespace,
+                           parser: argparse.ArgumentParser) -> Credentials:
+    """This process's secrets, from its flags and then the environment; exits naming the
+    cause when one is unreadable, or when --host exposes the gRPC plane without a token."""
+    try:
+        credentials = credentials_from_args(args, os.environ)
+        check_bind(args.host, credentials)
+    except CredentialsError as e:
+        parser.error(str(e))
+        raise  # unreachable: parser.error exits
+    return credentials
+
+
 @dataclass
 class WorkerProcess:
     """A running prefill or decode worker: its engine loop, gRPC server, /metrics, registration."""
@@ -88,14 +112,17 @@ class WorkerProcess:
 async def serve_worker(worker: Stoppable, add_servicer: Callable[[grpc.aio.Server], None],
                        args: argparse.Namespace, registry: CollectorRegistry,
                        registration: Callable[[str, str], pb.RegisterRequest],
-                       load: Callable[[], pb.Load]) -> WorkerProcess:
+                       load: Callable[[], pb.Load],
+                       cluster_token: str | None = None) -> WorkerProcess:
     """Expose a started worker: gRPC (with health), /metrics, and registration with the
-    scheduler. `registration(address, metrics_address)` builds the register message."""
-    server = await start_grpc_server([add_servicer], args.host, args.port)
+    scheduler. `registration(address, metrics_address)` builds the register message;
+    `cluster_token` is demanded by its gRPC server and presented to the scheduler."""
+    server = await start_grpc_server([add_servicer], args.host, args.port, cluster_token)
     metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
     host = args.advertise_host or args.host
     registrar = Registrar(args.scheduler,
-                          registration(f"{host}:{server.port}", f"{host}:{metrics_port}"), load)
+                          registration(f"{host}:{server.port}", f"{host}:{metrics_port}"), load,
+                          cluster_token)
     registrar.start()
     return WorkerProcess(worker, server, registrar, metrics_server)
 

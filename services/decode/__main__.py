@@ -12,6 +12,7 @@ from services.common.worker_main import (
     add_worker_flags,
     base_parser,
     config_from_args,
+    credentials_from_flags,
     default_worker_id,
     run_service,
     serve_worker,
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     add_worker_flags(parser)
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    token = credentials_from_flags(args, parser).cluster_token
     worker_id = args.worker_id or default_worker_id("decode")
     try:
         deployment = instance_deployment(config, "decode")
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return await serve_worker(
             worker,
             lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s),
-            args, registry, registration, load)
+            args, registry, registration, load, token)
 
     return run_service(f"decode[{worker_id}]", args.log_level, start)
 

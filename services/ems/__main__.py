@@ -15,6 +15,7 @@ from services.common.registration import Registrar
 from services.common.worker_main import (
     base_parser,
     config_from_args,
+    credentials_from_flags,
     default_worker_id,
     run_service,
 )
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=None, help="use Redis (overrides the config)")
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    token = credentials_from_flags(args, parser).cluster_token
     cache = config.cache
     try:
         if args.redis_url:
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         registry = CollectorRegistry()
         servicer = EmsServicer(make_store(store_cfg), EmsMetrics(registry))
         server = await start_grpc_server(
-            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(servicer, s)], args.host, args.port
+            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(servicer, s)], args.host, args.port,
+            token,
         )
         metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
         refresher = asyncio.create_task(_refresh_forever(servicer, server))
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                     metrics_address=f"{host}:{metrics_port}",
                 ),
                 pb.Load,
+                token,
             )
             registrar.start()
         return EmsProcess(servicer, server, registrar, refresher, metrics_server)

@@ -54,8 +54,9 @@ class DecodeKvWriter:
     """Puts finished requests' decode-generated blocks into a live EMS replica; never raises."""
 
     def __init__(self, registry: WorkerRegistry, config: CacheConfig, kv_bytes_per_token: int,
-                 payload_scale: float) -> None:
+                 payload_scale: float, cluster_token: str | None = None) -> None:
         self.registry = registry
+        self.cluster_token = cluster_token
         self.config = config
         self.kv_bytes_per_block = config.block_size * kv_bytes_per_token
         self.payload_scale = payload_scale
@@ -86,7 +87,7 @@ class DecodeKvWriter:
 
     async def _put(self, address: str, namespace: str, keys: Sequence[bytes]) -> None:
         if address not in self._channels:
-            self._channels[address] = insecure_channel(address)
+            self._channels[address] = insecure_channel(address, self.cluster_token)
         stub = pb_grpc.EmsServiceStub(self._channels[address])
         try:
             await put_blocks(stub, namespace, keys, self.config, self.kv_bytes_per_block,

@@ -12,6 +12,7 @@ from services.common.worker_main import (
     add_worker_flags,
     base_parser,
     config_from_args,
+    credentials_from_flags,
     default_worker_id,
     run_service,
     serve_worker,
@@ -34,7 +35,8 @@ from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
 
 def build_cache(config: ClusterConfig, deployment: Deployment, ems_address: str | None,
-                metrics: PrefillMetrics) -> PrefixCache | None:
+                metrics: PrefillMetrics, cluster_token: str | None = None
+                ) -> PrefixCache | None:
     """The shared EMS (p2p and the other policies), a local cache (kv-affinity), or none."""
     if not config.cache.enabled:
         return None
@@ -46,7 +48,7 @@ def build_cache(config: ClusterConfig, deployment: Deployment, ems_address: str 
         return None
     link = deployment.hardware.link(f"ems_{config.cache.plane}")
     return PrefixCacheClient(ems_address, config.cache, kv_bytes_per_token,
-                             config.kv_payload_scale, metrics, link)
+                             config.kv_payload_scale, metrics, link, cluster_token)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="EMS gRPC address (absent: no prefix cache)")
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    token = credentials_from_flags(args, parser).cluster_token
     worker_id = args.worker_id or default_worker_id("prefill")
     try:
         deployment = instance_deployment(config, "prefill")
@@ -68,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = PrefillMetrics(registry, config.model_name, worker_id)
         metrics.hw.on_start(deployment, "prefill", config.speedup, config.cache.block_size,
                             kv_capacity_tokens(deployment), config.cache.enabled)
-        cache = build_cache(config, deployment, args.ems, metrics)
-        sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes)
+        cache = build_cache(config, deployment, args.ems, metrics, token)
+        sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes, token)
         instance = PrefillInstance(PrefillEngine(budget), deployment,
                                    cache.link if cache is not None else None)
         worker = PrefillWorker(instance, WallClock(config.speedup), metrics, sender, cache,
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return await serve_worker(
             worker,
             lambda s: pb_grpc.add_PrefillServiceServicer_to_server(PrefillServicer(worker), s),
-            args, registry, registration, load)
+            args, registry, registration, load, token)
 
     return run_service(f"prefill[{worker_id}]", args.log_level, start)
 

@@ -106,9 +106,10 @@ class PrefixCacheClient(CacheBase):
     """EMS client for one prefill worker; `link` is the hardware's `ems_ub` or `ems_vpc`."""
 
     def __init__(self, address: str, config: CacheConfig, kv_bytes_per_token: int,
-                 payload_scale: float, metrics: PrefillMetrics, link: Link) -> None:
+                 payload_scale: float, metrics: PrefillMetrics, link: Link,
+                 cluster_token: str | None = None) -> None:
         super().__init__(config, kv_bytes_per_token, payload_scale, metrics, link)
-        self._channel = insecure_channel(address)
+        self._channel = insecure_channel(address, cluster_token)
         self._stub = pb_grpc.EmsServiceStub(self._channel)
         self._metadata = (("x-supernode-plane", config.plane),)
         self.degraded = False

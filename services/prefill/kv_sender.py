@@ -24,8 +24,10 @@ class KvTransferError(Exception):
 class KvSender:
     """Streams KV to decode instances, one channel per decode address."""
 
-    def __init__(self, worker_id: str, payload_scale: float, chunk_bytes: int) -> None:
+    def __init__(self, worker_id: str, payload_scale: float, chunk_bytes: int,
+                 cluster_token: str | None = None) -> None:
         self.worker_id = worker_id
+        self.cluster_token = cluster_token
         self.payload_scale = payload_scale
         self.chunk_bytes = chunk_bytes
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -69,5 +71,5 @@ class KvSender:
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = insecure_channel(address)
+            self._channels[address] = insecure_channel(address, self.cluster_token)
         return self._channels[address]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 import uuid
@@ -11,10 +12,17 @@ from dataclasses import dataclass
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from services.common.credentials import Credentials, add_http_auth_flags, is_loopback
 from services.common.grpc_server import GrpcServer, start_grpc_server
-from services.common.worker_main import base_parser, config_from_args, run_service
+from services.common.worker_main import (
+    base_parser,
+    config_from_args,
+    credentials_from_flags,
+    run_service,
+)
 from services.ems.client import DecodeKvWriter
 from services.scheduler.app import FrontEnd, build_app
+from services.scheduler.auth import ApiKeys
 from services.scheduler.flow import RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry_servicer import RegistryServicer
@@ -29,6 +37,8 @@ from supernode.models import load_model
 from supernode.policy import make_policy
 from supernode.tokenizer import make_tokenizer
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,7 +63,10 @@ class SchedulerProcess:
 
 
 async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc_port: int,
-                          log_level: str = "info") -> SchedulerProcess:
+                          log_level: str = "info",
+                          credentials: Credentials | None = None) -> SchedulerProcess:
+    credentials = credentials or Credentials()
+    token = credentials.cluster_token
     model = load_model(config.model)
     prometheus = CollectorRegistry()
     metrics = SchedulerMetrics(prometheus, config.model_name, model.max_context_len)
@@ -61,23 +74,24 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
     clock = WallClock(config.speedup)
     streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}",
-                           on_alive=registry.touch, clock=clock)
+                           on_alive=registry.touch, clock=clock, cluster_token=token)
     decode_kv = None
     if stores_decode_kv(config):
         prefill = instance_deployment(config, "prefill")
         decode_kv = DecodeKvWriter(registry, config.cache, prefill.model.kv_bytes_per_token(
-            prefill.kv_dtype), config.kv_payload_scale)
+            prefill.kv_dtype), config.kv_payload_scale, token)
     lifecycle = Lifecycle(config, registry)
     flow = RequestFlow(lifecycle, streams, clock, metrics,
-                       on_finished=decode_kv.on_finished if decode_kv else None)
+                       on_finished=decode_kv.on_finished if decode_kv else None,
+                       cluster_token=token)
     registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s)
     server = await start_grpc_server(
         [lambda s: pb_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s)],
-        host, grpc_port)
+        host, grpc_port, token)
     fe = FrontEnd(model_name=config.model_name, max_model_len=model.max_context_len,
                   tokenizer=make_tokenizer(config.tokenizer_path, model.vocab_size), flow=flow,
                   registry=registry, metrics=metrics, prometheus=prometheus,
-                  created=int(time.time()))
+                  created=int(time.time()), api_keys=ApiKeys(credentials))
     http = uvicorn.Server(uvicorn.Config(build_app(fe), host=host, port=http_port,
                                          log_level=log_level.lower(), access_log=False,
                                          timeout_keep_alive=30, lifespan="off"))
@@ -94,8 +108,10 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("scheduler")
     parser.add_argument("--http-port", type=int, default=8000, help="OpenAI HTTP port")
+    add_http_auth_flags(parser)
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    credentials = credentials_from_flags(args, parser)
     try:
         make_policy(config.routing_policy)
         make_tokenizer(config.tokenizer_path, load_model(config.model).vocab_size)
@@ -103,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--config/--set: {e}")
 
     async def start() -> SchedulerProcess:
-        return await start_scheduler(config, args.host, args.http_port, args.port, args.log_level)
+        if not is_loopback(args.host) and not credentials.api_keys:
+            log.warning("the OpenAI endpoint on %s:%d has no API key: anyone who reaches it "
+                        "can use it (set --api-key or VLLM_API_KEY)", args.host, args.http_port)
+        return await start_scheduler(config, args.host, args.http_port, args.port,
+                                     args.log_level, credentials)
 
     return run_service("scheduler", args.log_level, start)
 

@@ -10,10 +10,10 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
+from services.scheduler import auth
 from services.scheduler.flow import RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
@@ -60,10 +61,13 @@ class FrontEnd:
     metrics: SchedulerMetrics
     prometheus: CollectorRegistry
     created: int
+    api_keys: auth.ApiKeys = field(default_factory=auth.ApiKeys)
 
 
 def build_app(fe: FrontEnd) -> FastAPI:
     app = FastAPI(title="supernode", docs_url=None, redoc_url=None)
+    auth.install(app, fe.api_keys)
+    admin = [Depends(auth.require_admin)]
 
     @app.exception_handler(ApiError)
     async def _api_error(request: HttpRequest, exc: ApiError) -> JSONResponse:
@@ -80,12 +84,12 @@ def build_app(fe: FrontEnd) -> FastAPI:
                              "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind}},
                             status_code=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=admin)
     async def metrics() -> Response:
         fe.metrics.count_states(fe.flow.active)
         return Response(exposition(fe.prometheus), media_type=METRICS_CONTENT_TYPE)
 
-    @app.get("/workers")
+    @app.get("/workers", dependencies=admin)
     async def workers() -> list[dict[str, Any]]:
         """The live registry: every worker's address, shape and last reported load."""
         return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
@@ -94,7 +98,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
                  "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load)}
                 for w in fe.registry.all()]
 
-    @app.get("/sd/targets")
+    @app.get("/sd/targets", dependencies=admin)
     async def sd_targets() -> list[dict[str, Any]]:
         """Prometheus http_sd: every registered worker's /metrics address."""
         return [{"targets": [w.metrics_address],
@@ -164,14 +168,13 @@ def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int]
                        f"However, you requested {len(tokens) + max_tokens} tokens "
                        f"({len(tokens)} in the messages, {max_tokens} in the completion).",
                        "max_tokens")
-    namespace = request.headers.get("x-supernode-namespace", "")
     seed = body.seed if body.seed is not None else random.getrandbits(48)
     return Request(
         request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
         num_prompt_tokens=len(tokens), max_tokens=max_tokens or room, seed=seed,
         arrived_at=fe.flow.clock.now(), ignore_eos=body.ignore_eos,
-        cache_namespace=cache_namespace(fe.model_name, namespace), prompt_token_ids=tokens,
-        output_token_ids=[], sampler=_RandomIds(fe.tokenizer, seed))
+        cache_namespace=cache_namespace(fe.model_name, auth.tenant_namespace(request)),
+        prompt_token_ids=tokens, output_token_ids=[], sampler=_RandomIds(fe.tokenizer, seed))
 
 
 _REJECTION_REASONS = {429: "overloaded", 400: "too_large", 503: "no_workers"}

@@ -56,14 +56,17 @@ class RequestFlow:
 
     def __init__(self, lifecycle: Lifecycle, streams: TokenStreams, clock: Clock,
                  metrics: SchedulerMetrics,
-                 on_finished: Callable[[Request], None] | None = None) -> None:
-        """`on_finished`: called with each request that finished (stop or length)."""
+                 on_finished: Callable[[Request], None] | None = None,
+                 cluster_token: str | None = None) -> None:
+        """`on_finished`: called with each request that finished (stop or length).
+        `cluster_token`: attached to every call to a prefill instance."""
         self.lifecycle = lifecycle
         self.registry = lifecycle.registry
         self.streams = streams
         self.clock = clock
         self.metrics = metrics
         self.on_finished = on_finished
+        self.cluster_token = cluster_token
         self.block_size = lifecycle.router.block_size
         self._prefill_channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -251,7 +254,7 @@ class RequestFlow:
     def _prefill_channel(self, worker: WorkerInfo) -> grpc.aio.Channel:
         entry = self._prefill_channels.get(worker.worker_id)
         if entry is None or entry[0] != worker.address:
-            entry = (worker.address, insecure_channel(worker.address))
+            entry = (worker.address, insecure_channel(worker.address, self.cluster_token))
             self._prefill_channels[worker.worker_id] = entry
         return entry[1]
 

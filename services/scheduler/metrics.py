@@ -72,6 +72,10 @@ class SchedulerMetrics:
                                  registry=r)
         self.workers = Gauge("supernode_workers", "Registered workers per pool.", ("pool",),
                              registry=r)
+        self.registrations_refused = Counter(
+            "supernode_registrations_refused",
+            "Register calls refused because a live worker holds the id at another address.",
+            registry=r)
         self.kv_transfer_bytes = Counter("supernode_kv_transfer_bytes",
                                          "Modelled KV bytes moved prefill -> decode.",
                                          registry=r)

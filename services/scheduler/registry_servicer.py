@@ -1,10 +1,20 @@
-"""The scheduler's RegistryService: workers register and heartbeat; lapsed leases expire."""
+"""The scheduler's RegistryService: workers register and heartbeat; lapsed leases expire.
+
+Takeover protection: while a worker's lease runs, its id can be registered again only with
+the same advertised address from the same host (the worker itself, reconnecting); any other
+Register for that id is refused with ALREADY_EXISTS until the lease lapses. Each Register
+returns a fresh lease token and only heartbeats carrying it renew the lease, so no other
+caller can keep an entry alive after its worker died.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+import urllib.parse
+from dataclasses import dataclass
 
 import grpc
 
@@ -18,6 +28,23 @@ log = logging.getLogger(__name__)
 
 _KINDS = {pb.WORKER_KIND_PREFILL: WorkerKind.PREFILL, pb.WORKER_KIND_DECODE: WorkerKind.DECODE,
           pb.WORKER_KIND_EMS: WorkerKind.EMS}
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who registered a worker id last: the token its heartbeats carry, and where from."""
+
+    token: str
+    address: str
+    peer_host: str
+
+
+def peer_host(peer: str) -> str:
+    """The host of a grpc peer string ('ipv4:10.0.0.7:5123', 'ipv6:%5B::1%5D:5123')."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return urllib.parse.unquote(rest.rpartition(":")[0]).strip("[]")
+    return peer
 
 
 def _load(load: pb.Load) -> WorkerLoad:
@@ -34,6 +61,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         self.streams = streams
         self.metrics = metrics
         self.heartbeat_interval_s = heartbeat_interval_s
+        self._leases: dict[str, Lease] = {}
 
     async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext
                        ) -> pb.RegisterResponse:
@@ -41,23 +69,44 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         if kind is None or not request.worker_id or not request.address:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "worker_id, address and a known kind are required")
+        now, host = time.monotonic(), peer_host(context.peer())
+        if self._held_by_another(request, host, now):
+            log.warning("refused to register %s at %s from %s: a live worker holds that id",
+                        request.worker_id, request.address, host)
+            self.metrics.registrations_refused.inc()
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"worker id {request.worker_id!r} is held by a live worker at another address; "
+                f"it frees {self.registry.lease_s:g}s after that worker's last heartbeat")
         shape, cap = request.shape, request.capacity
         self.registry.register(WorkerInfo(
             worker_id=request.worker_id, kind=kind, address=request.address,
             metrics_address=request.metrics_address, num_devices=shape.num_devices,
             num_dies=shape.num_dies, kv_capacity_tokens=cap.kv_capacity_tokens,
             max_num_seqs=cap.max_num_seqs, max_num_batched_tokens=cap.max_num_batched_tokens,
-        ), time.monotonic())
+        ), now)
+        lease = Lease(secrets.token_hex(16), request.address, host)
+        self._leases[request.worker_id] = lease
         if kind == WorkerKind.DECODE:
             self.streams.connect(request.worker_id, request.address)
         log.info("worker %s (%s) registered at %s", request.worker_id, kind.value,
                  request.address)
         self._count()
         return pb.RegisterResponse(heartbeat_interval_s=self.heartbeat_interval_s,
-                                   lease_s=self.registry.lease_s)
+                                   lease_s=self.registry.lease_s, lease_token=lease.token)
+
+    def _held_by_another(self, request: pb.RegisterRequest, host: str, now_s: float) -> bool:
+        holder = self.registry.holder(request.worker_id, now_s)
+        if holder is None:
+            return False
+        lease = self._leases.get(request.worker_id)
+        return holder.address != request.address or lease is None or lease.peer_host != host
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext
                         ) -> pb.HeartbeatResponse:
+        lease = self._leases.get(request.worker_id)
+        if lease is None or not secrets.compare_digest(lease.token, request.lease_token):
+            return pb.HeartbeatResponse(known=False)
         known = self.registry.heartbeat(request.worker_id, _load(request.load), time.monotonic())
         return pb.HeartbeatResponse(known=known)
 
@@ -65,7 +114,10 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         """Drop workers whose lease lapsed, every heartbeat interval."""
         while True:
             await asyncio.sleep(self.heartbeat_interval_s / 2)
-            for worker in self.registry.expire(time.monotonic()):
+            gone = self.registry.expire(time.monotonic())
+            for worker in gone:  # before any await, so a re-registration keeps its new lease
+                self._leases.pop(worker.worker_id, None)
+            for worker in gone:
                 log.warning("worker %s (%s) missed its heartbeats; removed from routing",
                             worker.worker_id, worker.kind.value)
                 if worker.kind == WorkerKind.DECODE:

@@ -79,7 +79,7 @@ class DecodeLink:
                  streams: TokenStreams) -> None:
         self.worker_id = worker_id
         self.address = address
-        self.channel = insecure_channel(address)
+        self.channel = insecure_channel(address, streams.cluster_token)
         self.stub = pb_grpc.DecodeServiceStub(self.channel)
         self.ready = asyncio.Event()
         self._streams = streams
@@ -122,10 +122,11 @@ class TokenStreams:
 
     def __init__(self, subscriber_id: str,
                  on_alive: Callable[[str, float], None] = lambda worker_id, now_s: None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, cluster_token: str | None = None) -> None:
         self.subscriber_id = subscriber_id
         self.on_alive = on_alive
         self.clock = clock
+        self.cluster_token = cluster_token
         self.links: dict[str, DecodeLink] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._queues: dict[str, Mailbox] = {}

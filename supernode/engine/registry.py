@@ -98,6 +98,12 @@ class WorkerRegistry:
     def get(self, worker_id: str) -> WorkerInfo | None:
         return self._workers.get(worker_id)
 
+    def holder(self, worker_id: str, now_s: float) -> WorkerInfo | None:
+        """The worker holding `worker_id` while its lease runs; None once it lapsed (even if
+        `expire` has not removed it yet)."""
+        info = self._workers.get(worker_id)
+        return info if info is not None and now_s - info.last_seen_s <= self.lease_s else None
+
     def live(self, kind: WorkerKind) -> list[WorkerInfo]:
         return sorted((w for w in self._workers.values() if w.kind == kind),
                       key=lambda w: w.worker_id)

@@ -50,7 +50,9 @@ class RegistryServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Register(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """ALREADY_EXISTS when a worker whose lease has not lapsed holds worker_id at another
+        address (or registered from another host): an id cannot be taken over while alive.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -38,3 +38,12 @@ def test_touch_renews_the_lease() -> None:
     r.touch("ghost", now_s=1.9)
     assert r.expire(now_s=3.0) == [] and r.get("ghost") is None
     assert [w.worker_id for w in r.expire(now_s=4.0)] == ["d0"]
+
+
+def test_holder_is_the_worker_while_its_lease_runs() -> None:
+    """An id is held while its lease runs and free once it lapsed, before `expire` runs too."""
+    r = WorkerRegistry(lease_s=2.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1"), now_s=0.0)
+    assert r.holder("d0", now_s=2.0).address == "a:1"
+    assert r.holder("d0", now_s=2.1) is None
+    assert r.holder("ghost", now_s=0.0) is None
