@@ -20,27 +20,26 @@ import functools
 import hashlib
 import json
 import math
-import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 
 from supernode.cache.hashing import KEY_NUM_BYTES
 from supernode.cache.payload import checksum, make_payload, payload_num_bytes
 from supernode.cache.store import BlockStore, PutResult, StoredBlock
+from supernode.config import MODEL_VERSION
 from supernode.perf.deployment import Deployment
 from supernode.perf.load import model_image
 
 KIND = "model"
 """The block kind model blocks are stored under."""
 
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DOMAIN = b"supernode.model.v1\0"
 
 
 def model_id(name: str, version: str) -> str:
     """The versioned id ``<name>@<version>``; ValueError on an empty or unsafe version."""
-    if not _VERSION.match(version):
-        raise ValueError(f"model version must match {_VERSION.pattern} (got {version!r})")
+    if not MODEL_VERSION.match(version):
+        raise ValueError(f"model version must match {MODEL_VERSION.pattern} (got {version!r})")
     return f"{name}@{version}"
 
 

@@ -23,6 +23,7 @@ class _Stream:
     num_bytes: float
     cap_bytes_per_s: float
     done_bytes: float = 0.0
+    finished_at_s: float | None = None
 
     @property
     def remaining(self) -> float:
@@ -47,7 +48,8 @@ class SharedResource:
         if num_bytes < 0 or not cap_bytes_per_s > 0:
             raise ValueError(f"{self.name}: a stream needs bytes >= 0 and a cap > 0")
         self.advance(now_s)
-        self._streams[stream_id] = _Stream(num_bytes, cap_bytes_per_s)
+        self._streams[stream_id] = _Stream(num_bytes, cap_bytes_per_s,
+                                           finished_at_s=now_s if num_bytes == 0 else None)
 
     def remove(self, stream_id: str, now_s: float) -> None:
         """Forget ``stream_id`` (finished or abandoned); the others speed up from ``now_s``."""
@@ -66,11 +68,13 @@ class SharedResource:
                 break
             rates = self._rates(active)
             step = min(now_s - t, *(s.remaining / r for s, r in zip(active, rates)))
+            end = now_s if step >= now_s - t else t + step
             for stream, rate in zip(active, rates):
                 stream.done_bytes = min(stream.num_bytes, stream.done_bytes + rate * step)
                 if stream.remaining <= _EPSILON_BYTES:
                     stream.done_bytes = stream.num_bytes
-            t = now_s if step >= now_s - t else t + step
+                    stream.finished_at_s = end
+            t = end
         self._now_s = now_s
 
     def done_bytes(self, stream_id: str) -> float:
@@ -78,6 +82,10 @@ class SharedResource:
 
     def finished(self, stream_id: str) -> bool:
         return self._streams[stream_id].remaining <= 0
+
+    def finished_at_s(self, stream_id: str) -> float | None:
+        """The model time the stream moved its last byte (None while it moves)."""
+        return self._streams[stream_id].finished_at_s
 
     @property
     def num_active(self) -> int:
