@@ -1,12 +1,15 @@
 """A worker's side of the registry: register with the scheduler, then heartbeat its load.
 
 The loop never gives up: when the scheduler is unreachable it retries with backoff, and when
-the scheduler answers `known = false` (it restarted or dropped us) it registers again.
+the scheduler answers `known = false` (it restarted or dropped us) it registers again. The
+worker's state (loading its model, then ready) rides on both messages; `set_state` sends it at
+once rather than at the next heartbeat, so readiness reaches routing without delay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -33,6 +36,15 @@ class Registrar:
         self.current_load = current_load
         self.registered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def set_state(self, state: pb.WorkerState.ValueType,
+                  model_load: pb.ModelLoadStatus | None = None) -> None:
+        """Report `state` (and the load's status) now, and in every later registration."""
+        self.registration.state = state
+        if model_load is not None:
+            self.registration.model_load.CopyFrom(model_load)
+        self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="registrar")
@@ -71,9 +83,14 @@ class Registrar:
     async def _heartbeat_until_forgotten(self, stub: pb_grpc.RegistryServiceStub,
                                          interval_s: float) -> None:
         while True:
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
+            self._wake.clear()
             request = pb.HeartbeatRequest(worker_id=self.registration.worker_id,
-                                          load=self.current_load())
+                                          load=self.current_load(),
+                                          state=self.registration.state)
+            if self.registration.HasField("model_load"):
+                request.model_load.CopyFrom(self.registration.model_load)
             response = await stub.Heartbeat(request, timeout=2.0)
             if not response.known:
                 log.warning("scheduler forgot %s; registering again", self.registration.worker_id)

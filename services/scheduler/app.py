@@ -38,7 +38,7 @@ from services.scheduler.responses import (
     StopMatcher,
     full_response,
 )
-from supernode.engine.registry import WorkerKind, WorkerRegistry
+from supernode.engine.registry import WorkerKind, WorkerRegistry, WorkerState
 from supernode.engine.request import RequestRecord
 from supernode.tokenizer import TextTokenizer
 
@@ -75,7 +75,8 @@ def build_app(fe: FrontEnd) -> FastAPI:
     async def health() -> Response:
         ok = all(fe.registry.live(k) for k in (WorkerKind.PREFILL, WorkerKind.DECODE))
         return JSONResponse({"status": "ok" if ok else "degraded",
-                             "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind}},
+                             "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind},
+                             "loading": _loading_counts(fe.registry)},
                             status_code=200 if ok else 503)
 
     @app.get("/metrics")
@@ -88,7 +89,9 @@ def build_app(fe: FrontEnd) -> FastAPI:
         return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
                  "metrics_address": w.metrics_address, "num_devices": w.num_devices,
                  "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
-                 "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load)}
+                 "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load),
+                 "state": w.state.value,
+                 "model_load": dataclasses.asdict(w.model_load) if w.model_load else None}
                 for w in fe.registry.all()]
 
     @app.get("/sd/targets")
@@ -121,6 +124,21 @@ def build_app(fe: FrontEnd) -> FastAPI:
         return await _generate(fe, request, CHAT, body, tokens, body.requested_max_tokens())
 
     return app
+
+
+def _loading_counts(registry: WorkerRegistry) -> dict[str, int]:
+    """Registered workers per pool still loading their model (not routed to yet)."""
+    return {k.value: sum(w.state is WorkerState.LOADING for w in registry.registered(k))
+            for k in WorkerKind}
+
+
+def _no_workers_message(registry: WorkerRegistry, e: NoWorkers) -> str:
+    """Why a pool is empty: nothing registered, or every worker still loading its model."""
+    loading = [w for w in registry.registered(e.kind) if w.state is WorkerState.LOADING]
+    if not loading:
+        return str(e)
+    return (f"no {e.kind.value} workers ready: {len(loading)} still loading the model "
+            f"(see /workers); retry later")
 
 
 async def _json(request: Request) -> Any:
@@ -163,7 +181,7 @@ async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, token
         fe.flow.check_fits(record)
     except NoWorkers as e:
         fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
-        raise ApiError(503, str(e), retry_after_s=1.0) from None
+        raise ApiError(503, _no_workers_message(fe.registry, e), retry_after_s=1.0) from None
     except RequestTooLarge as e:
         raise ApiError(400, str(e), "max_tokens") from None
     m = fe.metrics

@@ -10,7 +10,14 @@ import grpc
 
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.token_streams import TokenStreams
-from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad, WorkerRegistry
+from supernode.engine.registry import (
+    ModelLoadInfo,
+    WorkerInfo,
+    WorkerKind,
+    WorkerLoad,
+    WorkerRegistry,
+    WorkerState,
+)
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -18,6 +25,19 @@ log = logging.getLogger(__name__)
 
 _KINDS = {pb.WORKER_KIND_PREFILL: WorkerKind.PREFILL, pb.WORKER_KIND_DECODE: WorkerKind.DECODE,
           pb.WORKER_KIND_EMS: WorkerKind.EMS}
+# A worker that reports no state models no load: it is ready.
+_STATES = {pb.WORKER_STATE_LOADING: WorkerState.LOADING}
+
+
+def _state(state: int) -> WorkerState:
+    return _STATES.get(state, WorkerState.READY)
+
+
+def _model_load(message: pb.RegisterRequest | pb.HeartbeatRequest) -> ModelLoadInfo | None:
+    if not message.HasField("model_load"):
+        return None
+    m = message.model_load
+    return ModelLoadInfo(m.model_id, m.source, m.estimated_s, m.load_s)
 
 
 def _load(load: pb.Load) -> WorkerLoad:
@@ -47,18 +67,25 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
             metrics_address=request.metrics_address, num_devices=shape.num_devices,
             num_dies=shape.num_dies, kv_capacity_tokens=cap.kv_capacity_tokens,
             max_num_seqs=cap.max_num_seqs, max_num_batched_tokens=cap.max_num_batched_tokens,
+            state=_state(request.state), model_load=_model_load(request),
         ), time.monotonic())
         if kind == WorkerKind.DECODE:
             self.streams.connect(request.worker_id, request.address)
-        log.info("worker %s (%s) registered at %s", request.worker_id, kind.value,
-                 request.address)
+        log.info("worker %s (%s) registered at %s, %s", request.worker_id, kind.value,
+                 request.address, _state(request.state).value)
         self._count()
         return pb.RegisterResponse(heartbeat_interval_s=self.heartbeat_interval_s,
                                    lease_s=self.registry.lease_s)
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext
                         ) -> pb.HeartbeatResponse:
-        known = self.registry.heartbeat(request.worker_id, _load(request.load), time.monotonic())
+        before = self.registry.get(request.worker_id)
+        state = _state(request.state)
+        known = self.registry.heartbeat(request.worker_id, _load(request.load), time.monotonic(),
+                                        state, _model_load(request))
+        if before is not None and before.state is not state:
+            log.info("worker %s is %s", request.worker_id, state.value)
+            self._count()
         return pb.HeartbeatResponse(known=known)
 
     async def expire_forever(self) -> None:
@@ -75,3 +102,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
     def _count(self) -> None:
         for kind in WorkerKind:
             self.metrics.workers.labels(pool=kind.value).set(len(self.registry.live(kind)))
+            registered = self.registry.registered(kind)
+            for state in WorkerState:
+                self.metrics.workers_by_state.labels(pool=kind.value, state=state.value).set(
+                    sum(w.state is state for w in registered))
