@@ -13,7 +13,9 @@ Otherwise it registers as `loading` and runs one load:
 
 A block that fails its checksum, or an EMS read cut short, loads again without EMS; an EMS
 that goes away mid-load is asked again (the load starts over), `MAX_ATTEMPTS` times in all.
-Then the worker reports `ready` (`Registrar.set_state`), which puts it into routing.
+Then the worker reports `ready` (`Registrar.set_state`), which puts it into routing. While it
+loads, its gRPC health service says NOT_SERVING, so orchestrators' readiness probes (Kubernetes,
+compose healthchecks) see what routing sees.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import grpc
 from prometheus_client import CollectorRegistry, Gauge
 
-from services.common.grpc_server import insecure_channel
+from services.common.grpc_server import GrpcServer, insecure_channel
 from services.common.registration import Registrar
 from services.common.shape import instance_shape
 from services.common.vllm_metrics import LABELS
@@ -86,13 +88,14 @@ class ModelLoader:
         self.model_id = model_id(deployment.model.name, config.model_load.version)
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, registrar: Registrar) -> None:
-        """Set the registration's state (call before the registrar starts), then load."""
+    def start(self, registrar: Registrar, server: GrpcServer | None = None) -> None:
+        """Set the registration's state (call before the registrar starts), then load; the
+        `server`'s health service is NOT_SERVING until the load is over."""
         if not self.config.model_load.enabled:
             return
         self.series.set_state("loading")
         registrar.set_state(pb.WORKER_STATE_LOADING, pb.ModelLoadStatus(model_id=self.model_id))
-        self._task = asyncio.create_task(self._run(registrar), name="model-load")
+        self._task = asyncio.create_task(self._run(registrar, server), name="model-load")
 
     async def wait(self) -> None:
         """Until the load is over (at once when there is none)."""
@@ -104,7 +107,10 @@ class ModelLoader:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _run(self, registrar: Registrar) -> None:
+    async def _run(self, registrar: Registrar, server: GrpcServer | None) -> None:
+        if server is not None:
+            await server.set_serving(False)
+
         def on_plan(source: str, estimated_s: float) -> None:
             log.info("loading %s from %s: %.1f model seconds expected", self.model_id, source,
                      estimated_s)
@@ -120,6 +126,8 @@ class ModelLoader:
         self.series.load_lag_seconds.labels(**self.series.labels).set(lag_s)
         self.series.set_state("ready")
         registrar.set_state(pb.WORKER_STATE_READY, self._status(source, estimated_s, load_s))
+        if server is not None:
+            await server.set_serving(True)
 
     def _status(self, source: str, estimated_s: float, load_s: float = 0.0
                 ) -> pb.ModelLoadStatus:

@@ -106,7 +106,7 @@ async def serve_worker(worker: Stoppable, add_servicer: Callable[[grpc.aio.Serve
     registrar = Registrar(args.scheduler,
                           registration(f"{host}:{server.port}", f"{host}:{metrics_port}"), load)
     if loader is not None:
-        loader.start(registrar)
+        loader.start(registrar, server)
     registrar.start()
     return WorkerProcess(worker, server, registrar, metrics_server, loader)
 

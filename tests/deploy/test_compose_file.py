@@ -202,3 +202,14 @@ def test_dockerfile_is_cacheable_and_non_root() -> None:
     assert 'ENTRYPOINT ["supernode-entrypoint"]' in text
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") + 1:], "the .dockerignore allow-list is empty"
+
+
+def test_every_replica_pays_its_model_load(services: dict) -> None:
+    """SUPERNODE_MODEL_LOAD reaches every role (default skip), and decode, like prefill, knows
+    EMS, which picks and paces the load of each replica `--scale` adds."""
+    for role in ROLES:
+        assert services[role]["environment"]["SUPERNODE_MODEL_LOAD"] == \
+            "${SUPERNODE_MODEL_LOAD:-skip}"
+    decode = services["decode"]["command"]
+    assert decode[decode.index("--ems") + 1] == "ems:50051"
+    assert services["decode"]["depends_on"]["ems"] == {"condition": "service_healthy"}
