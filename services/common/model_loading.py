@@ -35,7 +35,7 @@ from supernode.cache.payload import checksum
 from supernode.clock import Clock
 from supernode.config import ClusterConfig
 from supernode.perf import Deployment
-from supernode.perf.load import load_time
+from supernode.perf.load import SOURCES, load_time
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -56,12 +56,16 @@ class ModelLoadSeries:
                            "1 for the worker's current state (loading, ready), else 0.",
                            (*LABELS, "state"), registry=registry)
         self.load_seconds = Gauge("supernode_model_load_seconds",
-                                  "Modelled seconds of the worker's model load, by source.",
+                                  "Modelled seconds the worker spent loading its model from "
+                                  "each source (0 for a source it did not load from).",
                                   (*LABELS, "source"), registry=registry)
         self.load_lag_seconds = Gauge("supernode_model_load_lag_seconds",
                                       "Model seconds the emulator ran behind the modelled load.",
                                       LABELS, registry=registry)
         self.set_state("ready")
+        for source in SOURCES:
+            self.load_seconds.labels(**labels, source=source)
+        self.load_lag_seconds.labels(**labels)
 
     def set_state(self, state: str) -> None:
         for name in STATES.values():
