@@ -8,7 +8,7 @@ in (wall seconds, monotonic), never read here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -68,6 +68,16 @@ class WorkerInfo:
     last_seen_s: float = 0.0
 
 
+def _evolve(info: WorkerInfo, **changes: object) -> WorkerInfo:
+    """`dataclasses.replace` for WorkerInfo, without its per-call introspection (the
+    simulator updates loads on every routing decision)."""
+    fields = dict(info.__dict__)
+    fields.update(changes)
+    new = object.__new__(WorkerInfo)
+    new.__dict__.update(fields)
+    return new
+
+
 class WorkerRegistry:
     """Registered workers by id, with lease expiry."""
 
@@ -78,7 +88,7 @@ class WorkerRegistry:
     def register(self, info: WorkerInfo, now_s: float) -> None:
         previous = self._workers.get(info.worker_id)
         inflight = previous.num_inflight if previous else 0
-        self._workers[info.worker_id] = replace(info, last_seen_s=now_s, num_inflight=inflight)
+        self._workers[info.worker_id] = _evolve(info, last_seen_s=now_s, num_inflight=inflight)
 
     def heartbeat(self, worker_id: str, load: WorkerLoad, now_s: float,
                   state: WorkerState | None = None,
@@ -88,24 +98,24 @@ class WorkerRegistry:
         info = self._workers.get(worker_id)
         if info is None:
             return False
-        info = replace(info, load=load, last_seen_s=now_s)
+        changes: dict[str, object] = {"load": load, "last_seen_s": now_s}
         if state is not None:
-            info = replace(info, state=state)
+            changes["state"] = state
         if model_load is not None:
-            info = replace(info, model_load=model_load)
-        self._workers[worker_id] = info
+            changes["model_load"] = model_load
+        self._workers[worker_id] = _evolve(info, **changes)
         return True
 
     def touch(self, worker_id: str, now_s: float) -> None:
         """Other proof of life (e.g. a token stream still flowing) renews the lease too."""
         info = self._workers.get(worker_id)
         if info is not None:
-            self._workers[worker_id] = replace(info, last_seen_s=now_s)
+            self._workers[worker_id] = _evolve(info, last_seen_s=now_s)
 
     def add_inflight(self, worker_id: str, delta: int) -> None:
         info = self._workers.get(worker_id)
         if info is not None:
-            self._workers[worker_id] = replace(info, num_inflight=max(0, info.num_inflight + delta))
+            self._workers[worker_id] = _evolve(info, num_inflight=max(0, info.num_inflight + delta))
 
     def remove(self, worker_id: str) -> WorkerInfo | None:
         return self._workers.pop(worker_id, None)
