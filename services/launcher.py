@@ -38,6 +38,7 @@ from services.common.credentials import (
 from services.common.worker_main import parse_overrides
 from supernode.config import ClusterConfig, load_config, to_dict
 from supernode.deployment import instance_deployment
+from supernode.perf.load import load_time, model_image
 from supernode.policy import make_policy
 from supernode.policy.kv_affinity import uses_local_cache
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routing-policy", default=None, help="least-loaded | round-robin | ...")
     p.add_argument("--redis-url", default=None, help="back EMS with Redis at this URL")
     p.add_argument("--no-cache", action="store_true", help="run without the EMS prefix cache")
+    p.add_argument("--model-load", default=None, choices=("obs", "dram", "ems", "skip"),
+                   help="where workers load their weights from at start (default skip: ready "
+                        "at once); see docs/model-cache.md")
     p.add_argument("--log-dir", default=None, help="where each process writes its log")
     p.add_argument("--ready-timeout", type=float, default=60.0,
                    help="seconds to wait for every worker to register")
@@ -81,7 +85,8 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     flag_map = {"model": "model", "hardware": "hardware", "tokenizer": "tokenizer_path",
                 "host": "ports.host", "port": "ports.http", "num_prefill": "num_prefill",
                 "num_decode": "num_decode", "speedup": "speedup",
-                "routing_policy": "routing_policy", "redis_url": "cache.redis_url"}
+                "routing_policy": "routing_policy", "redis_url": "cache.redis_url",
+                "model_load": "model_load.source"}
     for flag, key in flag_map.items():
         value = getattr(args, flag)
         if value is not None:
@@ -148,22 +153,33 @@ class Cluster:
         self._spawn("scheduler", "services.scheduler", [
             *common, "--http-port", str(self.config.ports.http),
             "--port", self.scheduler_grpc.rsplit(":", 1)[1]], http=True)
-        workers = ["--scheduler", self.scheduler_grpc]
-        if self.uses_ems:
+        if self.runs_ems:
             self._spawn("ems", "services.ems", [
-                *common, *workers, "--port", self.ems_grpc.rsplit(":", 1)[1]])
-        ems = ["--ems", self.ems_grpc] if self.uses_ems else []
+                *common, "--scheduler", self.scheduler_grpc,
+                "--port", self.ems_grpc.rsplit(":", 1)[1]])
         for i in range(self.config.num_prefill):
-            self._spawn(f"prefill-{i}", "services.prefill",
-                        [*common, *workers, *ems, "--worker-id", f"prefill-{i}"])
+            self.add_worker("prefill", f"prefill-{i}")
         for i in range(self.config.num_decode):
-            self._spawn(f"decode-{i}", "services.decode",
-                        [*common, *workers, "--worker-id", f"decode-{i}"])
+            self.add_worker("decode", f"decode-{i}")
+
+    def add_worker(self, role: str, worker_id: str) -> None:
+        """Start one more `role` ("prefill" or "decode") worker with the cluster's config."""
+        args = ["--config", str(self.config_path), "--host", self.config.ports.host,
+                "--log-level", self.log_level, "--scheduler", self.scheduler_grpc,
+                "--worker-id", worker_id]
+        if self.runs_ems:
+            args += ["--ems", self.ems_grpc]
+        self._spawn(worker_id, f"services.{role}", args)
 
     @property
     def uses_ems(self) -> bool:
         """A shared EMS pool runs unless the cache is off or each prefill keeps its own."""
         return self.config.cache.enabled and not uses_local_cache(self.config.routing_policy)
+
+    @property
+    def runs_ems(self) -> bool:
+        """EMS runs for the prefix cache, or to cache and pace model loads."""
+        return self.uses_ems or self.config.model_load.enabled
 
     def _spawn(self, name: str, module: str, args: list[str], http: bool = False) -> None:
         log_path = self.log_dir / f"{name}.log"
@@ -178,17 +194,19 @@ class Cluster:
         return [c for c in self.children if c.process.poll() is not None]
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Block until /health reports every pool registered; RuntimeError on a dead child."""
+        """Block until /health reports every pool registered (ready, or loading its model);
+        RuntimeError on a dead child."""
         want = {"prefill": self.config.num_prefill, "decode": self.config.num_decode,
-                "ems": 1 if self.uses_ems else 0}
+                "ems": 1 if self.runs_ems else 0}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if dead := self.dead():
                 raise RuntimeError(f"{dead[0].name} exited with {dead[0].process.returncode}; "
                                    f"log {dead[0].log_path}:\n{_tail(dead[0].log_path)}")
             try:
-                workers = httpx.get(f"{self.endpoint}/health", timeout=1.0).json()["workers"]
-                if all(workers.get(k, 0) >= n for k, n in want.items()):
+                health = httpx.get(f"{self.endpoint}/health", timeout=1.0).json()
+                workers, loading = health["workers"], health.get("loading", {})
+                if all(workers.get(k, 0) + loading.get(k, 0) >= n for k, n in want.items()):
                     return
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
@@ -207,6 +225,25 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+
+
+def model_load_banner(config: ClusterConfig) -> str:
+    """What `up` says about model loading: skipped, or where from and how long it takes."""
+    load = config.model_load
+    if not load.enabled:
+        return ("model load: skipped (workers are ready at once; --model-load obs|dram|ems "
+                "models cold and warm starts)")
+    d = instance_deployment(config, "decode")
+    alone = load_time(d, load.source).total_s
+    line = (f"model load: from {load.source}; workers are 'loading' in /workers until their "
+            f"load is over (one decode instance alone: {alone:,.1f} model s, "
+            f"{alone / config.speedup:,.1f} wall s)")
+    image = model_image(d).model_bytes
+    if load.cache_in_ems and image > config.cache.capacity_bytes:
+        line += (f"\nmodel load: EMS holds {config.cache.capacity_bytes / 1e9:,.0f} GB, less "
+                 f"than the model ({image / 1e9:,.0f} GB): it will not be cached in EMS; raise "
+                 f"cache.capacity_bytes to cache it")
+    return line
 
 
 def _tail(path: Path, num_lines: int = 20) -> str:
@@ -249,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{config.num_decode} decode x {config.decode.num_devices} devices, "
           f"{config.hardware}, speedup {config.speedup})", flush=True)
     print(f"logs: {log_dir}   metrics: {cluster.endpoint}/metrics   Ctrl-C stops", flush=True)
+    print(model_load_banner(config), flush=True)
     reported: set[str] = set()
     while not stop["now"]:
         for child in cluster.dead():

@@ -7,6 +7,7 @@ unknown key is an error naming it. `__post_init__` only validates. Units are in 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,12 @@ import yaml
 Quant = Literal["int8", "bf16", "fp8"]
 CacheBackend = Literal["memory", "redis"]
 Plane = Literal["ub", "vpc"]
+ModelLoadSource = Literal["skip", "obs", "dram", "ems"]
+
+MODEL_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""A model version as it appears in ids (`<model>@<version>`) and keys: no '/' or '@'."""
+MAX_MODEL_BLOCK_PAYLOAD_BYTES = 32 * 2**20
+"""Largest payload of one model block (block_bytes x kv_payload_scale): one gRPC message."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,40 @@ class CacheConfig:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
         if self.backend == "redis" and not self.redis_url:
             raise ValueError("backend 'redis' needs redis_url")
+
+
+@dataclass(frozen=True)
+class ModelLoadConfig:
+    """How workers get their weights when they start (docs/model-cache.md)."""
+
+    source: ModelLoadSource = "skip"
+    """Where the weights are when the deployment starts: 'skip' (workers are ready at once, no
+    load is modelled), 'obs' (object storage only), 'dram' (a copy in every node's host DRAM)
+    or 'ems' (cached in the EMS pool). A worker loads from EMS if the model is cached there,
+    else from its nodes' DRAM if this is 'dram', else from OBS."""
+    version: str = "v1"
+    """Version in the model's id, `<model>@<version>`."""
+    cache_in_ems: bool = True
+    """A load not served by EMS stores the model's blocks in EMS for the next instance."""
+    block_bytes: int = 1 << 30
+    """Modelled bytes of one model block in EMS (an emulation choice: the paper gives none)."""
+
+    def __post_init__(self) -> None:
+        if self.block_bytes < 1:
+            raise ValueError(f"model_load.block_bytes must be >= 1, got {self.block_bytes}")
+        if self.source not in typing.get_args(ModelLoadSource):
+            raise ValueError(f"model_load.source must be one of "
+                             f"{typing.get_args(ModelLoadSource)}, got {self.source!r}")
+        if self.source == "ems" and not self.cache_in_ems:
+            raise ValueError("model_load.source 'ems' needs model_load.cache_in_ems")
+        if not MODEL_VERSION.match(self.version):
+            raise ValueError(f"model_load.version must match {MODEL_VERSION.pattern}, "
+                             f"got {self.version!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether workers model their load at all."""
+        return self.source != "skip"
 
 
 @dataclass(frozen=True)
@@ -176,6 +217,7 @@ class ClusterConfig:
     worker_lease_s: float = 3.0
     """Wall seconds without a heartbeat before a worker leaves routing."""
     ports: PortsConfig = field(default_factory=PortsConfig)
+    model_load: ModelLoadConfig = field(default_factory=ModelLoadConfig)
 
     def __post_init__(self) -> None:
         if self.num_prefill < 1 or self.num_decode < 1:
@@ -190,6 +232,11 @@ class ClusterConfig:
             raise ValueError(f"delivery_lead_s must be in [0, 1], got {self.delivery_lead_s}")
         if self.worker_lease_s <= self.heartbeat_interval_s:
             raise ValueError("worker_lease_s must exceed heartbeat_interval_s")
+        block_payload = self.model_load.block_bytes * self.kv_payload_scale
+        if self.model_load.enabled and block_payload > MAX_MODEL_BLOCK_PAYLOAD_BYTES:
+            raise ValueError(
+                f"model_load.block_bytes x kv_payload_scale = {block_payload:.0f} payload bytes "
+                f"per model block exceeds {MAX_MODEL_BLOCK_PAYLOAD_BYTES}; lower either")
 
     @property
     def model_name(self) -> str:
@@ -240,7 +287,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def _merge_defaults(data: dict[str, Any]) -> ClusterConfig:
     base = to_dict(ClusterConfig())
-    for key in ("prefill", "decode", "cache", "scheduler", "ports"):
+    for key in ("prefill", "decode", "cache", "scheduler", "ports", "model_load"):
         if isinstance(data.get(key), dict):
             merged = dict(base[key])
             merged.update(data[key])

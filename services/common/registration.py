@@ -4,12 +4,15 @@ The loop never gives up: when the scheduler is unreachable it retries with backo
 the scheduler answers `known = false` (it restarted or dropped us) it registers again. A
 refused registration is retried the same way: UNAUTHENTICATED (this worker's cluster token is
 not the scheduler's) and ALREADY_EXISTS (a live worker holds the id; it frees once that
-worker's lease lapses) are logged as errors with their cause.
+worker's lease lapses) are logged as errors with their cause. The worker's state (loading its
+model, then ready) rides on both messages; `set_state` sends it at once rather than at the
+next heartbeat, so readiness reaches routing without delay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -39,6 +42,15 @@ class Registrar:
         self._lease_token = ""
         self.registered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def set_state(self, state: pb.WorkerState.ValueType,
+                  model_load: pb.ModelLoadStatus | None = None) -> None:
+        """Report `state` (and the load's status) now, and in every later registration."""
+        self.registration.state = state
+        if model_load is not None:
+            self.registration.model_load.CopyFrom(model_load)
+        self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="registrar")
@@ -75,10 +87,15 @@ class Registrar:
     async def _heartbeat_until_forgotten(self, stub: pb_grpc.RegistryServiceStub,
                                          interval_s: float) -> None:
         while True:
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
+            self._wake.clear()
             request = pb.HeartbeatRequest(worker_id=self.registration.worker_id,
                                           load=self.current_load(),
+                                          state=self.registration.state,
                                           lease_token=self._lease_token)
+            if self.registration.HasField("model_load"):
+                request.model_load.CopyFrom(self.registration.model_load)
             response = await stub.Heartbeat(request, timeout=2.0)
             if not response.known:
                 log.warning("scheduler forgot %s; registering again", self.registration.worker_id)

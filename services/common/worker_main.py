@@ -27,6 +27,7 @@ from services.common.credentials import (
 from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.logs import configure_logging
 from services.common.metrics_http import serve_metrics
+from services.common.model_loading import ModelLoader
 from services.common.registration import Registrar
 from supernode.config import ClusterConfig, load_config
 from supernode.v1 import supernode_pb2 as pb
@@ -60,6 +61,8 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", required=True, metavar="HOST:PORT",
                         help="the scheduler's registry gRPC address")
     parser.add_argument("--worker-id", default=None, help="unique id (default: role + random)")
+    parser.add_argument("--ems", default=None, metavar="HOST:PORT",
+                        help="EMS gRPC address: the prefix cache (prefill) and model loads")
 
 
 def parse_overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -95,14 +98,18 @@ def credentials_from_flags(args: argparse.Namespace,
 
 @dataclass
 class WorkerProcess:
-    """A running prefill or decode worker: its engine loop, gRPC server, /metrics, registration."""
+    """A running prefill or decode worker: its engine loop, gRPC server, /metrics, registration,
+    and its model load (None when none is modelled)."""
 
     worker: Stoppable
     grpc: GrpcServer
     registrar: Registrar
     metrics_server: WSGIServer
+    loader: ModelLoader | None = None
 
     async def stop(self) -> None:
+        if self.loader is not None:
+            await self.loader.stop()
         await self.registrar.stop()
         await self.grpc.stop()
         await self.worker.stop()
@@ -113,18 +120,22 @@ async def serve_worker(worker: Stoppable, add_servicer: Callable[[grpc.aio.Serve
                        args: argparse.Namespace, registry: CollectorRegistry,
                        registration: Callable[[str, str], pb.RegisterRequest],
                        load: Callable[[], pb.Load],
-                       cluster_token: str | None = None) -> WorkerProcess:
+                       cluster_token: str | None = None,
+                       loader: ModelLoader | None = None) -> WorkerProcess:
     """Expose a started worker: gRPC (with health), /metrics, and registration with the
     scheduler. `registration(address, metrics_address)` builds the register message;
-    `cluster_token` is demanded by its gRPC server and presented to the scheduler."""
+    `cluster_token` is demanded by its gRPC server and presented to the scheduler; with a
+    `loader` the worker registers as loading and turns ready when its model load is over."""
     server = await start_grpc_server([add_servicer], args.host, args.port, cluster_token)
     metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
     host = args.advertise_host or args.host
     registrar = Registrar(args.scheduler,
                           registration(f"{host}:{server.port}", f"{host}:{metrics_port}"), load,
                           cluster_token)
+    if loader is not None:
+        loader.start(registrar, server)
     registrar.start()
-    return WorkerProcess(worker, server, registrar, metrics_server)
+    return WorkerProcess(worker, server, registrar, metrics_server, loader)
 
 
 def default_worker_id(role: str) -> str:

@@ -6,6 +6,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
+from services.common.model_loading import ModelLoader
 from services.common.shape import instance_shape
 from services.common.worker_main import (
     WorkerProcess,
@@ -60,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
             return pb.Load(num_running=engine.num_running, num_waiting=engine.num_waiting,
                            kv_used_tokens=engine.kv_used_tokens())
 
+        loader = ModelLoader(config, deployment, worker_id, args.ems, WallClock(config.speedup),
+                             metrics.model_load, cluster_token=token)
         return await serve_worker(
             worker,
             lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s),
-            args, registry, registration, load, token)
+            args, registry, registration, load, token, loader)
 
     return run_service(f"decode[{worker_id}]", args.log_level, start)
 

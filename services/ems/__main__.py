@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from dataclasses import dataclass
 
@@ -20,13 +21,19 @@ from services.common.worker_main import (
     run_service,
 )
 from services.ems.metrics import EmsMetrics
+from services.ems.models import ModelCacheSettings, ModelService
 from services.ems.servicer import EmsServicer
 from supernode.cache.backends import StoreConfig, make_store
-from supernode.config import CacheConfig
+from supernode.cache.models import ModelCatalog
+from supernode.cache.store import StoreUnavailable
+from supernode.clock import WallClock
+from supernode.config import CacheConfig, ClusterConfig
+from supernode.deployment import instance_deployment
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
 GAUGE_REFRESH_S = 1.0
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +60,27 @@ def store_config(cache: CacheConfig) -> StoreConfig:
         namespace_capacity_bytes=cache.namespace_capacity_bytes or None,
         redis_url=cache.redis_url,
     )
+
+
+def build_ems(config: ClusterConfig, store_cfg: StoreConfig,
+              registry: CollectorRegistry) -> EmsServicer:
+    """The servicer over a new store, its model cache paced at the config's speedup."""
+    store, metrics = make_store(store_cfg), EmsMetrics(registry)
+    settings = ModelCacheSettings.from_config(config)
+    models = ModelService(ModelCatalog(store, settings.payload_scale), metrics,
+                          WallClock(config.speedup), settings)
+    return EmsServicer(store, metrics, models)
+
+
+async def seed_models(servicer: EmsServicer, config: ClusterConfig) -> None:
+    """With `model_load.source: ems` the pool holds the served model when the run starts."""
+    if config.model_load.source != "ems":
+        return
+    deployments = [instance_deployment(config, role) for role in ("prefill", "decode")]
+    try:
+        await servicer.models.seed(deployments, config.model_load.version)
+    except StoreUnavailable as e:
+        _log.warning("could not seed the model into EMS (loads will read OBS): %s", e)
 
 
 async def _refresh_forever(servicer: EmsServicer, server: GrpcServer) -> None:
@@ -94,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 
     async def start() -> EmsProcess:
         registry = CollectorRegistry()
-        servicer = EmsServicer(make_store(store_cfg), EmsMetrics(registry))
+        servicer = build_ems(config, store_cfg, registry)
+        await seed_models(servicer, config)
         server = await start_grpc_server(
             [lambda s: pb_grpc.add_EmsServiceServicer_to_server(servicer, s)], args.host, args.port,
             token,

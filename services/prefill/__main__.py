@@ -6,6 +6,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
+from services.common.model_loading import ModelLoader
 from services.common.shape import instance_shape
 from services.common.worker_main import (
     WorkerProcess,
@@ -54,8 +55,6 @@ def build_cache(config: ClusterConfig, deployment: Deployment, ems_address: str 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("prefill")
     add_worker_flags(parser)
-    parser.add_argument("--ems", default=None, metavar="HOST:PORT",
-                        help="EMS gRPC address (absent: no prefix cache)")
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
     token = credentials_from_flags(args, parser).cluster_token
@@ -91,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
                            num_waiting=worker.engine.num_waiting,
                            num_queued_tokens=worker.engine.num_queued_tokens)
 
+        loader = ModelLoader(config, deployment, worker_id, args.ems, WallClock(config.speedup),
+                             metrics.model_load, cluster_token=token)
         return await serve_worker(
             worker,
             lambda s: pb_grpc.add_PrefillServiceServicer_to_server(PrefillServicer(worker), s),
-            args, registry, registration, load, token)
+            args, registry, registration, load, token, loader)
 
     return run_service(f"prefill[{worker_id}]", args.log_level, start)
 

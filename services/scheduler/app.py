@@ -40,9 +40,9 @@ from services.scheduler.responses import (
     StopMatcher,
     full_response,
 )
-from supernode.engine.registry import WorkerKind, WorkerRegistry
+from supernode.engine.registry import WorkerKind, WorkerRegistry, WorkerState
 from supernode.lifecycle.cache import cache_namespace
-from supernode.lifecycle.errors import LifecycleError, Overloaded, RequestTimedOut
+from supernode.lifecycle.errors import LifecycleError, NoWorkers, Overloaded, RequestTimedOut
 from supernode.lifecycle.request import Request
 from supernode.tokenizer import TextTokenizer, sample_token
 
@@ -81,7 +81,8 @@ def build_app(fe: FrontEnd) -> FastAPI:
     async def health() -> Response:
         ok = all(fe.registry.live(k) for k in (WorkerKind.PREFILL, WorkerKind.DECODE))
         return JSONResponse({"status": "ok" if ok else "degraded",
-                             "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind}},
+                             "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind},
+                             "loading": _loading_counts(fe.registry)},
                             status_code=200 if ok else 503)
 
     @app.get("/metrics", dependencies=admin)
@@ -95,7 +96,9 @@ def build_app(fe: FrontEnd) -> FastAPI:
         return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
                  "metrics_address": w.metrics_address, "num_devices": w.num_devices,
                  "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
-                 "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load)}
+                 "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load),
+                 "state": w.state.value,
+                 "model_load": dataclasses.asdict(w.model_load) if w.model_load else None}
                 for w in fe.registry.all()]
 
     @app.get("/sd/targets", dependencies=admin)
@@ -193,8 +196,26 @@ def _api_error(fe: FrontEnd, error: LifecycleError) -> ApiError:
         retry_after_s = fe.flow.clock.to_wall_s(error.retry_after_s)
     elif error.status == 503:
         retry_after_s = 1.0
-    return ApiError(error.status, str(error), "max_tokens" if error.status == 400 else None,
+    message = (_no_workers_message(fe.registry, error) if isinstance(error, NoWorkers)
+               else str(error))
+    return ApiError(error.status, message, "max_tokens" if error.status == 400 else None,
                     retry_after_s=retry_after_s)
+
+
+def _loading_counts(registry: WorkerRegistry) -> dict[str, int]:
+    """Registered workers per pool still loading their model (not routed to yet)."""
+    return {k.value: sum(w.state is WorkerState.LOADING for w in registry.registered(k))
+            for k in WorkerKind}
+
+
+def _no_workers_message(registry: WorkerRegistry, error: NoWorkers) -> str:
+    """Why a pool is empty: nothing registered, or every worker still loading its model."""
+    loading = [w for w in registry.registered(WorkerKind(error.kind))
+               if w.state is WorkerState.LOADING]
+    if not loading:
+        return str(error)
+    return (f"no {error.kind} workers ready: {len(loading)} still loading the model "
+            f"(see /workers); retry later")
 
 
 async def _generate(fe: FrontEnd, request: HttpRequest, kind: Kind, body: Any,

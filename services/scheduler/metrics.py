@@ -17,7 +17,7 @@ from services.common.vllm_metrics import (
     TTFT_BUCKETS,
     token_count_buckets,
 )
-from supernode.engine.registry import WorkerKind
+from supernode.engine.registry import WorkerKind, WorkerState
 from supernode.lifecycle.request import Request, RequestStatus
 from supernode.v1 import supernode_pb2 as pb
 
@@ -70,8 +70,11 @@ class SchedulerMetrics:
                                             ("worker",), registry=r)
         self.failovers = Counter("supernode_failovers", "Requests moved after a worker loss.",
                                  registry=r)
-        self.workers = Gauge("supernode_workers", "Registered workers per pool.", ("pool",),
-                             registry=r)
+        self.workers = Gauge("supernode_workers", "Ready (routable) workers per pool.",
+                             ("pool",), registry=r)
+        self.workers_by_state = Gauge("supernode_workers_by_state",
+                                      "Registered workers per pool and state (loading, ready).",
+                                      ("pool", "state"), registry=r)
         self.registrations_refused = Counter(
             "supernode_registrations_refused",
             "Register calls refused because a live worker holds the id at another address.",
@@ -100,6 +103,8 @@ class SchedulerMetrics:
         self.failed.labels(**self.labels, status="503")
         for kind in WorkerKind:
             self.workers.labels(pool=kind.value)
+            for state in WorkerState:
+                self.workers_by_state.labels(pool=kind.value, state=state.value)
 
     def set_policies(self, prefill: str, decode: str) -> None:
         self._policy = {"prefill": prefill, "decode": decode}

@@ -20,7 +20,14 @@ import grpc
 
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.token_streams import TokenStreams
-from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad, WorkerRegistry
+from supernode.engine.registry import (
+    ModelLoadInfo,
+    WorkerInfo,
+    WorkerKind,
+    WorkerLoad,
+    WorkerRegistry,
+    WorkerState,
+)
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -28,6 +35,19 @@ log = logging.getLogger(__name__)
 
 _KINDS = {pb.WORKER_KIND_PREFILL: WorkerKind.PREFILL, pb.WORKER_KIND_DECODE: WorkerKind.DECODE,
           pb.WORKER_KIND_EMS: WorkerKind.EMS}
+# A worker that reports no state models no load: it is ready.
+_STATES = {pb.WORKER_STATE_LOADING: WorkerState.LOADING}
+
+
+def _state(state: int) -> WorkerState:
+    return _STATES.get(state, WorkerState.READY)
+
+
+def _model_load(message: pb.RegisterRequest | pb.HeartbeatRequest) -> ModelLoadInfo | None:
+    if not message.HasField("model_load"):
+        return None
+    m = message.model_load
+    return ModelLoadInfo(m.model_id, m.source, m.estimated_s, m.load_s)
 
 
 @dataclass(frozen=True)
@@ -84,13 +104,14 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
             metrics_address=request.metrics_address, num_devices=shape.num_devices,
             num_dies=shape.num_dies, kv_capacity_tokens=cap.kv_capacity_tokens,
             max_num_seqs=cap.max_num_seqs, max_num_batched_tokens=cap.max_num_batched_tokens,
+            state=_state(request.state), model_load=_model_load(request),
         ), now)
         lease = Lease(secrets.token_hex(16), request.address, host)
         self._leases[request.worker_id] = lease
         if kind == WorkerKind.DECODE:
             self.streams.connect(request.worker_id, request.address)
-        log.info("worker %s (%s) registered at %s", request.worker_id, kind.value,
-                 request.address)
+        log.info("worker %s (%s) registered at %s, %s", request.worker_id, kind.value,
+                 request.address, _state(request.state).value)
         self._count()
         return pb.RegisterResponse(heartbeat_interval_s=self.heartbeat_interval_s,
                                    lease_s=self.registry.lease_s, lease_token=lease.token)
@@ -107,7 +128,13 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         lease = self._leases.get(request.worker_id)
         if lease is None or not secrets.compare_digest(lease.token, request.lease_token):
             return pb.HeartbeatResponse(known=False)
-        known = self.registry.heartbeat(request.worker_id, _load(request.load), time.monotonic())
+        before = self.registry.get(request.worker_id)
+        state = _state(request.state)
+        known = self.registry.heartbeat(request.worker_id, _load(request.load), time.monotonic(),
+                                        state, _model_load(request))
+        if before is not None and before.state is not state:
+            log.info("worker %s is %s", request.worker_id, state.value)
+            self._count()
         return pb.HeartbeatResponse(known=known)
 
     async def expire_forever(self) -> None:
@@ -127,3 +154,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
     def _count(self) -> None:
         for kind in WorkerKind:
             self.metrics.workers.labels(pool=kind.value).set(len(self.registry.live(kind)))
+            registered = self.registry.registered(kind)
+            for state in WorkerState:
+                self.metrics.workers_by_state.labels(pool=kind.value, state=state.value).set(
+                    sum(w.state is state for w in registered))

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from supernode.cli import estimate_load
 from supernode.perf import Deployment, estimate_decode, estimate_prefill, kv_capacity_tokens
 from supernode.perf.timing import Timing
 
@@ -46,7 +47,7 @@ def _positive(kind, allow_zero: bool = False):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supernode estimate",
                                      description="Estimate decode/prefill time from the hardware model.")
-    sub = parser.add_subparsers(dest="phase", required=True, metavar="{decode,prefill}")
+    sub = parser.add_subparsers(dest="phase", required=True, metavar="{decode,prefill,load}")
     dec = sub.add_parser("decode", help="one decode iteration of an instance")
     _common(dec)
     dec.add_argument("--dp", type=_positive(int), help="attention DP degree (default: all dies / tp)")
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tokens of each prompt served from the context cache (default 0)")
     pre.add_argument("--mtp", type=_positive(int, allow_zero=True), default=None,
                      help="MTP modules run over the prompt (default: the model's MTP layers)")
+    estimate_load.add_parser(sub, _positive)
     return parser
 
 
@@ -88,6 +90,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.phase == "load":
+        return estimate_load.run(args, parser)
     try:
         result = _decode(args) if args.phase == "decode" else _prefill(args)
     except ValueError as err:

@@ -14,6 +14,12 @@ class WorkerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKER_KIND_DECODE: _ClassVar[WorkerKind]
     WORKER_KIND_EMS: _ClassVar[WorkerKind]
 
+class WorkerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKER_STATE_UNSPECIFIED: _ClassVar[WorkerState]
+    WORKER_STATE_LOADING: _ClassVar[WorkerState]
+    WORKER_STATE_READY: _ClassVar[WorkerState]
+
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FINISH_REASON_UNSPECIFIED: _ClassVar[FinishReason]
@@ -24,6 +30,9 @@ WORKER_KIND_UNSPECIFIED: WorkerKind
 WORKER_KIND_PREFILL: WorkerKind
 WORKER_KIND_DECODE: WorkerKind
 WORKER_KIND_EMS: WorkerKind
+WORKER_STATE_UNSPECIFIED: WorkerState
+WORKER_STATE_LOADING: WorkerState
+WORKER_STATE_READY: WorkerState
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
@@ -79,21 +88,37 @@ class Load(_message.Message):
     busy_fraction: float
     def __init__(self, num_running: _Optional[int] = ..., num_waiting: _Optional[int] = ..., kv_used_tokens: _Optional[int] = ..., num_queued_tokens: _Optional[int] = ..., busy_fraction: _Optional[float] = ...) -> None: ...
 
+class ModelLoadStatus(_message.Message):
+    __slots__ = ("model_id", "source", "estimated_s", "load_s")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_S_FIELD_NUMBER: _ClassVar[int]
+    LOAD_S_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    source: str
+    estimated_s: float
+    load_s: float
+    def __init__(self, model_id: _Optional[str] = ..., source: _Optional[str] = ..., estimated_s: _Optional[float] = ..., load_s: _Optional[float] = ...) -> None: ...
+
 class RegisterRequest(_message.Message):
-    __slots__ = ("worker_id", "kind", "address", "shape", "capacity", "metrics_address")
+    __slots__ = ("worker_id", "kind", "address", "shape", "capacity", "metrics_address", "state", "model_load")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_LOAD_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     kind: WorkerKind
     address: str
     shape: InstanceShape
     capacity: Capacity
     metrics_address: str
-    def __init__(self, worker_id: _Optional[str] = ..., kind: _Optional[_Union[WorkerKind, str]] = ..., address: _Optional[str] = ..., shape: _Optional[_Union[InstanceShape, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ..., metrics_address: _Optional[str] = ...) -> None: ...
+    state: WorkerState
+    model_load: ModelLoadStatus
+    def __init__(self, worker_id: _Optional[str] = ..., kind: _Optional[_Union[WorkerKind, str]] = ..., address: _Optional[str] = ..., shape: _Optional[_Union[InstanceShape, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ..., metrics_address: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., model_load: _Optional[_Union[ModelLoadStatus, _Mapping]] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("heartbeat_interval_s", "lease_s", "lease_token")
@@ -106,14 +131,18 @@ class RegisterResponse(_message.Message):
     def __init__(self, heartbeat_interval_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., lease_token: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "load", "lease_token")
+    __slots__ = ("worker_id", "load", "state", "model_load", "lease_token")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_LOAD_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     load: Load
+    state: WorkerState
+    model_load: ModelLoadStatus
     lease_token: str
-    def __init__(self, worker_id: _Optional[str] = ..., load: _Optional[_Union[Load, _Mapping]] = ..., lease_token: _Optional[str] = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., load: _Optional[_Union[Load, _Mapping]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., model_load: _Optional[_Union[ModelLoadStatus, _Mapping]] = ..., lease_token: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("known",)
@@ -328,3 +357,100 @@ class StatsResponse(_message.Message):
     num_evictions: int
     backend: str
     def __init__(self, num_blocks: _Optional[int] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., num_lookups: _Optional[int] = ..., num_hit_blocks: _Optional[int] = ..., num_queried_blocks: _Optional[int] = ..., num_evictions: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class ModelImageRequest(_message.Message):
+    __slots__ = ("shape", "version")
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    shape: InstanceShape
+    version: str
+    def __init__(self, shape: _Optional[_Union[InstanceShape, _Mapping]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ModelStatusResponse(_message.Message):
+    __slots__ = ("model_key", "cached", "num_blocks", "num_cached_blocks", "model_bytes", "prefetching")
+    MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    NUM_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CACHED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PREFETCHING_FIELD_NUMBER: _ClassVar[int]
+    model_key: str
+    cached: bool
+    num_blocks: int
+    num_cached_blocks: int
+    model_bytes: int
+    prefetching: bool
+    def __init__(self, model_key: _Optional[str] = ..., cached: _Optional[bool] = ..., num_blocks: _Optional[int] = ..., num_cached_blocks: _Optional[int] = ..., model_bytes: _Optional[int] = ..., prefetching: _Optional[bool] = ...) -> None: ...
+
+class PrefetchModelResponse(_message.Message):
+    __slots__ = ("model_key", "started", "already_cached", "estimated_s")
+    MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_CACHED_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_S_FIELD_NUMBER: _ClassVar[int]
+    model_key: str
+    started: bool
+    already_cached: bool
+    estimated_s: float
+    def __init__(self, model_key: _Optional[str] = ..., started: _Optional[bool] = ..., already_cached: _Optional[bool] = ..., estimated_s: _Optional[float] = ...) -> None: ...
+
+class LoadModelRequest(_message.Message):
+    __slots__ = ("shape", "version", "worker_id", "local_dram", "exclude_ems", "plane")
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_DRAM_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_EMS_FIELD_NUMBER: _ClassVar[int]
+    PLANE_FIELD_NUMBER: _ClassVar[int]
+    shape: InstanceShape
+    version: str
+    worker_id: str
+    local_dram: bool
+    exclude_ems: bool
+    plane: str
+    def __init__(self, shape: _Optional[_Union[InstanceShape, _Mapping]] = ..., version: _Optional[str] = ..., worker_id: _Optional[str] = ..., local_dram: _Optional[bool] = ..., exclude_ems: _Optional[bool] = ..., plane: _Optional[str] = ...) -> None: ...
+
+class ModelLoadPlan(_message.Message):
+    __slots__ = ("source", "model_key", "model_bytes", "bytes_per_device", "estimated_s", "num_blocks", "num_sharing")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_KEY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_S_FIELD_NUMBER: _ClassVar[int]
+    NUM_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    NUM_SHARING_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    model_key: str
+    model_bytes: int
+    bytes_per_device: int
+    estimated_s: float
+    num_blocks: int
+    num_sharing: int
+    def __init__(self, source: _Optional[str] = ..., model_key: _Optional[str] = ..., model_bytes: _Optional[int] = ..., bytes_per_device: _Optional[int] = ..., estimated_s: _Optional[float] = ..., num_blocks: _Optional[int] = ..., num_sharing: _Optional[int] = ...) -> None: ...
+
+class ModelLoadDone(_message.Message):
+    __slots__ = ("load_s", "breakdown", "lag_s")
+    class BreakdownEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    LOAD_S_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    LAG_S_FIELD_NUMBER: _ClassVar[int]
+    load_s: float
+    breakdown: _containers.ScalarMap[str, float]
+    lag_s: float
+    def __init__(self, load_s: _Optional[float] = ..., breakdown: _Optional[_Mapping[str, float]] = ..., lag_s: _Optional[float] = ...) -> None: ...
+
+class ModelLoadEvent(_message.Message):
+    __slots__ = ("plan", "block", "done")
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    plan: ModelLoadPlan
+    block: KvBlock
+    done: ModelLoadDone
+    def __init__(self, plan: _Optional[_Union[ModelLoadPlan, _Mapping]] = ..., block: _Optional[_Union[KvBlock, _Mapping]] = ..., done: _Optional[_Union[ModelLoadDone, _Mapping]] = ...) -> None: ...

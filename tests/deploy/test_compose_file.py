@@ -254,3 +254,14 @@ def test_secret_files_are_made_by_the_script(compose: dict, tmp_path: Path) -> N
     assert {name: (out / name).read_text() for name in names} == values
     ignored = (ROOT / ".gitignore").read_text().split()
     assert "/deploy/secrets/" in ignored and "/deploy/k8s/auth.env" in ignored
+
+
+def test_every_replica_pays_its_model_load(services: dict) -> None:
+    """SUPERNODE_MODEL_LOAD reaches every role (default skip), and decode, like prefill, knows
+    EMS, which picks and paces the load of each replica `--scale` adds."""
+    for role in ROLES:
+        assert services[role]["environment"]["SUPERNODE_MODEL_LOAD"] == \
+            "${SUPERNODE_MODEL_LOAD:-skip}"
+    decode = services["decode"]["command"]
+    assert decode[decode.index("--ems") + 1] == "ems:50051"
+    assert services["decode"]["depends_on"]["ems"] == {"condition": "service_healthy"}

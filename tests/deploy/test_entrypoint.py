@@ -69,3 +69,10 @@ def test_other_commands_pass_through_unchanged(tmp_path: Path) -> None:
     assert run(["bench", "--base-url", "http://a b"], env, tmp_path) == [
         "bench", "--base-url", "http://a b"]
     assert run(["--help"], env, tmp_path) == ["--help"]
+
+
+def test_model_load_comes_from_the_environment(tmp_path: Path) -> None:
+    """SUPERNODE_MODEL_LOAD sets where every replica loads its weights from."""
+    argv = run(["serve", "decode"], {"SUPERNODE_ADVERTISE_HOST": "h",
+                                     "SUPERNODE_MODEL_LOAD": "obs"}, tmp_path)
+    assert argv[-2:] == ["--set", "model_load.source=obs"]

@@ -231,3 +231,24 @@ def test_scheduler_is_not_scraped_by_annotation() -> None:
     for role in ("prefill", "decode", "ems"):
         pod = find("Deployment", f"supernode-{role}")["spec"]["template"]["metadata"]
         assert pod["annotations"]["prometheus.io/port"] == "9400", role
+
+
+def test_pods_pay_their_model_load_and_ems_can_cache_it(tmp_path: Path) -> None:
+    """The ConfigMap models loads from OBS; EMS can hold both instances' images, whose payloads
+    fit Redis's cap; decode pods know EMS, so a pod the HPA adds loads through it."""
+    from supernode.cache.models import manifest_for
+    from supernode.deployment import instance_deployment
+
+    path = tmp_path / "deployment.yaml"
+    path.write_text(find("ConfigMap", "supernode-config")["data"]["deployment.yaml"])
+    config = load_config(path)
+    assert config.model_load.source == "obs"
+    images = [manifest_for(instance_deployment(config, role), config.model_load.version,
+                           config.model_load.block_bytes).model_bytes
+              for role in ("prefill", "decode")]
+    assert sum(images) < config.cache.capacity_bytes
+    redis = container("redis")["args"]
+    maxmemory = int(redis[redis.index("--maxmemory") + 1].removesuffix("gb")) * 2**30
+    assert sum(images) * config.kv_payload_scale < maxmemory / 4
+    decode = container("decode")["args"]
+    assert decode[decode.index("--ems") + 1] == "supernode-ems:50051"

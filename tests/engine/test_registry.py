@@ -1,6 +1,13 @@
 """Worker registry: registration, heartbeats, lease expiry."""
 
-from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad, WorkerRegistry
+from supernode.engine.registry import (
+    ModelLoadInfo,
+    WorkerInfo,
+    WorkerKind,
+    WorkerLoad,
+    WorkerRegistry,
+    WorkerState,
+)
 
 
 def test_workers_expire_after_their_lease() -> None:
@@ -47,3 +54,21 @@ def test_holder_is_the_worker_while_its_lease_runs() -> None:
     assert r.holder("d0", now_s=2.0).address == "a:1"
     assert r.holder("d0", now_s=2.1) is None
     assert r.holder("ghost", now_s=0.0) is None
+
+
+def test_loading_workers_are_registered_but_never_routed_to() -> None:
+    """`live` (the routing view) lists ready workers only; `registered` and `all` list every
+    state; a heartbeat carrying `ready` puts the worker into routing."""
+    r = WorkerRegistry(5.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1", state=WorkerState.LOADING,
+                          model_load=ModelLoadInfo("deepseek-r1@v1", "obs", 269.0)), 0.0)
+    r.register(WorkerInfo("d1", WorkerKind.DECODE, "a:2"), 0.0)
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d1"]
+    assert [w.worker_id for w in r.registered(WorkerKind.DECODE)] == ["d0", "d1"]
+    assert len(r.all()) == 2
+    assert r.heartbeat("d0", WorkerLoad(), 1.0)  # no state given: unchanged
+    assert r.get("d0").state is WorkerState.LOADING
+    done = ModelLoadInfo("deepseek-r1@v1", "obs", 269.0, load_s=270.5)
+    assert r.heartbeat("d0", WorkerLoad(), 2.0, WorkerState.READY, done)
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d0", "d1"]
+    assert r.get("d0").model_load.load_s == 270.5
