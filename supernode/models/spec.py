@@ -27,7 +27,9 @@ class ModelSpec:
     """A decoder-only transformer, dense or MoE, with MLA or GQA attention.
 
     Dense layers come first (``num_dense_layers``), the rest are MoE layers when
-    ``num_routed_experts > 0``. MLA dimensions are zero for GQA models.
+    ``num_routed_experts > 0``. MLA dimensions are zero for GQA models. Group-limited routing
+    (DeepSeek-V3) splits the routed experts into ``num_expert_groups`` groups and routes each
+    token within its best ``num_limited_groups`` of them; 0 means unrestricted top-k.
     """
 
     name: str
@@ -52,6 +54,8 @@ class ModelSpec:
     v_head_dim: int = 0
     num_mtp_layers: int = 0
     tie_word_embeddings: bool = False
+    num_expert_groups: int = 0
+    num_limited_groups: int = 0
 
     def __post_init__(self) -> None:
         if self.attention not in ("mla", "gqa"):
@@ -64,6 +68,9 @@ class ModelSpec:
             raise ValueError(f"model {self.name}: MLA needs kv_lora_rank and v_head_dim")
         if self.attention == "gqa" and self.num_attention_heads % self.num_kv_heads:
             raise ValueError(f"model {self.name}: num_kv_heads must divide num_attention_heads")
+        if not 0 <= self.num_limited_groups <= self.num_expert_groups:
+            raise ValueError(f"model {self.name}: num_limited_groups must be in "
+                             f"[0, num_expert_groups]")
 
     # ---- structure -------------------------------------------------------------------
     @functools.cached_property

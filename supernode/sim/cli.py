@@ -24,7 +24,7 @@ from loadgen.config import EndpointConfig, LoadConfig
 from loadgen.runner import OnResult
 from loadgen.types import SampleRequest
 from supernode.config import ClusterConfig, load_config
-from supernode.deployment import instance_deployment
+from supernode.deployment import check_memory, instance_deployment, overcommit_message
 from supernode.policy import make_policy
 from supernode.sim.runner import SimStats, simulate
 
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="deployment YAML (default: the embedded default)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field, dotted (e.g. decode.num_devices=32)")
+    g.add_argument("--allow-overcommit", action="store_true",
+                   help="simulate instances whose weights and minimum KV do not fit in HBM")
     bench_cli.add_dataset_args(parser.add_argument_group("workload"))
     bench_cli.add_load_args(parser.add_argument_group("load"))
     bench_cli.add_output_args(parser.add_argument_group("metrics and output"))
@@ -52,13 +54,21 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         if not sep or not key:
             parser.error(f"--set expects KEY=VALUE, got {pair!r}")
         overrides[key] = yaml.safe_load(value)
+    if args.allow_overcommit:
+        overrides["allow_overcommit"] = True
     try:
         config = load_config(args.config, overrides)
         make_policy(config.routing_policy)
         instance_deployment(config, "prefill")
         instance_deployment(config, "decode")
+        problems = check_memory(config)
     except (ValueError, TypeError, OSError, KeyError) as e:
         parser.error(f"--config/--set: {e}")
+    if problems and not config.allow_overcommit:
+        parser.exit(2, f"supernode sim: {overcommit_message(problems)}\n")
+    if problems:
+        print("supernode sim: OVERCOMMITTED (--allow-overcommit): " + "; ".join(problems),
+              file=sys.stderr)
     return config
 
 
