@@ -167,3 +167,13 @@ class ModelSpec:
         if absorbed:
             return 2 * heads * (2 * self.kv_lora_rank + self.qk_rope_head_dim)
         return 2 * heads * (self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)
+
+    def attention_io_elems_per_query(self, absorbed: bool) -> int:
+        """Elements the attention kernel reads and writes per query token besides the KV: its
+        query (every head) and its output (every head), one layer."""
+        heads = self.num_attention_heads
+        if self.attention == "gqa":
+            return heads * 2 * self.head_dim
+        if absorbed:
+            return heads * (2 * self.kv_lora_rank + self.qk_rope_head_dim)
+        return heads * (self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)

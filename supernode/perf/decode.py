@@ -34,7 +34,12 @@ from supernode.perf.layers import (
     moe_network_ops,
     mtp_proj_op,
 )
-from supernode.perf.memory import kv_bytes_per_token_per_die, kv_capacity_tokens, memory_budget
+from supernode.perf.memory import (
+    HIGH_PRECISION_BYTES,
+    kv_bytes_per_token_per_die,
+    kv_capacity_tokens,
+    memory_budget,
+)
 from supernode.perf.ops import (
     Op,
     Rates,
@@ -158,11 +163,15 @@ def _range_notes(batch: DecodeBatch, d: Deployment) -> list[str]:
 
 def _attention(d: Deployment, rates: Rates, shape: _Shape, fraction: float) -> list[Op]:
     """Attention of ``fraction`` of the requests: each reads its KV once per layer, however
-    many query tokens it brings (MTP-aware tiling, P3 s4.2)."""
+    many query tokens it brings (MTP-aware tiling, P3 s4.2), plus its queries and outputs
+    (BF16 activations, which dominate the bytes of short contexts)."""
+    m = d.model
     kv_bytes = (shape.requests * fraction * shape.kv_len * kv_bytes_per_token_per_die(d)
-                / (d.model.num_layers + (d.model.num_mtp_layers if d.mtp_tokens else 0)))
+                / (m.num_layers + (m.num_mtp_layers if d.mtp_tokens else 0)))
     tokens = shape.tokens * fraction
-    return attention_ops(d, rates, tokens, tokens * shape.kv_len, kv_bytes, absorbed=True)
+    io_bytes = tokens * m.attention_io_elems_per_query(True) * HIGH_PRECISION_BYTES / d.tp
+    return attention_ops(d, rates, tokens, tokens * shape.kv_len, kv_bytes + io_bytes,
+                         absorbed=True)
 
 
 def _overlapped_moe_layer(d: Deployment, rates: Rates, shape: _Shape):

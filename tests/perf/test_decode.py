@@ -118,3 +118,12 @@ def test_all_heads_per_die_make_mla_decode_compute_bound():
             == pytest.approx(decode_step_time(DecodeBatch(320 * 16, 8192), dp).total_s))
     tp = Deployment.build("ascend-910c", "deepseek-r1", 16, dp=4, tp=8, ep=32)
     assert decode_step_time(DecodeBatch(16, 8192), tp).bounds["attention"] == "memory"
+
+
+def test_attention_regime_moves_with_context():
+    """With 128 heads per die, a very short context is memory-bound (each request's queries
+    and outputs outweigh its KV) and a long one compute-bound; the time grows with context."""
+    d = paper_decode(mtp_tokens=0)
+    short, long = (decode_step_time(DecodeBatch(320 * 32, kv), d) for kv in (32, 8192))
+    assert short.bounds["attention"] == "memory" and long.bounds["attention"] == "compute"
+    assert short.breakdown["attention"] < long.breakdown["attention"]
