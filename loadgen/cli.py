@@ -186,6 +186,12 @@ def add_output_args(g) -> None:
     g.add_argument(
         "--save-detailed", action="store_true", help="include per-request arrays in the JSON"
     )
+    g.add_argument(
+        "--reuse-prompts",
+        action="store_true",
+        help="send every rate (and every run with the same --seed) the same prompts, e.g. to "
+        "measure a warm prefix cache (default: fresh prompts per point and per run)",
+    )
     g.add_argument("--result-dir", default=None)
     g.add_argument("--result-filename", default=None)
     g.add_argument("--label", default=None)
@@ -275,6 +281,7 @@ def plan_from_args(
         label=args.label,
         plots=args.plots,
         progress=not args.no_progress,
+        reuse_prompts=args.reuse_prompts,
     )
     return BenchPlan(
         endpoint=endpoint,

@@ -80,6 +80,7 @@ class _StreamState:
     num_text_chunks: int = 0
     completion_tokens: int | None = None
     prompt_tokens: int | None = None
+    cached_tokens: int | None = None
     server_details: dict = field(default_factory=dict)
     finished: bool = False
     done: bool = False
@@ -103,6 +104,8 @@ class _StreamState:
         if usage := event.get("usage"):
             self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
             self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+            details = usage.get("prompt_tokens_details") or {}
+            self.cached_tokens = details.get("cached_tokens", self.cached_tokens)
         if isinstance(details := event.get(SERVER_DETAILS_KEY), dict):
             self.server_details = details
         for choice in event.get("choices") or ():
@@ -183,4 +186,5 @@ def _result(
         generated_text="".join(state.text_parts),
         usage_reported=usage_reported,
         server_details=state.server_details,
+        cached_tokens=state.cached_tokens,
     )

@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 
+from loadgen.accumulate import RunAccumulator
 from loadgen.arrivals import schedule_offsets_s
 from loadgen.client import make_session, send_request
-from loadgen.config import EndpointConfig, LoadConfig
+from loadgen.config import EndpointConfig, LoadConfig, SloConfig
 from loadgen.types import RequestResult, SampleRequest
 
 OnResult = Callable[[RequestResult], None]
@@ -31,12 +32,15 @@ OnResult = Callable[[RequestResult], None]
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """Results in sample order (one per sample, failures included) and the run's duration,
-    all in model seconds."""
+    """One point in model seconds: everything the reports need (`acc`), the run's duration,
+    and the per-request results in sample order, failures included, when they were kept
+    (always over HTTP; the simulator keeps them only when asked, see `supernode sim
+    --save-detailed`)."""
 
-    results: tuple[RequestResult, ...]
+    acc: RunAccumulator
     duration_s: float
     load: LoadConfig
+    results: tuple[RequestResult, ...] | None = None
 
 
 async def run_benchmark(
@@ -45,9 +49,10 @@ async def run_benchmark(
     load: LoadConfig,
     tokens_as_ids: bool = True,
     on_result: OnResult | None = None,
+    slo: SloConfig | None = None,
 ) -> RunOutcome:
     """Warm up, then run `samples` under `load`; `on_result` is called as each completes,
-    with the result already in model seconds."""
+    with the result already in model seconds. `slo` decides which results count as good."""
     if not samples:
         raise ValueError("no samples to run")
     async with make_session(endpoint, load.max_concurrency) as session:
@@ -71,7 +76,10 @@ async def run_benchmark(
             on_result,
         )
         duration_s = (time.perf_counter() - started_at) * endpoint.speedup
-    return RunOutcome(tuple(results), duration_s, load)
+    acc = RunAccumulator(slo or SloConfig())
+    for result in results:
+        acc.add(result)
+    return RunOutcome(acc, duration_s, load, tuple(results))
 
 
 def in_model_time(result: RequestResult, speedup: float) -> RequestResult:

@@ -84,6 +84,45 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class SchedulerConfig:
+    """The global scheduler's limits, in model seconds (the live scheduler converts them with
+    its clock's speedup, the simulator uses them as they are)."""
+
+    admission_wait_s: float = 30.0
+    """How long a request may wait for a decode instance with KV room."""
+    admission_backoff_s: float = 0.01
+    """First interval between decode-admission retries; it doubles up to the next field."""
+    admission_backoff_max_s: float = 0.5
+    """Largest interval between decode-admission retries."""
+    max_failovers: int = 3
+    """Worker losses a request survives; the next one ends it with an error."""
+    failover_backoff_s: float = 0.02
+    """Pause before the n-th failover attempt: this x 2^n, at most 0.5 s."""
+    prefill_timeout_s: float = 600.0
+    """Deadline of one prefill (queueing, compute and KV transfer included)."""
+    max_queue_wait_s: float = 10.0
+    """Shed (HTTP 429) a request whose predicted wait before its prefill starts (the prefill
+    queue ahead of it, or the requests already waiting for decode KV room) exceeds this; 0: never."""
+    max_num_waiting: int = 4096
+    """Shed a request when this many are already waiting (for decode room or in a prefill
+    queue); 0: no cap."""
+    request_timeout_s: float = 0.0
+    """Default per-request deadline: a request still waiting for its first token after this
+    long ends with HTTP 408 / a stream error; 0: none (a request may set its own)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.admission_backoff_s <= self.admission_backoff_max_s:
+            raise ValueError("scheduler.admission_backoff_s must be > 0 and <= "
+                             "admission_backoff_max_s")
+        for name in ("admission_wait_s", "failover_backoff_s", "prefill_timeout_s",
+                     "max_queue_wait_s", "request_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"scheduler.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_failovers < 0 or self.max_num_waiting < 0:
+            raise ValueError("scheduler.max_failovers and max_num_waiting must be >= 0")
+
+
+@dataclass(frozen=True)
 class PortsConfig:
     """Where `supernode up` puts each process (0: pick a free port)."""
 
@@ -112,6 +151,7 @@ class ClusterConfig:
     num_prefill: int = 1
     num_decode: int = 1
     cache: CacheConfig = field(default_factory=CacheConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     routing_policy: str = "least-loaded"
     speedup: float = 1.0
     """Model seconds per wall second (0.1: ten times slower than the modelled hardware)."""
@@ -190,7 +230,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def _merge_defaults(data: dict[str, Any]) -> ClusterConfig:
     base = to_dict(ClusterConfig())
-    for key in ("prefill", "decode", "cache", "ports"):
+    for key in ("prefill", "decode", "cache", "scheduler", "ports"):
         if isinstance(data.get(key), dict):
             merged = dict(base[key])
             merged.update(data[key])

@@ -9,6 +9,7 @@ from supernode.config import ClusterConfig, InstanceConfig
 from supernode.engine.decode import DecodeEngine, DecodeParams
 from supernode.perf import Deployment, kv_capacity_tokens, memory_budget
 from supernode.perf.memory import kv_bytes_per_token_per_die
+from supernode.policy import make_policy
 
 Role = Literal["prefill", "decode"]
 
@@ -24,6 +25,14 @@ def parse_eplb(text: str) -> str | float:
     if factor < 1:
         raise ValueError(f"eplb imbalance factor must be >= 1, got {factor}")
     return factor
+
+
+def check_deployment(config: ClusterConfig) -> None:
+    """Raise ValueError (or KeyError for an unknown profile) when `config` cannot run: an
+    unknown routing policy, or an instance the hardware model rejects."""
+    make_policy(config.routing_policy)
+    instance_deployment(config, "prefill")
+    instance_deployment(config, "decode")
 
 
 def instance_config(config: ClusterConfig, role: Role) -> InstanceConfig:
@@ -85,13 +94,11 @@ def prefill_token_budget(config: ClusterConfig, deployment: Deployment) -> int:
     return config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
 
 
-def build_decode_engine(config: ClusterConfig, deployment: Deployment, vocab_size: int,
-                        eos_token_id: int) -> DecodeEngine:
+def build_decode_engine(config: ClusterConfig, deployment: Deployment) -> DecodeEngine:
     """The decode instance's engine: batch cap per die x dies, KV capacity from the model."""
     inst = config.decode
     params = DecodeParams(mtp_tokens=inst.mtp_tokens, mtp_acceptance=inst.mtp_acceptance,
-                          eos_probability=config.eos_probability, vocab_size=vocab_size,
-                          eos_token_id=eos_token_id)
+                          eos_probability=config.eos_probability)
     return DecodeEngine(inst.max_num_seqs_per_die * deployment.num_dies,
                         kv_capacity_tokens(deployment), params)
 

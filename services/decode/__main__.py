@@ -21,7 +21,7 @@ from services.decode.servicer import DecodeServicer
 from services.decode.worker import DecodeWorker
 from supernode.clock import WallClock
 from supernode.deployment import build_decode_engine, instance_deployment
-from supernode.tokenizer import Tokenizer
+from supernode.lifecycle.decode import DecodeInstance
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -38,15 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"decode instance: {e}")
 
     async def start() -> WorkerProcess:
-        tokenizer = Tokenizer(vocab_size=deployment.model.vocab_size)
-        engine = build_decode_engine(config, deployment, tokenizer.vocab_size,
-                                     tokenizer.eos_token_id)
+        engine = build_decode_engine(config, deployment)
         capacity, max_num_seqs = engine.kv_capacity_tokens, engine.max_num_seqs
         registry = CollectorRegistry()
         metrics = DecodeMetrics(registry, config.model_name, worker_id)
         metrics.hw.on_start(deployment, "decode", config.speedup, config.cache.block_size,
                             capacity, prefix_caching=False)
-        worker = DecodeWorker(engine, deployment, WallClock(config.speedup), metrics)
+        worker = DecodeWorker(DecodeInstance(engine, deployment), WallClock(config.speedup),
+                              metrics)
         worker.start()
 
         def registration(address: str, metrics_address: str) -> pb.RegisterRequest:

@@ -26,6 +26,7 @@ from supernode.clock import WallClock
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment, prefill_token_budget
 from supernode.engine.prefill import PrefillEngine
+from supernode.lifecycle.prefill import PrefillInstance
 from supernode.perf import Deployment, kv_capacity_tokens
 from supernode.policy.kv_affinity import uses_local_cache
 from supernode.v1 import supernode_pb2 as pb
@@ -69,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                             kv_capacity_tokens(deployment), config.cache.enabled)
         cache = build_cache(config, deployment, args.ems, metrics)
         sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes)
-        worker = PrefillWorker(PrefillEngine(budget), deployment, WallClock(config.speedup),
-                               metrics, sender, cache)
+        instance = PrefillInstance(PrefillEngine(budget), deployment,
+                                   cache.link if cache is not None else None)
+        worker = PrefillWorker(instance, WallClock(config.speedup), metrics, sender, cache)
         worker.start()
 
         def registration(address: str, metrics_address: str) -> pb.RegisterRequest:

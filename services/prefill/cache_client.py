@@ -23,6 +23,7 @@ from supernode.cache.hashing import block_keys
 from supernode.cache.payload import checksum
 from supernode.config import CacheConfig
 from supernode.hardware.spec import Link
+from supernode.lifecycle.cache import keys_to_store, num_usable_blocks
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -57,12 +58,6 @@ class PrefixCache(Protocol):
     async def close(self) -> None: ...
 
 
-def num_usable_blocks(num_prompt_tokens: int, block_size: int) -> int:
-    """Full blocks a prompt may take from the cache: at least one token is left to compute
-    (the last prompt token's logits are needed to sample)."""
-    return (num_prompt_tokens - 1) // block_size
-
-
 class CacheBase:
     """What the shared-EMS client and a local cache have in common: hit accounting and
     background stores. Subclasses implement `fetch` and `_put`."""
@@ -82,8 +77,8 @@ class CacheBase:
 
     def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
         """Put the prompt's uncached full blocks in the background (never delays the request)."""
-        num_full = num_prompt_tokens // self.config.block_size
-        new_keys = hit.keys[hit.num_cached_blocks:num_full]
+        new_keys = keys_to_store(hit.keys, hit.num_cached_blocks, num_prompt_tokens,
+                                 self.config.block_size)
         if not new_keys:
             return
         task = asyncio.create_task(self._put(namespace, new_keys))

@@ -36,11 +36,12 @@ class KvSender:
 
     async def send(self, address: str, request_id: str, num_tokens: int,
                    true_num_bytes: int, timeout_s: float,
-                   not_before: Callable[[], Awaitable[None]] | None = None) -> int:
+                   ready: Callable[[], Awaitable[float]] | None = None) -> int:
         """Send one request's KV; returns payload bytes sent. Raises KvTransferError.
 
-        The last chunk waits for `not_before()` (the end of the modelled transfer), so the
-        real bytes travel while the modelled time runs and decode never sees the KV early.
+        The last chunk waits for `ready()` (the end of the modelled transfer), so the real
+        bytes travel while the modelled time runs and decode never sees the KV early; what
+        `ready()` returns (model seconds since that end) rides on the last chunk.
         """
         size = payload_num_bytes(true_num_bytes, self.payload_scale)
         payload = make_payload(request_id.encode(), size)
@@ -49,12 +50,13 @@ class KvSender:
 
         async def stream() -> AsyncIterator[pb.KvChunk]:
             for seq, part in enumerate(chunks):
-                if seq == len(chunks) - 1 and not_before is not None:
-                    await not_before()
+                age_s = 0.0
+                if seq == len(chunks) - 1 and ready is not None:
+                    age_s = await ready()
                 yield pb.KvChunk(request_id=request_id, seq=seq, num_chunks=len(chunks),
                                  payload=part, crc32=checksum(part),
                                  true_num_bytes=true_num_bytes, num_tokens=num_tokens,
-                                 source_worker_id=self.worker_id)
+                                 source_worker_id=self.worker_id, ready_age_s=age_s)
 
         stub = pb_grpc.DecodeServiceStub(self._channel(address))
         try:

@@ -15,16 +15,18 @@ from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.worker_main import base_parser, config_from_args, run_service
 from services.ems.client import DecodeKvWriter
 from services.scheduler.app import FrontEnd, build_app
-from services.scheduler.flow import FlowLimits, RequestFlow
+from services.scheduler.flow import RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry_servicer import RegistryServicer
 from services.scheduler.token_streams import TokenStreams
+from supernode.clock import WallClock
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment
 from supernode.engine.registry import WorkerRegistry
+from supernode.lifecycle.cache import stores_decode_kv
+from supernode.lifecycle.scheduler import Lifecycle
 from supernode.models import load_model
 from supernode.policy import make_policy
-from supernode.policy.kv_affinity import uses_local_cache
 from supernode.tokenizer import make_tokenizer
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -59,16 +61,13 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
     streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}",
                            on_alive=registry.touch)
-    cache, local = config.cache, uses_local_cache(config.routing_policy)
     decode_kv = None
-    if cache.enabled and cache.store_decode_kv and not local:
+    if stores_decode_kv(config):
         prefill = instance_deployment(config, "prefill")
-        decode_kv = DecodeKvWriter(registry, cache, prefill.model.kv_bytes_per_token(
+        decode_kv = DecodeKvWriter(registry, config.cache, prefill.model.kv_bytes_per_token(
             prefill.kv_dtype), config.kv_payload_scale)
-    flow = RequestFlow(registry, streams, make_policy(config.routing_policy),
-                       make_policy(config.routing_policy), metrics,
-                       FlowLimits.for_speedup(config.speedup),
-                       cache_block_size=cache.block_size if cache.enabled and local else None,
+    lifecycle = Lifecycle(config, registry)
+    flow = RequestFlow(lifecycle, streams, WallClock(config.speedup), metrics,
                        on_finished=decode_kv.on_finished if decode_kv else None)
     registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s)
     server = await start_grpc_server(
@@ -77,7 +76,7 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     fe = FrontEnd(model_name=config.model_name, max_model_len=model.max_context_len,
                   tokenizer=make_tokenizer(config.tokenizer_path, model.vocab_size), flow=flow,
                   registry=registry, metrics=metrics, prometheus=prometheus,
-                  speedup=config.speedup, created=int(time.time()))
+                  created=int(time.time()))
     http = uvicorn.Server(uvicorn.Config(build_app(fe), host=host, port=http_port,
                                          log_level=log_level.lower(), access_log=False,
                                          timeout_keep_alive=30, lifespan="off"))

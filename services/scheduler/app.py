@@ -13,14 +13,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry
 
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
-from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow, RequestTooLarge
+from services.scheduler.flow import RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
     ApiError,
@@ -39,8 +40,10 @@ from services.scheduler.responses import (
     full_response,
 )
 from supernode.engine.registry import WorkerKind, WorkerRegistry
-from supernode.engine.request import RequestRecord
-from supernode.tokenizer import TextTokenizer
+from supernode.lifecycle.cache import cache_namespace
+from supernode.lifecycle.errors import LifecycleError, Overloaded, RequestTimedOut
+from supernode.lifecycle.request import Request
+from supernode.tokenizer import TextTokenizer, sample_token
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,6 @@ class FrontEnd:
     registry: WorkerRegistry
     metrics: SchedulerMetrics
     prometheus: CollectorRegistry
-    speedup: float
     created: int
 
 
@@ -64,11 +66,11 @@ def build_app(fe: FrontEnd) -> FastAPI:
     app = FastAPI(title="supernode", docs_url=None, redoc_url=None)
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: HttpRequest, exc: ApiError) -> JSONResponse:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: HttpRequest, exc: RequestValidationError) -> JSONResponse:
         return ApiError(400, str(exc)).response()
 
     @app.get("/health")
@@ -80,6 +82,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        fe.metrics.count_states(fe.flow.active)
         return Response(exposition(fe.prometheus), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/workers")
@@ -106,7 +109,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
             "max_model_len": fe.max_model_len}]}
 
     @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
+    async def completions(request: HttpRequest) -> Response:
         body = parse_request(CompletionRequest, await _json(request))
         _check_model(fe, body.model)
         tokens = completion_prompt_tokens(body.prompt, fe.tokenizer.encode,
@@ -114,7 +117,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
         return await _generate(fe, request, COMPLETION, body, tokens, body.max_tokens)
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
+    async def chat(request: HttpRequest) -> Response:
         body = parse_request(ChatCompletionRequest, await _json(request))
         _check_model(fe, body.model)
         tokens = fe.tokenizer.encode(render_chat(body.messages))
@@ -123,7 +126,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
     return app
 
 
-async def _json(request: Request) -> Any:
+async def _json(request: HttpRequest) -> Any:
     try:
         return json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -135,8 +138,23 @@ def _check_model(fe: FrontEnd, model: str) -> None:
         raise ApiError(404, f"The model `{model}` does not exist.", "model")
 
 
-def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
-                max_tokens: int | None) -> RequestRecord:
+class _RandomIds:
+    """Synthetic output ids: seeded draws from the vocabulary, EOS to end with "stop"."""
+
+    def __init__(self, tokenizer: TextTokenizer, seed: int) -> None:
+        self.tokenizer = tokenizer
+        self.rng = random.Random(seed)
+
+    def next_ids(self, num_tokens: int, finish_reason: str | None) -> list[int]:
+        vocab = self.tokenizer.vocab_size
+        ids = [sample_token(self.rng, vocab) for _ in range(num_tokens)]
+        if finish_reason == "stop" and ids:
+            ids[-1] = self.tokenizer.eos_token_id
+        return ids
+
+
+def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int],
+                max_tokens: int | None) -> Request:
     room = fe.max_model_len - len(tokens)
     if room < 1:
         raise ApiError(400, f"This model's maximum context length is {fe.max_model_len} tokens. "
@@ -147,25 +165,42 @@ def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
                        f"({len(tokens)} in the messages, {max_tokens} in the completion).",
                        "max_tokens")
     namespace = request.headers.get("x-supernode-namespace", "")
-    return RequestRecord(
+    seed = body.seed if body.seed is not None else random.getrandbits(48)
+    return Request(
         request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
-        prompt_token_ids=tokens, max_tokens=max_tokens or room,
-        seed=body.seed if body.seed is not None else random.getrandbits(48),
-        ignore_eos=body.ignore_eos, eos_token_id=fe.tokenizer.eos_token_id, cache_namespace=f"{fe.model_name}/{namespace}",
-        arrived_at=time.monotonic())
+        num_prompt_tokens=len(tokens), max_tokens=max_tokens or room, seed=seed,
+        arrived_at=fe.flow.clock.now(), ignore_eos=body.ignore_eos,
+        cache_namespace=cache_namespace(fe.model_name, namespace), prompt_token_ids=tokens,
+        output_token_ids=[], sampler=_RandomIds(fe.tokenizer, seed))
 
 
-async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, tokens: list[int],
-                    max_tokens: int | None) -> Response:
+_REJECTION_REASONS = {429: "overloaded", 400: "too_large", 503: "no_workers"}
+
+
+def _api_error(fe: FrontEnd, error: LifecycleError) -> ApiError:
+    """The OpenAI error JSON for a request the lifecycle refused or gave up on."""
+    m = fe.metrics
+    reason = ("timeout" if isinstance(error, RequestTimedOut)
+              else _REJECTION_REASONS.get(error.status, "failed"))
+    m.rejected.labels(**m.labels, reason=reason).inc()
+    if error.status >= 500:
+        m.failed.labels(**m.labels, status=str(error.status)).inc()
+    retry_after_s = None
+    if isinstance(error, Overloaded):
+        retry_after_s = fe.flow.clock.to_wall_s(error.retry_after_s)
+    elif error.status == 503:
+        retry_after_s = 1.0
+    return ApiError(error.status, str(error), "max_tokens" if error.status == 400 else None,
+                    retry_after_s=retry_after_s)
+
+
+async def _generate(fe: FrontEnd, request: HttpRequest, kind: Kind, body: Any,
+                    tokens: list[int], max_tokens: int | None) -> Response:
     record = _new_record(fe, request, body, tokens, max_tokens)
     try:
-        fe.flow.check_pools()
-        fe.flow.check_fits(record)
-    except NoWorkers as e:
-        fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
-        raise ApiError(503, str(e), retry_after_s=1.0) from None
-    except RequestTooLarge as e:
-        raise ApiError(400, str(e), "max_tokens") from None
+        fe.flow.accept(record)
+    except LifecycleError as e:
+        raise _api_error(fe, e) from None
     m = fe.metrics
     m.prompt_len.labels(**m.labels).observe(len(tokens))
     m.max_tokens.labels(**m.labels).observe(record.max_tokens)
@@ -180,22 +215,21 @@ async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, token
     try:
         async for piece, _ in _texts(fe, record, body.stop_strings()):
             text.append(piece)
-    except (NoWorkers, RequestFailed) as e:
-        m.failed.labels(**m.labels, status="503").inc()
-        raise ApiError(503, str(e), retry_after_s=1.0) from None
+    except LifecycleError as e:
+        raise _api_error(fe, e) from None
     return JSONResponse(full_response(kind, response_id, created, fe.model_name, "".join(text),
                                       record.finish_reason, record), headers=headers)
 
 
-async def _stream(fe: FrontEnd, record: RequestRecord, writer: ChunkWriter, body: Any
+async def _stream(fe: FrontEnd, record: Request, writer: ChunkWriter, body: Any
                   ) -> AsyncIterator[str]:
     try:
         async with contextlib.aclosing(_texts(fe, record, body.stop_strings())) as texts:
             async for piece, finish in texts:
                 yield writer.content(piece, finish)
-    except (NoWorkers, RequestFailed) as e:
-        fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
-        yield writer.error(str(e), 503)
+    except LifecycleError as e:
+        error = _api_error(fe, e)
+        yield writer.error(error.message, error.status)
         yield writer.DONE
         return
     if body.include_usage:
@@ -203,9 +237,9 @@ async def _stream(fe: FrontEnd, record: RequestRecord, writer: ChunkWriter, body
     yield writer.DONE
 
 
-async def _texts(fe: FrontEnd, record: RequestRecord, stops: list[str]
+async def _texts(fe: FrontEnd, record: Request, stops: list[str]
                  ) -> AsyncIterator[tuple[str, str | None]]:
-    """(text delta, finish_reason) per emission, cut at stop strings; records metrics at the end."""
+    """(text delta, finish_reason) per emission, cut at stop strings."""
     matcher = StopMatcher(stops)
     decode_token = fe.tokenizer.decode_token
     generation = fe.flow.run(record)
@@ -215,9 +249,6 @@ async def _texts(fe: FrontEnd, record: RequestRecord, stops: list[str]
             finish = "stop" if stopped else emitted.finish_reason
             if finish and not stopped:
                 piece += matcher.flush()
-            if record.first_token_at is not None and len(record.output_token_ids) == len(
-                    emitted.token_ids):
-                _observe_ttft(fe, record)
             if finish:
                 record.finish_reason = finish
             yield piece, finish
@@ -229,24 +260,3 @@ async def _texts(fe: FrontEnd, record: RequestRecord, stops: list[str]
         raise
     finally:
         await generation.aclose()
-        _observe_end(fe, record)
-
-
-def _observe_ttft(fe: FrontEnd, record: RequestRecord) -> None:
-    m = fe.metrics
-    m.ttft.labels(**m.labels).observe((record.first_token_at - record.arrived_at) * fe.speedup)
-
-
-def _observe_end(fe: FrontEnd, record: RequestRecord) -> None:
-    m = fe.metrics
-    reason = record.finish_reason or "abort"
-    m.success.labels(**m.labels, finished_reason=reason).inc()
-    if reason == "abort":
-        return
-    now = time.monotonic()
-    m.e2e.labels(**m.labels).observe((now - record.arrived_at) * fe.speedup)
-    n_out = len(record.output_token_ids)
-    m.generation_len.labels(**m.labels).observe(n_out)
-    if n_out > 1 and record.first_token_at is not None:
-        m.request_tpot.labels(**m.labels).observe(
-            (now - record.first_token_at) * fe.speedup / (n_out - 1))

@@ -24,9 +24,9 @@ from supernode.v1 import supernode_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenEvent:
-    token_ids: tuple[int, ...]
+    num_tokens: int
     finish_reason: int  # pb.FinishReason
     elapsed_s: float
     """Model seconds since the request's previous tokens (its first: since its KV arrived)."""
@@ -158,7 +158,7 @@ class TokenStreams:
         for update in batch.updates:
             queue = self._queues.get(update.request_id)
             if queue is not None:
-                queue.put_nowait(TokenEvent(tuple(update.token_ids), update.finish_reason,
+                queue.put_nowait(TokenEvent(update.num_tokens, update.finish_reason,
                                             update.elapsed_s or batch.step_s))
 
     def on_link_lost(self, link: DecodeLink, reason: str) -> None:

@@ -65,6 +65,10 @@ class MemoryBlockStore:
         self._used_bytes = 0
 
     async def lookup(self, namespace: str, keys: Sequence[bytes]) -> int:
+        return self.lookup_now(namespace, keys)
+
+    def lookup_now(self, namespace: str, keys: Sequence[bytes]) -> int:
+        """`lookup` without the coroutine (the simulator's synchronous use)."""
         space = self._namespace(namespace)
         hits = self._leading_hits(namespace, keys)
         self._touch(namespace, [block.key for block in hits])
@@ -88,17 +92,31 @@ class MemoryBlockStore:
                 self._release((namespace, block.key))
 
     async def put(self, namespace: str, blocks: Sequence[StoredBlock]) -> PutResult:
-        result = PutResult()
+        return self.put_now(namespace, blocks)
+
+    def put_now(self, namespace: str, blocks: Sequence[StoredBlock]) -> PutResult:
+        """`put` without the coroutine (the simulator's synchronous use)."""
+        space = self._namespace(namespace)
+        num_stored = num_deduplicated = num_rejected = num_evicted = 0
         present: list[bytes] = []
         protected: set[_BlockId] = set()
         for block in blocks:
-            outcome = self._put_one(namespace, block, protected)
-            if outcome.num_rejected == 0:
-                present.append(block.key)
-                protected.add((namespace, block.key))
-            result += outcome
+            if block.key in space.lru:
+                num_deduplicated += 1
+            else:
+                victims = self._plan_eviction(namespace, block.true_num_bytes, protected)
+                if victims is None:
+                    num_rejected += 1
+                    continue
+                for victim in victims:
+                    self._evict(victim)
+                num_evicted += len(victims)
+                self._insert(namespace, space, block)
+                num_stored += 1
+            present.append(block.key)
+            protected.add((namespace, block.key))
         self._touch(namespace, present)
-        return result
+        return PutResult(num_stored, num_deduplicated, num_rejected, num_evicted)
 
     async def stats(self, namespace: str | None = None) -> StoreStats:
         if namespace is None:
@@ -148,21 +166,12 @@ class MemoryBlockStore:
             space.lru.move_to_end(key)
             self._lru.move_to_end((namespace, key))
 
-    def _put_one(self, namespace: str, block: StoredBlock, protected: set[_BlockId]) -> PutResult:
-        space = self._namespaces.setdefault(namespace, _Namespace())
-        if block.key in space.lru:
-            return PutResult(num_deduplicated=1)
-        victims = self._plan_eviction(namespace, block.true_num_bytes, protected)
-        if victims is None:
-            return PutResult(num_rejected=1)
-        for victim in victims:
-            self._evict(victim)
+    def _insert(self, namespace: str, space: _Namespace, block: StoredBlock) -> None:
         space.lru[block.key] = block
         self._lru[(namespace, block.key)] = None
         space.used_bytes += block.true_num_bytes
         space.payload_bytes += len(block.payload)
         self._used_bytes += block.true_num_bytes
-        return PutResult(num_stored=1, num_evicted=len(victims))
 
     def _plan_eviction(
         self, namespace: str, num_bytes: int, protected: set[_BlockId]
@@ -171,32 +180,41 @@ class MemoryBlockStore:
         if num_bytes > self._namespace_capacity_bytes:
             return None
         space = self._namespaces[namespace]
-        excluded = set(protected)
         namespace_excess = space.used_bytes + num_bytes - self._namespace_capacity_bytes
-        freed = self._choose(((namespace, k) for k in space.lru), namespace_excess, excluded)
-        if freed is None:
-            return None
-        pool_excess = self._used_bytes - freed + num_bytes - self._capacity_bytes
-        if self._choose(iter(self._lru), pool_excess, excluded) is None:
-            return None
-        return list(excluded - protected)
+        pool_excess = self._used_bytes + num_bytes - self._capacity_bytes
+        if namespace_excess <= 0 and pool_excess <= 0:
+            return []
+        victims: dict[_BlockId, int] = {}  # insertion-ordered: block -> its bytes
+        if namespace_excess > 0:
+            candidates = (((namespace, key), block.true_num_bytes)
+                          for key, block in space.lru.items())
+            if not self._choose(candidates, namespace_excess, protected, victims):
+                return None
+        pool_excess -= sum(victims.values())
+        if pool_excess > 0:
+            spaces = self._namespaces
+            candidates = ((block_id, spaces[block_id[0]].lru[block_id[1]].true_num_bytes)
+                          for block_id in self._lru)
+            if not self._choose(candidates, pool_excess, protected, victims):
+                return None
+        return list(victims)
 
     def _choose(
-        self, candidates: Iterable[_BlockId], num_bytes: int, excluded: set[_BlockId]
-    ) -> int | None:
-        """Add unleased candidates not in `excluded` to it until they free `num_bytes`.
-
-        Returns the bytes freed, or None if the candidates run out first.
-        """
+        self, candidates: Iterable[tuple[_BlockId, int]], num_bytes: int,
+        protected: set[_BlockId], victims: dict[_BlockId, int],
+    ) -> bool:
+        """Add unleased candidates that are neither protected nor victims yet to `victims`
+        until they free `num_bytes`; False if the candidates run out first."""
         freed = 0
-        for block_id in candidates:
+        leased = self._is_leased if self._leases else None
+        for block_id, size in candidates:
             if freed >= num_bytes:
-                break
-            if block_id in excluded or self._is_leased(block_id):
+                return True
+            if block_id in protected or block_id in victims or (leased and leased(block_id)):
                 continue
-            excluded.add(block_id)
-            freed += self._namespaces[block_id[0]].lru[block_id[1]].true_num_bytes
-        return freed if freed >= num_bytes else None
+            victims[block_id] = size
+            freed += size
+        return freed >= num_bytes
 
     def _evict(self, block_id: _BlockId) -> None:
         namespace, key = block_id

@@ -6,7 +6,7 @@ the lease leaves routing. Times are passed in (wall seconds, monotonic), never r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -44,6 +44,16 @@ class WorkerInfo:
     last_seen_s: float = 0.0
 
 
+def _evolve(info: WorkerInfo, **changes: object) -> WorkerInfo:
+    """`dataclasses.replace` for WorkerInfo, without its per-call introspection (the
+    simulator updates loads on every routing decision)."""
+    fields = dict(info.__dict__)
+    fields.update(changes)
+    new = object.__new__(WorkerInfo)
+    new.__dict__.update(fields)
+    return new
+
+
 class WorkerRegistry:
     """Registered workers by id, with lease expiry."""
 
@@ -54,26 +64,26 @@ class WorkerRegistry:
     def register(self, info: WorkerInfo, now_s: float) -> None:
         previous = self._workers.get(info.worker_id)
         inflight = previous.num_inflight if previous else 0
-        self._workers[info.worker_id] = replace(info, last_seen_s=now_s, num_inflight=inflight)
+        self._workers[info.worker_id] = _evolve(info, last_seen_s=now_s, num_inflight=inflight)
 
     def heartbeat(self, worker_id: str, load: WorkerLoad, now_s: float) -> bool:
         """Record a heartbeat; False when the worker is unknown (it must register again)."""
         info = self._workers.get(worker_id)
         if info is None:
             return False
-        self._workers[worker_id] = replace(info, load=load, last_seen_s=now_s)
+        self._workers[worker_id] = _evolve(info, load=load, last_seen_s=now_s)
         return True
 
     def touch(self, worker_id: str, now_s: float) -> None:
         """Other proof of life (e.g. a token stream still flowing) renews the lease too."""
         info = self._workers.get(worker_id)
         if info is not None:
-            self._workers[worker_id] = replace(info, last_seen_s=now_s)
+            self._workers[worker_id] = _evolve(info, last_seen_s=now_s)
 
     def add_inflight(self, worker_id: str, delta: int) -> None:
         info = self._workers.get(worker_id)
         if info is not None:
-            self._workers[worker_id] = replace(info, num_inflight=max(0, info.num_inflight + delta))
+            self._workers[worker_id] = _evolve(info, num_inflight=max(0, info.num_inflight + delta))
 
     def remove(self, worker_id: str) -> WorkerInfo | None:
         return self._workers.pop(worker_id, None)

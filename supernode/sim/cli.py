@@ -19,14 +19,12 @@ import yaml
 from rich.console import Console
 
 from loadgen import cli as bench_cli
-from loadgen.app import run_plan
+from loadgen.app import PointSamples, run_plan
 from loadgen.config import EndpointConfig, LoadConfig
 from loadgen.runner import OnResult
-from loadgen.types import SampleRequest
 from supernode.config import ClusterConfig, load_config
-from supernode.deployment import check_memory, instance_deployment, overcommit_message
-from supernode.policy import make_policy
-from supernode.sim.runner import SimStats, simulate
+from supernode.deployment import check_deployment, check_memory, overcommit_message
+from supernode.sim.runner import SimStats, simulate_point
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,9 +56,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         overrides["allow_overcommit"] = True
     try:
         config = load_config(args.config, overrides)
-        make_policy(config.routing_policy)
-        instance_deployment(config, "prefill")
-        instance_deployment(config, "decode")
+        check_deployment(config)
         problems = check_memory(config)
     except (ValueError, TypeError, OSError, KeyError) as e:
         parser.error(f"--config/--set: {e}")
@@ -84,15 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     stats = SimStats()
 
-    async def execute(samples: list[SampleRequest], load: LoadConfig, on_result: OnResult):
+    async def execute(samples: PointSamples, load: LoadConfig, on_result: OnResult):
         started = time.perf_counter()
-        outcome = simulate(config, samples, load, endpoint.ignore_eos, on_result, stats)
-        console.print(f"simulated {len(samples)} requests, {stats.model_s:.1f} model s, "
+        outcome = simulate_point(config, samples, load, endpoint.ignore_eos, on_result, stats,
+                                 plan.slo, plan.output.save_detailed)
+        console.print(f"simulated {outcome.acc.num_requests} requests, {stats.model_s:.1f} model s, "
                       f"{stats.num_events} events in {time.perf_counter() - started:.2f} s")
         return outcome
 
     try:
-        return asyncio.run(run_plan(plan, console, execute))
+        return asyncio.run(run_plan(plan, console, execute, simulated=True))
     except (OSError, ValueError) as exc:
         print(f"supernode sim: error: {exc}", file=sys.stderr)
         return 2

@@ -118,26 +118,25 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, known: _Optional[bool] = ...) -> None: ...
 
 class PrefillRequest(_message.Message):
-    __slots__ = ("request_id", "prompt_token_ids", "cache_namespace", "decode_worker_id", "decode_address", "seed")
+    __slots__ = ("request_id", "prompt_token_ids", "cache_namespace", "decode_worker_id", "decode_address", "stage_age_s")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     CACHE_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     DECODE_WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     DECODE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
-    SEED_FIELD_NUMBER: _ClassVar[int]
+    STAGE_AGE_S_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
     cache_namespace: str
     decode_worker_id: str
     decode_address: str
-    seed: int
-    def __init__(self, request_id: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., cache_namespace: _Optional[str] = ..., decode_worker_id: _Optional[str] = ..., decode_address: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+    stage_age_s: float
+    def __init__(self, request_id: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., cache_namespace: _Optional[str] = ..., decode_worker_id: _Optional[str] = ..., decode_address: _Optional[str] = ..., stage_age_s: _Optional[float] = ...) -> None: ...
 
 class PrefillResponse(_message.Message):
-    __slots__ = ("num_prompt_tokens", "num_cached_tokens", "first_token_id", "queue_s", "compute_s", "cache_fetch_s", "transfer_s", "kv_num_bytes")
+    __slots__ = ("num_prompt_tokens", "num_cached_tokens", "queue_s", "compute_s", "cache_fetch_s", "transfer_s", "kv_num_bytes")
     NUM_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NUM_CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    FIRST_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_S_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_S_FIELD_NUMBER: _ClassVar[int]
     CACHE_FETCH_S_FIELD_NUMBER: _ClassVar[int]
@@ -145,13 +144,12 @@ class PrefillResponse(_message.Message):
     KV_NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
     num_prompt_tokens: int
     num_cached_tokens: int
-    first_token_id: int
     queue_s: float
     compute_s: float
     cache_fetch_s: float
     transfer_s: float
     kv_num_bytes: int
-    def __init__(self, num_prompt_tokens: _Optional[int] = ..., num_cached_tokens: _Optional[int] = ..., first_token_id: _Optional[int] = ..., queue_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., cache_fetch_s: _Optional[float] = ..., transfer_s: _Optional[float] = ..., kv_num_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, num_prompt_tokens: _Optional[int] = ..., num_cached_tokens: _Optional[int] = ..., queue_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., cache_fetch_s: _Optional[float] = ..., transfer_s: _Optional[float] = ..., kv_num_bytes: _Optional[int] = ...) -> None: ...
 
 class AbortRequest(_message.Message):
     __slots__ = ("request_id",)
@@ -166,15 +164,13 @@ class AbortResponse(_message.Message):
     def __init__(self, found: _Optional[bool] = ...) -> None: ...
 
 class AdmitRequest(_message.Message):
-    __slots__ = ("request_id", "num_prompt_tokens", "max_tokens", "num_generated", "seed", "ignore_eos", "eos_token_id", "kv_in_place", "subscriber_id")
+    __slots__ = ("request_id", "num_prompt_tokens", "max_tokens", "num_generated", "seed", "ignore_eos", "subscriber_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NUM_GENERATED_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     IGNORE_EOS_FIELD_NUMBER: _ClassVar[int]
-    EOS_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
-    KV_IN_PLACE_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     num_prompt_tokens: int
@@ -182,10 +178,8 @@ class AdmitRequest(_message.Message):
     num_generated: int
     seed: int
     ignore_eos: bool
-    eos_token_id: int
-    kv_in_place: bool
     subscriber_id: str
-    def __init__(self, request_id: _Optional[str] = ..., num_prompt_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., num_generated: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., eos_token_id: _Optional[int] = ..., kv_in_place: _Optional[bool] = ..., subscriber_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., num_prompt_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., num_generated: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., subscriber_id: _Optional[str] = ...) -> None: ...
 
 class AdmitResponse(_message.Message):
     __slots__ = ("accepted", "reason")
@@ -196,7 +190,7 @@ class AdmitResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class KvChunk(_message.Message):
-    __slots__ = ("request_id", "seq", "num_chunks", "payload", "crc32", "true_num_bytes", "num_tokens", "source_worker_id")
+    __slots__ = ("request_id", "seq", "num_chunks", "payload", "crc32", "true_num_bytes", "num_tokens", "source_worker_id", "ready_age_s")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     NUM_CHUNKS_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +199,7 @@ class KvChunk(_message.Message):
     TRUE_NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    READY_AGE_S_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     seq: int
     num_chunks: int
@@ -213,7 +208,8 @@ class KvChunk(_message.Message):
     true_num_bytes: int
     num_tokens: int
     source_worker_id: str
-    def __init__(self, request_id: _Optional[str] = ..., seq: _Optional[int] = ..., num_chunks: _Optional[int] = ..., payload: _Optional[bytes] = ..., crc32: _Optional[int] = ..., true_num_bytes: _Optional[int] = ..., num_tokens: _Optional[int] = ..., source_worker_id: _Optional[str] = ...) -> None: ...
+    ready_age_s: float
+    def __init__(self, request_id: _Optional[str] = ..., seq: _Optional[int] = ..., num_chunks: _Optional[int] = ..., payload: _Optional[bytes] = ..., crc32: _Optional[int] = ..., true_num_bytes: _Optional[int] = ..., num_tokens: _Optional[int] = ..., source_worker_id: _Optional[str] = ..., ready_age_s: _Optional[float] = ...) -> None: ...
 
 class TransferKvResponse(_message.Message):
     __slots__ = ("ok", "reason", "num_payload_bytes")
@@ -226,16 +222,16 @@ class TransferKvResponse(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., reason: _Optional[str] = ..., num_payload_bytes: _Optional[int] = ...) -> None: ...
 
 class TokenUpdate(_message.Message):
-    __slots__ = ("request_id", "token_ids", "finish_reason", "elapsed_s")
+    __slots__ = ("request_id", "num_tokens", "finish_reason", "elapsed_s")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    num_tokens: int
     finish_reason: FinishReason
     elapsed_s: float
-    def __init__(self, request_id: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., num_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
 
 class TokenBatch(_message.Message):
     __slots__ = ("step_s", "updates")

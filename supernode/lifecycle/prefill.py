@@ -1,0 +1,123 @@
+"""One prefill instance in model time, for the live worker and the simulator alike.
+
+Per request: its cached prefix is read (the modelled fetch delays its arrival in the queue) ->
+FCFS token-budget batches (`PrefillEngine`) priced by `supernode.perf.prefill_time` -> its whole
+KV is handed off to the chosen decode instance over RDMA once the batch ends (paper s4.3.3).
+
+Pure: every call takes `now` and says when things happen; the live worker sleeps until then on
+its clock, the simulator schedules events. Time is anchored to the request, not to the process:
+a job's `arrived_at` is its request's timeline (its arrival at the scheduler, carried over the
+RPC as an age) and a batch starts at max(instance free, last job's arrival, now - batch time).
+The emulator's own overhead is absorbed while it is shorter than a batch; beyond that the batch
+ends late and the driver reports the lag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from supernode.engine.prefill import PrefillEngine, PrefillJob
+from supernode.engine.registry import WorkerInfo, WorkerKind
+from supernode.hardware.spec import Link
+from supernode.perf import (
+    Deployment,
+    PrefillBatch,
+    Timing,
+    kv_capacity_tokens,
+    prefill_time,
+    transfer_time,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """One request's KV leaving a finished batch: its size and when it is complete at decode."""
+
+    request_id: str
+    kv_num_bytes: int
+    transfer_s: float
+    ready_at: float
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One packed batch: its jobs, its pricing, when it runs and each request's hand-off."""
+
+    jobs: tuple[PrefillJob, ...]
+    timing: Timing
+    started_at: float
+    done_at: float
+    handoffs: tuple[Handoff, ...]
+
+    def queue_s(self, job: PrefillJob) -> float:
+        return max(0.0, self.started_at - job.arrived_at)
+
+
+class PrefillInstance:
+    """Batching, pricing and hand-off timing of one instance. `fetch_link` is the path cached
+    prefixes are read over (None: no prefix cache)."""
+
+    def __init__(self, engine: PrefillEngine, deployment: Deployment,
+                 fetch_link: Link | None) -> None:
+        self.engine = engine
+        self.deployment = deployment
+        self.fetch_link = fetch_link
+        self.kv_bytes_per_token = deployment.model.kv_bytes_per_token(deployment.kv_dtype)
+        self.free_at = float("-inf")
+        self.batch: Batch | None = None
+        """The batch in flight, until `finish_batch`."""
+
+    def fetch_s(self, num_cached_tokens: int) -> float:
+        """Model seconds to read a cached prefix of `num_cached_tokens` into the instance."""
+        if not num_cached_tokens or self.fetch_link is None:
+            return 0.0
+        return transfer_time(num_cached_tokens * self.kv_bytes_per_token, self.fetch_link).total_s
+
+    def add(self, job: PrefillJob) -> None:
+        self.engine.add(job)
+
+    def abort(self, request_id: str) -> bool:
+        return self.engine.abort(request_id)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.batch.jobs) if self.batch else 0
+
+    def info(self, worker_id: str, address: str) -> WorkerInfo:
+        """How the instance registers: its shape and capacity, as routing policies see it."""
+        d = self.deployment
+        return WorkerInfo(worker_id, WorkerKind.PREFILL, address, num_devices=d.num_devices,
+                          num_dies=d.num_dies, kv_capacity_tokens=kv_capacity_tokens(d),
+                          max_num_batched_tokens=self.engine.max_num_batched_tokens)
+
+    def start_batch(self, now: float) -> Batch | None:
+        """Take and price the next batch (None when idle or busy)."""
+        if self.batch is not None:
+            return None
+        jobs = tuple(self.engine.next_batch())
+        if not jobs:
+            return None
+        timing = prefill_time(PrefillBatch(tuple(j.num_prompt_tokens for j in jobs),
+                                           tuple(j.num_cached_tokens for j in jobs)),
+                              self.deployment)
+        started_at = max(self.free_at, max(j.arrived_at for j in jobs), now - timing.total_s)
+        done_at = started_at + timing.total_s
+        self.free_at = done_at
+        self.batch = Batch(jobs, timing, started_at, done_at, self._handoffs(jobs, done_at))
+        return self.batch
+
+    def finish_batch(self) -> Batch:
+        """The batch in flight has ended (at its `done_at`); the instance may take the next."""
+        batch, self.batch = self.batch, None
+        if batch is None:
+            raise RuntimeError("no batch in flight")
+        return batch
+
+    def _handoffs(self, jobs: tuple[PrefillJob, ...], done_at: float) -> tuple[Handoff, ...]:
+        rdma = self.deployment.hardware.link("rdma")
+        handoffs = []
+        for job in jobs:
+            num_bytes = job.num_prompt_tokens * self.kv_bytes_per_token if job.sends_kv else 0
+            seconds = transfer_time(num_bytes, rdma).total_s if num_bytes else 0.0
+            handoffs.append(Handoff(job.request_id, num_bytes, seconds, done_at + seconds))
+        return tuple(handoffs)
