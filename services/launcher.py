@@ -37,7 +37,7 @@ from services.common.credentials import (
 )
 from services.common.worker_main import parse_overrides
 from supernode.config import ClusterConfig, load_config, to_dict
-from supernode.deployment import instance_deployment
+from supernode.deployment import check_memory, instance_deployment, overcommit_message
 from supernode.perf.load import load_time, model_image
 from supernode.policy import make_policy
 from supernode.policy.kv_affinity import uses_local_cache
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-load", default=None, choices=("obs", "dram", "ems", "skip"),
                    help="where workers load their weights from at start (default skip: ready "
                         "at once); see docs/model-cache.md")
+    p.add_argument("--allow-overcommit", action="store_true",
+                   help="run instances whose weights and minimum KV do not fit in HBM")
     p.add_argument("--log-dir", default=None, help="where each process writes its log")
     p.add_argument("--ready-timeout", type=float, default=60.0,
                    help="seconds to wait for every worker to register")
@@ -95,13 +97,18 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         overrides["cache.backend"] = "redis"
     if args.no_cache:
         overrides["cache.enabled"] = False
+    if args.allow_overcommit:
+        overrides["allow_overcommit"] = True
     try:
         config = load_config(args.config, overrides)
         make_policy(config.routing_policy)
         instance_deployment(config, "prefill")
         instance_deployment(config, "decode")
+        problems = check_memory(config)
     except (ValueError, TypeError, OSError, KeyError) as e:
         parser.error(str(e))
+    if problems and not config.allow_overcommit:
+        parser.exit(2, f"supernode up: {overcommit_message(problems)}\n")
     return config
 
 
@@ -281,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supernode up: {e}", file=sys.stderr)
         cluster.stop()
         return 1
+    problems = check_memory(config)
+    overcommitted = f"  OVERCOMMITTED (--allow-overcommit): {'; '.join(problems)}" if problems else ""
     print(f"supernode is up: {cluster.endpoint}/v1  model: {config.model_name}  "
           f"({config.num_prefill} prefill x {config.prefill.num_devices} devices, "
           f"{config.num_decode} decode x {config.decode.num_devices} devices, "
-          f"{config.hardware}, speedup {config.speedup})", flush=True)
+          f"{config.hardware}, speedup {config.speedup}){overcommitted}", flush=True)
     print(f"logs: {log_dir}   metrics: {cluster.endpoint}/metrics   Ctrl-C stops", flush=True)
     print(model_load_banner(config), flush=True)
     reported: set[str] = set()

@@ -218,6 +218,8 @@ class ClusterConfig:
     """Wall seconds without a heartbeat before a worker leaves routing."""
     ports: PortsConfig = field(default_factory=PortsConfig)
     model_load: ModelLoadConfig = field(default_factory=ModelLoadConfig)
+    allow_overcommit: bool = False
+    """Run instances whose weights and minimum KV do not fit in HBM (timed as if they did)."""
 
     def __post_init__(self) -> None:
         if self.num_prefill < 1 or self.num_decode < 1:

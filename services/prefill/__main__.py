@@ -28,6 +28,7 @@ from supernode.clock import WallClock
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment, prefill_token_budget
 from supernode.engine.prefill import PrefillEngine
+from supernode.lifecycle.cache import cache_source
 from supernode.lifecycle.prefill import PrefillInstance
 from supernode.perf import Deployment, kv_capacity_tokens
 from supernode.policy.kv_affinity import uses_local_cache
@@ -72,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                             kv_capacity_tokens(deployment), config.cache.enabled)
         cache = build_cache(config, deployment, args.ems, metrics, token)
         sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes, token)
-        instance = PrefillInstance(PrefillEngine(budget), deployment,
-                                   cache.link if cache is not None else None)
+        instance = PrefillInstance(PrefillEngine(budget), deployment, cache_source(config))
         worker = PrefillWorker(instance, WallClock(config.speedup), metrics, sender, cache,
                                delivery_lead_s=config.delivery_lead_s)
         worker.start()

@@ -68,12 +68,10 @@ class PrefillWorker:
         hit = CacheHit((), 0, 0, 0)
         if self.cache is not None:  # the real lookup and read overlap the modelled fetch
             hit = await self.cache.fetch(request.cache_namespace, tokens)
-        fetch_s = self.instance.fetch_s(hit.num_cached_tokens)
         if hit.num_bytes:
-            self._count_link(hit.num_bytes, fetch_s, self.cache.link.name, "in")
+            self._count_link(hit.num_bytes, 0.0, self.cache.link.name, "in")
         job = PrefillJob(request.request_id, len(tokens), hit.num_cached_tokens,
-                         arrived_at=anchor + fetch_s, sends_kv=bool(request.decode_address))
-        await self.clock.sleep_until(job.arrived_at)
+                         arrived_at=anchor, sends_kv=bool(request.decode_address))
         batch, handoff = await self._compute(job)
         m = self.metrics
         m.prompt_tokens.labels(**m.labels).inc(len(tokens))
@@ -84,7 +82,7 @@ class PrefillWorker:
             await self._hand_off(request, len(tokens), handoff)
         return pb.PrefillResponse(
             num_prompt_tokens=len(tokens), num_cached_tokens=hit.num_cached_tokens,
-            queue_s=batch.queue_s(job), compute_s=batch.timing.total_s, cache_fetch_s=fetch_s,
+            queue_s=batch.queue_s(job), compute_s=batch.compute_s, cache_fetch_s=batch.fetch_s,
             transfer_s=handoff.transfer_s, kv_num_bytes=handoff.kv_num_bytes)
 
     async def _hand_off(self, request: pb.PrefillRequest, num_tokens: int,
@@ -152,6 +150,8 @@ class PrefillWorker:
     def _record_batch(self, batch: Batch) -> None:
         m, labels = self.metrics, self.metrics.labels
         m.hw.on_step(batch.timing)
+        if batch.fetch_s and self.cache is not None:
+            m.link_seconds.labels(**labels, plane=self.cache.link.name).inc(batch.fetch_s)
         num_new = sum(j.num_new_tokens for j in batch.jobs)
         m.iteration_tokens.labels(**labels).observe(num_new)
         m.set_usage(min(1.0, num_new / self.engine.max_num_batched_tokens))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from supernode.config import ClusterConfig
 from supernode.policy.kv_affinity import uses_local_cache
 
-__all__ = ["cache_namespace", "decode_blocks_to_store", "keys_to_store", "num_usable_blocks",
+__all__ = ["cache_namespace", "cache_source", "decode_blocks_to_store", "keys_to_store", "num_usable_blocks",
            "stores_decode_kv", "uses_local_cache"]
 
 
@@ -34,6 +34,14 @@ def keys_to_store(keys: Sequence[bytes], num_cached_blocks: int, num_prompt_toke
                   block_size: int) -> Sequence[bytes]:
     """The prompt's full blocks past its cached prefix (what the prefill stores afterwards)."""
     return keys[num_cached_blocks:num_prompt_tokens // block_size]
+
+
+def cache_source(config: ClusterConfig) -> str:
+    """Where prefill reads cached prefixes from: its own DRAM under kv-affinity, else the EMS
+    pool over the configured plane (`supernode.perf.CACHE_SOURCES`)."""
+    if uses_local_cache(config.routing_policy):
+        return "local_dram"
+    return f"ems_{config.cache.plane}"
 
 
 def stores_decode_kv(config: ClusterConfig) -> bool:

@@ -1,8 +1,9 @@
 """One prefill instance in model time, for the live worker and the simulator alike.
 
-Per request: its cached prefix is read (the modelled fetch delays its arrival in the queue) ->
-FCFS token-budget batches (`PrefillEngine`) priced by `supernode.perf.prefill_time` -> its whole
-KV is handed off to the chosen decode instance over RDMA once the batch ends (paper s4.3.3).
+Per request: FCFS token-budget batches (`PrefillEngine`) priced by `supernode.perf.prefill_time`,
+which includes reading the batch's cached prefixes from the prefix cache (`cache_source`) ->
+its whole KV is handed off to the chosen decode instance over RDMA once the batch ends (paper
+s4.3.3), the batch's hand-offs sharing the instance's NICs (`supernode.perf.kv_handoff_times`).
 
 Pure: every call takes `now` and says when things happen; the live worker sleeps until then on
 its clock, the simulator schedules events. Time is anchored to the request, not to the process:
@@ -18,14 +19,13 @@ from dataclasses import dataclass
 
 from supernode.engine.prefill import PrefillEngine, PrefillJob
 from supernode.engine.registry import WorkerInfo, WorkerKind
-from supernode.hardware.spec import Link
 from supernode.perf import (
     Deployment,
     PrefillBatch,
     Timing,
     kv_capacity_tokens,
+    kv_handoff_times,
     prefill_time,
-    transfer_time,
 )
 
 
@@ -52,26 +52,31 @@ class Batch:
     def queue_s(self, job: PrefillJob) -> float:
         return max(0.0, self.started_at - job.arrived_at)
 
+    @property
+    def fetch_s(self) -> float:
+        """The batch's read of its cached prefixes (the start of its `timing`)."""
+        return self.timing.breakdown.get("cache_fetch", 0.0)
+
+    @property
+    def compute_s(self) -> float:
+        """The rest of the batch: its forward pass."""
+        return self.timing.total_s - self.fetch_s
+
 
 class PrefillInstance:
-    """Batching, pricing and hand-off timing of one instance. `fetch_link` is the path cached
-    prefixes are read over (None: no prefix cache)."""
+    """Batching, pricing and hand-off timing of one instance. `cache_source` is where cached
+    prefixes are read from (`supernode.perf.CACHE_SOURCES`: EMS over UB or VPC, or the
+    instance's own DRAM under kv-affinity)."""
 
     def __init__(self, engine: PrefillEngine, deployment: Deployment,
-                 fetch_link: Link | None) -> None:
+                 cache_source: str = "ems_ub") -> None:
         self.engine = engine
         self.deployment = deployment
-        self.fetch_link = fetch_link
+        self.cache_source = cache_source
         self.kv_bytes_per_token = deployment.model.kv_bytes_per_token(deployment.kv_dtype)
         self.free_at = float("-inf")
         self.batch: Batch | None = None
         """The batch in flight, until `finish_batch`."""
-
-    def fetch_s(self, num_cached_tokens: int) -> float:
-        """Model seconds to read a cached prefix of `num_cached_tokens` into the instance."""
-        if not num_cached_tokens or self.fetch_link is None:
-            return 0.0
-        return transfer_time(num_cached_tokens * self.kv_bytes_per_token, self.fetch_link).total_s
 
     def add(self, job: PrefillJob) -> None:
         self.engine.add(job)
@@ -98,8 +103,8 @@ class PrefillInstance:
         if not jobs:
             return None
         timing = prefill_time(PrefillBatch(tuple(j.num_prompt_tokens for j in jobs),
-                                           tuple(j.num_cached_tokens for j in jobs)),
-                              self.deployment)
+                                           tuple(j.num_cached_tokens for j in jobs),
+                                           self.cache_source), self.deployment)
         started_at = max(self.free_at, max(j.arrived_at for j in jobs), now - timing.total_s)
         done_at = started_at + timing.total_s
         self.free_at = done_at
@@ -114,10 +119,16 @@ class PrefillInstance:
         return batch
 
     def _handoffs(self, jobs: tuple[PrefillJob, ...], done_at: float) -> tuple[Handoff, ...]:
-        rdma = self.deployment.hardware.link("rdma")
+        """Each job's KV transfer, all starting at `done_at` and sharing the instance's NICs."""
+        sending = [j for j in jobs if j.sends_kv]
+        times = iter(kv_handoff_times([j.num_prompt_tokens * self.kv_bytes_per_token
+                                       for j in sending], self.deployment) if sending else ())
         handoffs = []
         for job in jobs:
-            num_bytes = job.num_prompt_tokens * self.kv_bytes_per_token if job.sends_kv else 0
-            seconds = transfer_time(num_bytes, rdma).total_s if num_bytes else 0.0
+            if job.sends_kv:
+                seconds = next(times).total_s
+                num_bytes = job.num_prompt_tokens * self.kv_bytes_per_token
+            else:
+                seconds, num_bytes = 0.0, 0
             handoffs.append(Handoff(job.request_id, num_bytes, seconds, done_at + seconds))
         return tuple(handoffs)

@@ -23,7 +23,7 @@ from loadgen.app import PointSamples, run_plan
 from loadgen.config import EndpointConfig, LoadConfig
 from loadgen.runner import OnResult
 from supernode.config import ClusterConfig, load_config
-from supernode.deployment import check_deployment
+from supernode.deployment import check_deployment, check_memory, overcommit_message
 from supernode.sim.runner import SimStats, simulate_point
 
 
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="deployment YAML (default: the embedded default)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field, dotted (e.g. decode.num_devices=32)")
+    g.add_argument("--allow-overcommit", action="store_true",
+                   help="simulate instances whose weights and minimum KV do not fit in HBM")
     bench_cli.add_dataset_args(parser.add_argument_group("workload"))
     bench_cli.add_load_args(parser.add_argument_group("load"))
     bench_cli.add_output_args(parser.add_argument_group("metrics and output"))
@@ -50,11 +52,19 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         if not sep or not key:
             parser.error(f"--set expects KEY=VALUE, got {pair!r}")
         overrides[key] = yaml.safe_load(value)
+    if args.allow_overcommit:
+        overrides["allow_overcommit"] = True
     try:
         config = load_config(args.config, overrides)
         check_deployment(config)
+        problems = check_memory(config)
     except (ValueError, TypeError, OSError, KeyError) as e:
         parser.error(f"--config/--set: {e}")
+    if problems and not config.allow_overcommit:
+        parser.exit(2, f"supernode sim: {overcommit_message(problems)}\n")
+    if problems:
+        print("supernode sim: OVERCOMMITTED (--allow-overcommit): " + "; ".join(problems),
+              file=sys.stderr)
     return config
 
 

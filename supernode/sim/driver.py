@@ -24,8 +24,7 @@ from supernode.deployment import build_decode_engine, instance_deployment, prefi
 from supernode.engine.decode import DecodeRequest
 from supernode.engine.prefill import PrefillEngine, PrefillJob
 from supernode.engine.registry import WorkerLoad, WorkerRegistry
-from supernode.hardware import LOCAL_DRAM_LINK
-from supernode.lifecycle.cache import stores_decode_kv, uses_local_cache
+from supernode.lifecycle.cache import cache_source, stores_decode_kv
 from supernode.lifecycle.decode import DecodeInstance, Step
 from supernode.lifecycle.errors import LifecycleError
 from supernode.lifecycle.prefill import Batch, PrefillInstance
@@ -103,13 +102,10 @@ class SimCluster:
         self.lifecycle = Lifecycle(config, self.registry, self._on_turn)
         prefill = instance_deployment(config, "prefill")
         kv_per_token = prefill.model.kv_bytes_per_token(prefill.kv_dtype)
-        link = None
-        if config.cache.enabled:
-            link = (LOCAL_DRAM_LINK if uses_local_cache(config.routing_policy)
-                    else prefill.hardware.link(f"ems_{config.cache.plane}"))
         budget = prefill_token_budget(config, prefill)
         self.prefills = {
-            f"prefill-{i}": _Prefill(PrefillInstance(PrefillEngine(budget), prefill, link), cache)
+            f"prefill-{i}": _Prefill(PrefillInstance(PrefillEngine(budget), prefill,
+                                                     cache_source(config)), cache)
             for i, cache in enumerate(build_caches(config, kv_per_token))}
         decode = instance_deployment(config, "decode")
         self.decodes = {f"decode-{i}": DecodeInstance(build_decode_engine(config, decode), decode)
@@ -157,9 +153,8 @@ class SimCluster:
                 p.cache.store_prompt(request.cache_namespace, request.block_keys,
                                      job.num_cached_tokens // self.config.cache.block_size,
                                      job.num_prompt_tokens)
-            result = PrefillResult(job.num_cached_tokens, batch.queue_s(job), request.fetch_s,
-                                   batch.timing.total_s, handoff.transfer_s,
-                                   handoff.kv_num_bytes)
+            result = PrefillResult(job.num_cached_tokens, batch.queue_s(job), batch.fetch_s,
+                                   batch.compute_s, handoff.transfer_s, handoff.kv_num_bytes)
             yield handoff.ready_at, KvArrived(request, result)
         yield from self._next_batch(now, event.worker_id)
 
@@ -224,11 +219,9 @@ class SimCluster:
         if p.cache is not None:
             num_cached = p.cache.lookup(request.cache_namespace, request.block_keys,
                                         request.num_prompt_tokens) * self.config.cache.block_size
-        request.fetch_s = p.instance.fetch_s(num_cached)
-        queued_at = request.stage_at + request.fetch_s
-        job = PrefillJob(request.request_id, request.num_prompt_tokens, num_cached, queued_at,
-                         sends_kv=request.decode_worker_id is not None)
-        yield max(now, queued_at), PrefillQueued(request, worker_id, job)
+        job = PrefillJob(request.request_id, request.num_prompt_tokens, num_cached,
+                         request.stage_at, sends_kv=request.decode_worker_id is not None)
+        yield now, PrefillQueued(request, worker_id, job)
 
     def _next_batch(self, now: float, worker_id: str) -> Iterator[Scheduled]:
         batch: Batch | None = self.prefills[worker_id].instance.start_batch(now)
