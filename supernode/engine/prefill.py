@@ -59,13 +59,14 @@ class PrefillEngine:
     def num_waiting(self) -> int:
         return len(self.waiting)
 
-    def next_batch(self) -> list[PrefillJob]:
-        """Pop the next batch (empty when nothing waits)."""
+    def next_batch(self, arrived_by: float = float("inf")) -> list[PrefillJob]:
+        """Pop the next batch (empty when nothing waits): waiting jobs in order, up to the
+        budget, that had arrived by model time `arrived_by`."""
         batch: list[PrefillJob] = []
         budget = self.max_num_batched_tokens
         while self.waiting:
             job = self.waiting[0]
-            if batch and job.num_new_tokens > budget:
+            if (batch and job.num_new_tokens > budget) or job.arrived_at > arrived_by:
                 break
             batch.append(self.waiting.popleft())
             self.num_queued_tokens -= job.num_new_tokens

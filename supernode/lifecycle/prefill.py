@@ -96,16 +96,19 @@ class PrefillInstance:
                           max_num_batched_tokens=self.engine.max_num_batched_tokens)
 
     def start_batch(self, now: float) -> Batch | None:
-        """Take and price the next batch (None when idle or busy)."""
-        if self.batch is not None:
+        """Take and price the next batch (None when idle or busy).
+
+        The batch starts when the instance is free and its first job has arrived, and packs
+        only the jobs that had arrived by then: a job that reached a late worker in the same
+        moment as a later one is still batched as the model's timeline says."""
+        if self.batch is not None or not self.engine.waiting:
             return None
-        jobs = tuple(self.engine.next_batch())
-        if not jobs:
-            return None
+        begin = max(self.free_at, self.engine.waiting[0].arrived_at)
+        jobs = tuple(self.engine.next_batch(arrived_by=begin))
         timing = prefill_time(PrefillBatch(tuple(j.num_prompt_tokens for j in jobs),
                                            tuple(j.num_cached_tokens for j in jobs),
                                            self.cache_source), self.deployment)
-        started_at = max(self.free_at, max(j.arrived_at for j in jobs), now - timing.total_s)
+        started_at = max(begin, now - timing.total_s)
         done_at = started_at + timing.total_s
         self.free_at = done_at
         self.batch = Batch(jobs, timing, started_at, done_at, self._handoffs(jobs, done_at))
