@@ -147,9 +147,10 @@ class SchedulerConfig:
     """Pause before the n-th failover attempt: this x 2^n, at most 0.5 s."""
     prefill_timeout_s: float = 600.0
     """Deadline of one prefill (queueing, compute and KV transfer included)."""
-    max_queue_wait_s: float = 10.0
-    """Shed (HTTP 429) a request whose predicted wait before its prefill starts (the prefill
-    queue ahead of it, or the requests already waiting for decode KV room) exceeds this; 0: never."""
+    ttft_slo_s: float = 5.0
+    """Shed (HTTP 429 with Retry-After) a request whose predicted time to first token (the
+    modelled work queued ahead of it for decode room and prefill, its own prefill and KV
+    hand-off) exceeds this; 0: never shed on it."""
     max_num_waiting: int = 4096
     """Shed a request when this many are already waiting (for decode room or in a prefill
     queue); 0: no cap."""
@@ -162,7 +163,7 @@ class SchedulerConfig:
             raise ValueError("scheduler.admission_backoff_s must be > 0 and <= "
                              "admission_backoff_max_s")
         for name in ("admission_wait_s", "failover_backoff_s", "prefill_timeout_s",
-                     "max_queue_wait_s", "request_timeout_s"):
+                     "ttft_slo_s", "request_timeout_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"scheduler.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_failovers < 0 or self.max_num_waiting < 0:

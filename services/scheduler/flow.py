@@ -186,7 +186,7 @@ class RequestFlow:
         """Prefill on a chosen instance; the KV lands on `decode` (None: nowhere, the request
         ends with this token). Returns the token it samples: the first, or on a resume the next."""
         lc = self.lifecycle
-        prefill = lc.choose_prefill(request)
+        prefill = lc.choose_prefill(request, self.clock.now())
         self.metrics.routed_to("prefill", prefill.worker_id)
         stub = pb_grpc.PrefillServiceStub(self._prefill_channel(prefill))
         now = self.clock.now()

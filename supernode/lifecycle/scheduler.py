@@ -140,12 +140,12 @@ class Lifecycle:
         return wake_at
 
     # ---- prefill
-    def choose_prefill(self, request: Request) -> WorkerInfo:
+    def choose_prefill(self, request: Request, now: float) -> WorkerInfo:
         worker = self.router.choose_prefill(request)
         request.status = RequestStatus.PREFILLING
         request.prefill_worker_id = worker.worker_id
         self.registry.add_inflight(worker.worker_id, +1)
-        self.shedder.on_prefill_sent(worker.worker_id, self._prefill_len(request))
+        self.shedder.on_prefill_sent(worker.worker_id, self._prefill_len(request), now)
         return worker
 
     def on_prefill_done(self, request: Request, result: PrefillResult, now: float) -> str | None:

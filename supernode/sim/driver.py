@@ -213,7 +213,7 @@ class SimCluster:
         yield from self._prefill(request, now)
 
     def _prefill(self, request: Request, now: float) -> Iterator[Scheduled]:
-        worker_id = self.lifecycle.choose_prefill(request).worker_id
+        worker_id = self.lifecycle.choose_prefill(request, now).worker_id
         p = self.prefills[worker_id]
         num_cached = 0
         if p.cache is not None:

@@ -61,12 +61,27 @@ def test_mtp_puts_several_tokens_in_one_step() -> None:
 
 
 def test_queueing_grows_ttft_with_rate() -> None:
-    """Mean TTFT rises with the request rate, past twice the idle value once prefill saturates."""
+    """Without load shedding, mean TTFT rises with the request rate, past twice the idle value
+    once prefill saturates."""
     mean_ttfts = [float(np.mean([r.ttft_s for r in run_sim(
-        num_prompts=200, rate=rate, input_len=4096, output_len=8).results]))
-        for rate in (2.0, 40.0, 120.0)]
+        num_prompts=200, rate=rate, input_len=4096, output_len=8,
+        **{"scheduler.ttft_slo_s": 0}).results])) for rate in (2.0, 40.0, 120.0)]
     assert mean_ttfts[0] < mean_ttfts[1] < mean_ttfts[2]
     assert mean_ttfts[2] > 2 * mean_ttfts[0]
+
+
+def test_overload_is_shed_and_the_rest_meet_the_ttft_bound() -> None:
+    """At three times what prefill sustains, the excess gets 429 at arrival (no time spent),
+    and the requests let in meet scheduler.ttft_slo_s (the shedder predicts from the model)."""
+    slo_s = 1.0
+    outcome = run_sim(num_prompts=600, rate=3 * 22.5, input_len=4096, output_len=8,
+                      **{"scheduler.ttft_slo_s": slo_s})
+    shed = [r for r in outcome.results if "HTTP 429" in r.error]
+    ok = [r for r in outcome.results if r.success]
+    assert len(shed) + len(ok) == len(outcome.results)
+    assert 0.3 * len(outcome.results) < len(shed) < 0.9 * len(outcome.results)
+    assert all(r.latency_s == 0 for r in shed)
+    assert sum(r.ttft_s <= slo_s for r in ok) >= 0.95 * len(ok)
 
 
 def test_speedup_changes_no_reported_figure() -> None:
