@@ -2,7 +2,7 @@
 
 import pytest
 
-from supernode.hardware import available_hardware
+from supernode.hardware import available_hardware, load_hardware
 from supernode.hardware.storage import load_storage, storage_from_dict
 
 
@@ -17,12 +17,16 @@ def test_every_profile_has_storage_tiers():
 
 def test_ascend_storage_figures_match_the_paper():
     """One 2.5 GB/s OBS bucket (P3 s4.4.3); 151 GB/s NPU->CPU reads per die (P2 Table 1);
-    4 CPU sockets x 160 GB/s per node (P2 s3.3.2); a 48-node EMS pool."""
+    the CPU side of UB, 160 GB/s per node, the same figure the EMS KV fetch uses (notes s7.2);
+    a 48-node EMS pool."""
     s = load_storage("ascend-910c")
     assert s.obs_bucket.bandwidth_bytes_per_s == pytest.approx(2.5e9)
     assert s.host_to_device.bandwidth_bytes_per_s == pytest.approx(2 * 151e9)
-    assert s.host_node_bandwidth_bytes_per_s == pytest.approx(4 * 160e9)
-    assert s.ems_pool_host_bandwidth_bytes_per_s == pytest.approx(48 * 640e9)
+    assert s.host_node_bandwidth_bytes_per_s == pytest.approx(160e9)
+    hardware = load_hardware("ascend-910c")
+    assert s.host_node_bandwidth_bytes_per_s == \
+        hardware.source_bandwidth_bytes_per_s_per_node["ems_ub"]
+    assert s.ems_pool_host_bandwidth_bytes_per_s == pytest.approx(48 * 160e9)
 
 
 def test_bad_tables_and_names_raise():

@@ -74,11 +74,13 @@ def test_load_time_is_monotone_in_instances(source):
     assert times == sorted(times)
 
 
-def test_ems_pool_saturates_only_with_many_readers():
-    """A few instances read EMS at their devices' link speed; enough of them share the pool."""
+def test_ems_pool_is_shared_by_concurrent_readers():
+    """More instances reading EMS at once never load faster, and eight share the pool's host
+    side (48 nodes x 160 GB/s) so each takes longer than one alone."""
     d = paper_prefill()
-    assert load_time(d, "ems", 2).total_s == pytest.approx(load_time(d, "ems", 1).total_s)
-    assert load_time(d, "ems", 8).total_s > load_time(d, "ems", 1).total_s
+    times = [load_time(d, "ems", n).total_s for n in (1, 2, 4, 8)]
+    assert times == sorted(times)
+    assert times[-1] > times[0]
 
 
 @pytest.mark.parametrize("source", ["obs", "dram", "ems"])
