@@ -1,9 +1,13 @@
 """`supernode up`: every role as its own local process on loopback, until Ctrl-C or SIGTERM.
 
-Starts the scheduler, EMS, the prefill pool and the decode pool (each `python -m services.X`
-with the same resolved config file), waits until the scheduler reports every worker
-registered, prints the endpoint, and on SIGINT/SIGTERM stops the children by their process
-ids (SIGTERM, then SIGKILL after a grace period).
+Checks first what would fail later (ports taken, Redis unreachable: exit 1 naming the cause),
+then starts the scheduler, EMS, the prefill pool and the decode pool (each `python -m
+services.X` with the same resolved config file and ports fixed for its lifetime), waits until
+its own scheduler (told apart from any other server by an instance id) reports every worker
+registered, and prints the endpoint and each process's metrics address. While up, a child
+that exits is restarted with back-off (services.supervisor). On SIGINT/SIGTERM it stops the
+children by their process ids (SIGTERM: workers drain; SIGKILL after the drain timeout plus a
+grace period).
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import yaml
 
+from services.common.ports import tcp_port
 from services.common.worker_main import parse_overrides
+from services.preflight import preflight
+from services.supervisor import RestartPolicy, Supervisor
 from supernode.config import ClusterConfig, load_config, to_dict
 from supernode.deployment import instance_deployment
 from supernode.policy import make_policy
@@ -34,6 +42,8 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str]
+    metrics_url: str
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default=None, help="hardware profile (ascend-910c, h100, h800)")
     p.add_argument("--tokenizer", default=None, help="a local Hugging Face tokenizer.json")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="OpenAI HTTP port (default 8000)")
+    p.add_argument("--port", type=tcp_port(1), default=None,
+                   help="OpenAI HTTP port (default 8000)")
     p.add_argument("--num-prefill", type=int, default=None, help="prefill instances")
     p.add_argument("--num-decode", type=int, default=None, help="decode instances")
     p.add_argument("--speedup", type=float, default=None,
@@ -58,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-timeout", type=float, default=60.0,
                    help="seconds to wait for every worker to register")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--no-restart", action="store_true",
+                   help="leave a child that exits down (default: restart it with back-off)")
     return p
 
 
@@ -118,6 +131,7 @@ class Cluster:
         self.scheduler_grpc = f"{host}:{config.ports.scheduler_grpc or free_port(host)}"
         self.ems_grpc = f"{host}:{config.ports.ems_grpc or free_port(host)}"
         self.endpoint = f"http://{host}:{config.ports.http}"
+        self.instance_id = uuid.uuid4().hex
 
     def start(self) -> None:
         host = self.config.ports.host
@@ -125,36 +139,49 @@ class Cluster:
                   self.log_level]
         self._spawn("scheduler", "services.scheduler", [
             *common, "--http-port", str(self.config.ports.http),
-            "--port", self.scheduler_grpc.rsplit(":", 1)[1]])
+            "--port", self.scheduler_grpc.rsplit(":", 1)[1], "--instance-id", self.instance_id],
+            metrics_url=f"{self.endpoint}/metrics")
         workers = ["--scheduler", self.scheduler_grpc]
         if self.uses_ems:
             self._spawn("ems", "services.ems", [
                 *common, *workers, "--port", self.ems_grpc.rsplit(":", 1)[1]])
         ems = ["--ems", self.ems_grpc] if self.uses_ems else []
         for i in range(self.config.num_prefill):
-            self._spawn(f"prefill-{i}", "services.prefill",
-                        [*common, *workers, *ems, "--worker-id", f"prefill-{i}"])
+            self._spawn(f"prefill-{i}", "services.prefill", [
+                *common, *workers, *ems, "--worker-id", f"prefill-{i}",
+                "--port", str(free_port(host))])
         for i in range(self.config.num_decode):
-            self._spawn(f"decode-{i}", "services.decode",
-                        [*common, *workers, "--worker-id", f"decode-{i}"])
+            self._spawn(f"decode-{i}", "services.decode", [
+                *common, *workers, "--worker-id", f"decode-{i}", "--port", str(free_port(host))])
 
     @property
     def uses_ems(self) -> bool:
         """A shared EMS pool runs unless the cache is off or each prefill keeps its own."""
         return self.config.cache.enabled and not uses_local_cache(self.config.routing_policy)
 
-    def _spawn(self, name: str, module: str, args: list[str]) -> None:
+    def _spawn(self, name: str, module: str, args: list[str], metrics_url: str = "") -> None:
+        """Start a child; workers and EMS get a /metrics port fixed for the child's lifetime
+        (restarts keep it, so scrape targets stay put)."""
+        if not metrics_url:
+            port = free_port(self.config.ports.host)
+            args = [*args, "--metrics-port", str(port)]
+            metrics_url = f"http://{self.config.ports.host}:{port}/metrics"
+        argv = [sys.executable, "-m", module, *args]
         log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.children.append(Child(name, process, log_path))
+        self.children.append(Child(name, _popen(argv, log_path), log_path, argv, metrics_url))
+
+    def respawn(self, child: Child) -> None:
+        """Start an exited child again: same command line, ports and log file."""
+        with open(child.log_path, "ab") as log:
+            log.write(f"---- supernode up: restarting {child.name} ----\n".encode())
+        child.process = _popen(child.argv, child.log_path)
 
     def dead(self) -> list[Child]:
         return [c for c in self.children if c.process.poll() is not None]
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Block until /health reports every pool registered; RuntimeError on a dead child."""
+        """Block until our scheduler's /health reports every pool registered; RuntimeError on
+        a dead child. A server on the port that is not our scheduler never counts as ready."""
         want = {"prefill": self.config.num_prefill, "decode": self.config.num_decode,
                 "ems": 1 if self.uses_ems else 0}
         deadline = time.monotonic() + timeout_s
@@ -163,26 +190,36 @@ class Cluster:
                 raise RuntimeError(f"{dead[0].name} exited with {dead[0].process.returncode}; "
                                    f"log {dead[0].log_path}:\n{_tail(dead[0].log_path)}")
             try:
-                workers = httpx.get(f"{self.endpoint}/health", timeout=1.0).json()["workers"]
-                if all(workers.get(k, 0) >= n for k, n in want.items()):
+                body = httpx.get(f"{self.endpoint}/health", timeout=1.0).json()
+                workers = body["workers"] if body.get("instance_id") == self.instance_id else {}
+                if workers and all(workers.get(k, 0) >= n for k, n in want.items()):
                     return
-            except (httpx.HTTPError, ValueError, KeyError):
+            except (httpx.HTTPError, ValueError, KeyError, AttributeError):
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"workers did not register within {timeout_s:.0f}s; logs in "
                            f"{self.log_dir}")
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
+        """SIGTERM every child, then SIGKILL those still running after the workers' drain
+        timeout plus `grace_s` (default 5 s)."""
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
+        deadline = time.monotonic() + self.config.drain_timeout_s + (
+            5.0 if grace_s is None else grace_s)
         for child in self.children:
             try:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+
+
+def _popen(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
 
 
 def _tail(path: Path, num_lines: int = 20) -> str:
@@ -199,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="supernode-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(config, log_dir, args.log_level)
+    if problems := preflight(config, cluster.uses_ems):
+        for problem in problems:
+            print(f"supernode up: {problem}", file=sys.stderr)
+        return 1
     stop = {"now": False}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -211,24 +252,44 @@ def main(argv: list[str] | None = None) -> int:
         cluster.wait_ready(args.ready_timeout)
     except RuntimeError as e:
         print(f"supernode up: {e}", file=sys.stderr)
-        cluster.stop()
+        cluster.stop(grace_s=0.0)
         return 1
+    _print_up(cluster, log_dir)
+    supervise(cluster, args.no_restart, stop)
+    print("supernode up: stopping", flush=True)
+    cluster.stop()
+    return 0
+
+
+def _print_up(cluster: Cluster, log_dir: Path) -> None:
+    config = cluster.config
     print(f"supernode is up: {cluster.endpoint}/v1  model: {config.model_name}  "
           f"({config.num_prefill} prefill x {config.prefill.num_devices} devices, "
           f"{config.num_decode} decode x {config.decode.num_devices} devices, "
           f"{config.hardware}, speedup {config.speedup})", flush=True)
-    print(f"logs: {log_dir}   metrics: {cluster.endpoint}/metrics   Ctrl-C stops", flush=True)
-    reported: set[str] = set()
+    print(f"logs: {log_dir}   Ctrl-C stops", flush=True)
+    for child in cluster.children:
+        print(f"  {child.name:<12} pid {child.process.pid:<8} metrics {child.metrics_url}",
+              flush=True)
+
+
+def supervise(cluster: Cluster, no_restart: bool, stop: dict[str, bool]) -> None:
+    """Until `stop["now"]`: restart exited children with back-off (or only report them)."""
+    def report(message: str) -> None:
+        print(f"supernode up: {message}", file=sys.stderr, flush=True)
+
+    supervisor = Supervisor(cluster, RestartPolicy(), report, time.monotonic(), _tail)
+    reported: set[int] = set()
     while not stop["now"]:
-        for child in cluster.dead():
-            if child.name not in reported:
-                reported.add(child.name)
-                print(f"supernode up: {child.name} exited ({child.process.returncode}); "
-                      f"see {child.log_path}", file=sys.stderr, flush=True)
+        if no_restart:
+            for child in cluster.dead():
+                if child.process.pid not in reported:
+                    reported.add(child.process.pid)
+                    report(f"{child.name} exited ({child.process.returncode}); see "
+                           f"{child.log_path}")
+        else:
+            supervisor.poll(time.monotonic())
         time.sleep(0.2)
-    print("supernode up: stopping", flush=True)
-    cluster.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks
 from services.common.shape import instance_shape
 from services.common.worker_main import (
+    WorkerHooks,
     WorkerProcess,
     add_worker_flags,
     base_parser,
@@ -21,6 +24,7 @@ from services.decode.servicer import DecodeServicer
 from services.decode.worker import DecodeWorker
 from supernode.clock import WallClock
 from supernode.deployment import build_decode_engine, instance_deployment
+from supernode.hardware.degrade import degrade_links
 from supernode.tokenizer import Tokenizer
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
@@ -59,10 +63,20 @@ def main(argv: list[str] | None = None) -> int:
             return pb.Load(num_running=engine.num_running, num_waiting=engine.num_waiting,
                            kv_used_tokens=engine.kv_used_tokens())
 
+        def slow_links(planes: Mapping[str, float]) -> None:
+            worker.use_hardware(deployment.replace(
+                hardware=degrade_links(deployment.hardware, planes)))
+
+        def begin_drain() -> None:
+            servicer.draining = True
+
+        servicer = DecodeServicer(worker)
+        hooks = WorkerHooks(
+            load=load, is_idle=lambda: engine.num_running == 0 and engine.num_waiting == 0,
+            begin_drain=begin_drain, faults=FaultHooks(slow_links=slow_links))
         return await serve_worker(
-            worker,
-            lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s),
-            args, registry, registration, load)
+            worker, lambda s: pb_grpc.add_DecodeServiceServicer_to_server(servicer, s),
+            args, registry, registration, hooks, config.drain_timeout_s)
 
     return run_service(f"decode[{worker_id}]", args.log_level, start)
 

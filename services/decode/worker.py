@@ -70,6 +70,11 @@ class DecodeWorker:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def use_hardware(self, deployment: Deployment) -> None:
+        """Price the next steps on `deployment`: the instance's own, or a copy with slowed
+        links while an injected fault lasts (services.common.faults)."""
+        self.deployment = deployment
+
     # ---- subscribers
     def subscribe(self, subscriber_id: str) -> asyncio.Queue[pb.TokenBatch]:
         """A new token stream for `subscriber_id`. A stream it replaces takes its requests

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks, WorkerFaults
 from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.metrics_http import serve_metrics
 from services.common.registration import Registrar
@@ -18,6 +19,7 @@ from services.common.worker_main import (
     default_worker_id,
     run_service,
 )
+from services.ems.fault_gate import GatedEmsServicer
 from services.ems.metrics import EmsMetrics
 from services.ems.servicer import EmsServicer
 from supernode.cache.backends import StoreConfig, make_store
@@ -38,7 +40,7 @@ class EmsProcess:
 
     async def stop(self) -> None:
         if self.registrar:
-            await self.registrar.stop()
+            await self.registrar.leave()
         self.refresher.cancel()
         await self.grpc.stop()
         await self.servicer.close()
@@ -93,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     async def start() -> EmsProcess:
         registry = CollectorRegistry()
         servicer = EmsServicer(make_store(store_cfg), EmsMetrics(registry))
+        gated = GatedEmsServicer(servicer, registry)
         server = await start_grpc_server(
-            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(servicer, s)], args.host, args.port
+            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(gated, s)], args.host, args.port
         )
         metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
         refresher = asyncio.create_task(_refresh_forever(servicer, server))
@@ -110,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                     metrics_address=f"{host}:{metrics_port}",
                 ),
                 pb.Load,
+                on_faults=WorkerFaults(
+                    registry, worker_id, FaultHooks(ems_unreachable=gated.set_mode)
+                ).update,
             )
             registrar.start()
         return EmsProcess(servicer, server, registrar, refresher, metrics_server)

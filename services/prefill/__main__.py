@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks
 from services.common.shape import instance_shape
 from services.common.worker_main import (
+    WorkerHooks,
     WorkerProcess,
     add_worker_flags,
     base_parser,
@@ -26,6 +29,7 @@ from supernode.clock import WallClock
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment, prefill_token_budget
 from supernode.engine.prefill import PrefillEngine
+from supernode.hardware.degrade import degrade_links
 from supernode.perf import Deployment, kv_capacity_tokens
 from supernode.policy.kv_affinity import uses_local_cache
 from supernode.v1 import supernode_pb2 as pb
@@ -85,10 +89,16 @@ def main(argv: list[str] | None = None) -> int:
                            num_waiting=worker.engine.num_waiting,
                            num_queued_tokens=worker.engine.num_queued_tokens)
 
+        def slow_links(planes: Mapping[str, float]) -> None:
+            worker.use_hardware(deployment.replace(
+                hardware=degrade_links(deployment.hardware, planes)))
+
+        servicer = PrefillServicer(worker)
+        hooks = WorkerHooks(load=load, is_idle=lambda: servicer.num_inflight == 0,
+                            faults=FaultHooks(slow_links=slow_links))
         return await serve_worker(
-            worker,
-            lambda s: pb_grpc.add_PrefillServiceServicer_to_server(PrefillServicer(worker), s),
-            args, registry, registration, load)
+            worker, lambda s: pb_grpc.add_PrefillServiceServicer_to_server(servicer, s),
+            args, registry, registration, hooks, config.drain_timeout_s)
 
     return run_service(f"prefill[{worker_id}]", args.log_level, start)
 

@@ -98,6 +98,13 @@ class PrefillWorker:
             first_token_id=first_token, queue_s=result.queue_s, compute_s=result.compute_s,
             cache_fetch_s=fetch_s, transfer_s=transfer_s, kv_num_bytes=kv_bytes)
 
+    def use_hardware(self, deployment: Deployment) -> None:
+        """Price the next batches and transfers on `deployment`: the instance's own, or a copy
+        with slowed links while an injected fault lasts (services.common.faults)."""
+        self.deployment = deployment
+        if self.cache is not None and self.cache.link.name in deployment.hardware.links:
+            self.cache.link = deployment.hardware.link(self.cache.link.name)
+
     def abort(self, request_id: str) -> bool:
         entry = self._futures.pop(request_id, None)
         found = self.engine.abort(request_id)

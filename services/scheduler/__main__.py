@@ -12,16 +12,18 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from services.common.grpc_server import GrpcServer, start_grpc_server
+from services.common.ports import bind_listener, tcp_port
 from services.common.worker_main import base_parser, config_from_args, run_service
 from services.ems.client import DecodeKvWriter
 from services.scheduler.app import FrontEnd, build_app
+from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import FlowLimits, RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry_servicer import RegistryServicer
 from services.scheduler.token_streams import TokenStreams
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment
-from supernode.engine.registry import WorkerRegistry
+from supernode.engine.registry import WorkerKind, WorkerRegistry
 from supernode.models import load_model
 from supernode.policy import make_policy
 from supernode.policy.kv_affinity import uses_local_cache
@@ -51,12 +53,18 @@ class SchedulerProcess:
 
 
 async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc_port: int,
-                          log_level: str = "info") -> SchedulerProcess:
+                          log_level: str = "info", instance_id: str | None = None
+                          ) -> SchedulerProcess:
+    listener = bind_listener(host, http_port, "the OpenAI HTTP endpoint")
     model = load_model(config.model)
     prometheus = CollectorRegistry()
     metrics = SchedulerMetrics(prometheus, config.model_name, model.max_context_len)
     metrics.set_policies(config.routing_policy, config.routing_policy)
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
+    faults = FaultBook(registry, prometheus)
+    expected = {WorkerKind.PREFILL: config.num_prefill, WorkerKind.DECODE: config.num_decode}
+    for kind, n in expected.items():
+        metrics.workers_expected.labels(pool=kind.value).set(n)
     streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}",
                            on_alive=registry.touch)
     cache, local = config.cache, uses_local_cache(config.routing_policy)
@@ -70,18 +78,21 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
                        FlowLimits.for_speedup(config.speedup),
                        cache_block_size=cache.block_size if cache.enabled and local else None,
                        on_finished=decode_kv.on_finished if decode_kv else None)
-    registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s)
+    registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s,
+                                         faults)
+    streams.on_broken = registry_servicer.on_stream_broken
     server = await start_grpc_server(
         [lambda s: pb_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s)],
         host, grpc_port)
     fe = FrontEnd(model_name=config.model_name, max_model_len=model.max_context_len,
                   tokenizer=make_tokenizer(config.tokenizer_path, model.vocab_size), flow=flow,
                   registry=registry, metrics=metrics, prometheus=prometheus,
-                  speedup=config.speedup, created=int(time.time()))
+                  speedup=config.speedup, created=int(time.time()), faults=faults,
+                  expected_workers=expected, instance_id=instance_id or uuid.uuid4().hex)
     http = uvicorn.Server(uvicorn.Config(build_app(fe), host=host, port=http_port,
                                          log_level=log_level.lower(), access_log=False,
                                          timeout_keep_alive=30, lifespan="off"))
-    http_task = asyncio.create_task(http.serve(), name="http")
+    http_task = asyncio.create_task(http.serve(sockets=[listener]), name="http")
     while not http.started:
         if http_task.done():
             await http_task
@@ -93,7 +104,9 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("scheduler")
-    parser.add_argument("--http-port", type=int, default=8000, help="OpenAI HTTP port")
+    parser.add_argument("--http-port", type=tcp_port(1), default=8000, help="OpenAI HTTP port")
+    parser.add_argument("--instance-id", default=None,
+                        help="id shown in /health and /ready (default: random)")
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
     try:
@@ -103,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--config/--set: {e}")
 
     async def start() -> SchedulerProcess:
-        return await start_scheduler(config, args.host, args.http_port, args.port, args.log_level)
+        return await start_scheduler(config, args.host, args.http_port, args.port, args.log_level,
+                                     args.instance_id)
 
     return run_service("scheduler", args.log_level, start)
 

@@ -9,7 +9,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,10 @@ from prometheus_client import CollectorRegistry
 
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
+from services.scheduler.admin import AdminGuard, InjectedFailures, admin_router, loopback_only
+from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow, RequestTooLarge
+from services.scheduler.health import health_report, ready_report
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
     ApiError,
@@ -58,10 +61,18 @@ class FrontEnd:
     prometheus: CollectorRegistry
     speedup: float
     created: int
+    faults: FaultBook
+    expected_workers: Mapping[WorkerKind, int]
+    """Configured pool sizes: /health is degraded while a pool has fewer live workers."""
+    instance_id: str
+    """This scheduler process's id, in /health and /ready."""
 
 
-def build_app(fe: FrontEnd) -> FastAPI:
+def build_app(fe: FrontEnd, admin_guard: AdminGuard = loopback_only) -> FastAPI:
+    """The HTTP app; `admin_guard` (a FastAPI dependency) protects the /admin routes."""
     app = FastAPI(title="supernode", docs_url=None, redoc_url=None)
+    app.include_router(admin_router(fe.faults, admin_guard))
+    app.add_middleware(InjectedFailures, book=fe.faults)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -73,10 +84,13 @@ def build_app(fe: FrontEnd) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Response:
-        ok = all(fe.registry.live(k) for k in (WorkerKind.PREFILL, WorkerKind.DECODE))
-        return JSONResponse({"status": "ok" if ok else "degraded",
-                             "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind}},
-                            status_code=200 if ok else 503)
+        body, status = health_report(fe.registry, fe.expected_workers, fe.instance_id)
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        body, status = ready_report(fe.registry, fe.instance_id)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -88,7 +102,8 @@ def build_app(fe: FrontEnd) -> FastAPI:
         return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
                  "metrics_address": w.metrics_address, "num_devices": w.num_devices,
                  "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
-                 "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load)}
+                 "num_inflight": w.num_inflight, "draining": w.draining,
+                 "load": dataclasses.asdict(w.load)}
                 for w in fe.registry.all()]
 
     @app.get("/sd/targets")

@@ -57,6 +57,9 @@ class SchedulerMetrics:
                                  registry=r)
         self.workers = Gauge("supernode_workers", "Registered workers per pool.", ("pool",),
                              registry=r)
+        self.workers_expected = Gauge("supernode_workers_expected",
+                                      "Configured workers per pool (/health is degraded below).",
+                                      ("pool",), registry=r)
         self.kv_transfer_bytes = Counter("supernode_kv_transfer_bytes",
                                          "Modelled KV bytes moved prefill -> decode.",
                                          registry=r)

@@ -1,4 +1,6 @@
-"""The scheduler's RegistryService: workers register and heartbeat; lapsed leases expire."""
+"""The scheduler's RegistryService: workers register, heartbeat (the reply carries the
+injected faults that apply to them) and deregister (to drain, or for good); lapsed leases
+expire."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 
 import grpc
 
+from services.scheduler.fault_book import FaultBook
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.token_streams import TokenStreams
 from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad, WorkerRegistry
@@ -29,11 +32,13 @@ def _load(load: pb.Load) -> WorkerLoad:
 
 class RegistryServicer(pb_grpc.RegistryServiceServicer):
     def __init__(self, registry: WorkerRegistry, streams: TokenStreams,
-                 metrics: SchedulerMetrics, heartbeat_interval_s: float) -> None:
+                 metrics: SchedulerMetrics, heartbeat_interval_s: float,
+                 faults: FaultBook | None = None) -> None:
         self.registry = registry
         self.streams = streams
         self.metrics = metrics
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.faults = faults
 
     async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext
                        ) -> pb.RegisterResponse:
@@ -58,8 +63,43 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext
                         ) -> pb.HeartbeatResponse:
-        known = self.registry.heartbeat(request.worker_id, _load(request.load), time.monotonic())
-        return pb.HeartbeatResponse(known=known)
+        now = time.monotonic()
+        known = self.registry.heartbeat(request.worker_id, _load(request.load), now)
+        info = self.registry.get(request.worker_id) if known else None
+        faults = (self.faults.for_worker(info.worker_id, info.kind, now)
+                  if info is not None and self.faults is not None else ())
+        return pb.HeartbeatResponse(known=known, faults=faults)
+
+    async def Deregister(self, request: pb.DeregisterRequest,
+                         context: grpc.aio.ServicerContext) -> pb.DeregisterResponse:
+        """Drain: route nothing new to the worker, keep its streams. Otherwise: it is gone,
+        and what still runs on it fails over now rather than after its lease."""
+        info = self.registry.get(request.worker_id)
+        if info is None or info.address != request.address:
+            return pb.DeregisterResponse(found=False)
+        if request.drain:
+            self.registry.drain(info.worker_id)
+            log.info("worker %s (%s) draining: no new requests routed to it", info.worker_id,
+                     info.kind.value)
+        else:
+            self.registry.remove(info.worker_id)
+            if info.kind == WorkerKind.DECODE:
+                await self.streams.disconnect(info.worker_id)
+            log.info("worker %s (%s) left", info.worker_id, info.kind.value)
+        self._count()
+        return pb.DeregisterResponse(found=True)
+
+    def on_stream_broken(self, worker_id: str, address: str) -> None:
+        """A decode's token stream broke: the process is most likely gone (killed, crashed),
+        so it leaves routing now rather than after its lease; a live one registers again at
+        its next heartbeat."""
+        info = self.registry.get(worker_id)
+        if info is None or info.address != address:
+            return
+        self.registry.remove(worker_id)
+        log.warning("decode %s unreachable (its token stream broke); removed from routing "
+                    "until it registers again", worker_id)
+        self._count()
 
     async def expire_forever(self) -> None:
         """Drop workers whose lease lapsed, every heartbeat interval."""

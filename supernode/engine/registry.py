@@ -1,7 +1,9 @@
 """The scheduler's live view of the worker pools.
 
 Workers register, then heartbeat with their load; a worker whose last heartbeat is older than
-the lease leaves routing. Times are passed in (wall seconds, monotonic), never read here.
+the lease leaves routing. A draining worker (it is shutting down) also leaves routing at once
+but stays known, heartbeating, until its running requests finish. Times are passed in (wall
+seconds, monotonic), never read here.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class WorkerInfo:
     num_inflight: int = 0
     """Requests the scheduler has sent and not yet seen finish (fresher than heartbeats)."""
     last_seen_s: float = 0.0
+    draining: bool = False
+    """Shutting down: no new requests are routed to it; its running ones go on."""
 
 
 class WorkerRegistry:
@@ -75,6 +79,15 @@ class WorkerRegistry:
         if info is not None:
             self._workers[worker_id] = replace(info, num_inflight=max(0, info.num_inflight + delta))
 
+    def drain(self, worker_id: str) -> bool:
+        """Take a worker out of routing while it finishes its running requests (it
+        registers again only as a new process). False when unknown."""
+        info = self._workers.get(worker_id)
+        if info is None:
+            return False
+        self._workers[worker_id] = replace(info, draining=True)
+        return True
+
     def remove(self, worker_id: str) -> WorkerInfo | None:
         return self._workers.pop(worker_id, None)
 
@@ -89,7 +102,8 @@ class WorkerRegistry:
         return self._workers.get(worker_id)
 
     def live(self, kind: WorkerKind) -> list[WorkerInfo]:
-        return sorted((w for w in self._workers.values() if w.kind == kind),
+        """The workers of `kind` that take new requests (draining ones do not)."""
+        return sorted((w for w in self._workers.values() if w.kind == kind and not w.draining),
                       key=lambda w: w.worker_id)
 
     def all(self) -> list[WorkerInfo]:

@@ -38,3 +38,17 @@ def test_touch_renews_the_lease() -> None:
     r.touch("ghost", now_s=1.9)
     assert r.expire(now_s=3.0) == [] and r.get("ghost") is None
     assert [w.worker_id for w in r.expire(now_s=4.0)] == ["d0"]
+
+
+def test_a_draining_worker_leaves_routing_but_stays_known() -> None:
+    """Draining takes a worker out of `live` at once; it keeps heartbeating (and its lease)
+    until it leaves, and a new registration under its id (a new process) routes again."""
+    r = WorkerRegistry(lease_s=2.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1"), now_s=0.0)
+    r.register(WorkerInfo("d1", WorkerKind.DECODE, "a:2"), now_s=0.0)
+    assert r.drain("d0") and not r.drain("ghost")
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d1"]
+    assert r.heartbeat("d0", WorkerLoad(num_running=2), now_s=1.5)
+    assert r.get("d0").draining and [w.worker_id for w in r.all()] == ["d0", "d1"]
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:3"), now_s=1.6)
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d0", "d1"]

@@ -1,0 +1,39 @@
+"""What /health and /ready say about the pools.
+
+`/health` is the full-strength check for people and alerting: `ok` (HTTP 200) only while every
+pool has at least its configured number of live workers (`num_prefill`, `num_decode`; a
+draining worker no longer counts), else `degraded` (HTTP 503) naming the pools that are short.
+`/ready` is the can-serve check for load balancers and readiness probes: 200 while every pool
+a request needs has a live worker. Both carry the scheduler's `instance_id`, so a launcher can
+tell its own scheduler from another server on the same port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from supernode.engine.registry import WorkerKind, WorkerRegistry
+
+SERVING_POOLS = (WorkerKind.PREFILL, WorkerKind.DECODE)
+
+
+def health_report(registry: WorkerRegistry, expected: Mapping[WorkerKind, int],
+                  instance_id: str) -> tuple[dict[str, Any], int]:
+    """The /health body and its HTTP status."""
+    live = {kind: len(registry.live(kind)) for kind in WorkerKind}
+    short = [kind.value for kind in SERVING_POOLS
+             if live[kind] < max(1, expected.get(kind, 1))]
+    body = {"status": "degraded" if short else "ok", "instance_id": instance_id,
+            "workers": {kind.value: n for kind, n in live.items()},
+            "expected": {kind.value: n for kind, n in expected.items()},
+            "degraded_pools": short,
+            "draining": [w.worker_id for w in registry.all() if w.draining]}
+    return body, 503 if short else 200
+
+
+def ready_report(registry: WorkerRegistry, instance_id: str) -> tuple[dict[str, Any], int]:
+    """The /ready body and its HTTP status."""
+    empty = [kind.value for kind in SERVING_POOLS if not registry.live(kind)]
+    return ({"ready": not empty, "instance_id": instance_id, "empty_pools": empty},
+            503 if empty else 200)
