@@ -1,0 +1,48 @@
+"""/health against configured pool sizes, and /ready."""
+
+from __future__ import annotations
+
+from services.scheduler.health import health_report, ready_report
+from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
+
+PREFILL, DECODE = WorkerKind.PREFILL, WorkerKind.DECODE
+EXPECTED = {PREFILL: 1, DECODE: 2}
+
+
+def registry(*workers: tuple[str, WorkerKind]) -> WorkerRegistry:
+    r = WorkerRegistry(lease_s=3.0)
+    for worker_id, kind in workers:
+        r.register(WorkerInfo(worker_id, kind, f"{worker_id}:1"), 0.0)
+    return r
+
+
+def test_full_pools_are_ok() -> None:
+    """Every pool at its configured size: 200, status ok, the instance id echoed."""
+    body, status = health_report(registry(("p0", PREFILL), ("d0", DECODE), ("d1", DECODE)),
+                                 EXPECTED, "abc")
+    assert status == 200 and body["status"] == "ok" and body["instance_id"] == "abc"
+    assert body["workers"] == {"prefill": 1, "decode": 2, "ems": 0}
+
+
+def test_a_pool_below_its_size_is_degraded_and_named_but_still_ready() -> None:
+    """One decode of two missing: /health 503 naming the decode pool; /ready stays 200
+    (requests can still be served)."""
+    r = registry(("p0", PREFILL), ("d0", DECODE))
+    body, status = health_report(r, EXPECTED, "abc")
+    assert status == 503 and body["status"] == "degraded"
+    assert body["degraded_pools"] == ["decode"] and body["expected"]["decode"] == 2
+    assert ready_report(r, "abc")[1] == 200
+
+
+def test_a_draining_worker_no_longer_counts() -> None:
+    """A draining worker takes no new requests, so the pool is short while it drains."""
+    r = registry(("p0", PREFILL), ("d0", DECODE), ("d1", DECODE))
+    r.drain("d1")
+    body, status = health_report(r, EXPECTED, "abc")
+    assert status == 503 and body["draining"] == ["d1"]
+
+
+def test_an_empty_pool_is_not_ready() -> None:
+    """No prefill worker at all: /ready is 503 naming the empty pool."""
+    body, status = ready_report(registry(("d0", DECODE)), "abc")
+    assert status == 503 and body["empty_pools"] == ["prefill"]
