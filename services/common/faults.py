@@ -11,7 +11,8 @@ own `remaining_s`, should the scheduler become unreachable. What each kind does 
 - kill_worker: the process dies at once with SIGKILL (no drain, no deregistration);
 - ems_unreachable: the role's `ems_unreachable(mode or None)` hook (EMS only).
 One-shot faults (stall, kill) run once per fault id. Every change is logged and shown in
-`supernode_faults_active{kind}` and `supernode_link_slowdown{plane}`.
+`supernode_faults_active{kind}` and `supernode_link_slowdown{plane}` (per link role: a slow
+`ub` plane shows on `ub` and `ems_ub`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Gauge
 
 from supernode.hardware import PLANES
+from supernode.hardware.degrade import role_slowdowns
 from supernode.v1 import supernode_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -100,8 +102,9 @@ class WorkerFaults:
             return
         self.hooks.slow_links(planes)
         self._links = planes
+        roles = role_slowdowns(planes)
         for plane in PLANES:
-            self._slowdown.labels(engine=self.worker_id, plane=plane).set(planes.get(plane, 1.0))
+            self._slowdown.labels(engine=self.worker_id, plane=plane).set(roles.get(plane, 1.0))
         if planes:
             log.warning("injected fault: link planes slowed %s; batches and transfers are "
                         "priced on the degraded hardware", planes)
