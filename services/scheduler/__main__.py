@@ -62,7 +62,9 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     metrics.set_policies(config.routing_policy, config.routing_policy)
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
     faults = FaultBook(registry, prometheus)
-    expected = {WorkerKind.PREFILL: config.num_prefill, WorkerKind.DECODE: config.num_decode}
+    expected = {WorkerKind.PREFILL: config.num_prefill, WorkerKind.DECODE: config.num_decode,
+                WorkerKind.EMS: int(config.cache.enabled
+                                    and not uses_local_cache(config.routing_policy))}
     for kind, n in expected.items():
         metrics.workers_expected.labels(pool=kind.value).set(n)
     streams = TokenStreams(subscriber_id=f"scheduler-{uuid.uuid4().hex[:8]}",

@@ -1,8 +1,9 @@
 """What /health and /ready say about the pools.
 
 `/health` is the full-strength check for people and alerting: `ok` (HTTP 200) only while every
-pool has at least its configured number of live workers (`num_prefill`, `num_decode`; a
-draining worker no longer counts), else `degraded` (HTTP 503) naming the pools that are short.
+pool has at least its configured number of live workers (`num_prefill`, `num_decode`, and one
+EMS replica when the deployment uses the shared EMS; a draining worker no longer counts), else
+`degraded` (HTTP 503) naming the pools that are short.
 `/ready` is the can-serve check for load balancers and readiness probes: 200 while every pool
 a request needs has a live worker. Both carry the scheduler's `instance_id`, so a launcher can
 tell its own scheduler from another server on the same port.
@@ -22,8 +23,9 @@ def health_report(registry: WorkerRegistry, expected: Mapping[WorkerKind, int],
                   instance_id: str) -> tuple[dict[str, Any], int]:
     """The /health body and its HTTP status."""
     live = {kind: len(registry.live(kind)) for kind in WorkerKind}
-    short = [kind.value for kind in SERVING_POOLS
-             if live[kind] < max(1, expected.get(kind, 1))]
+    least = {kind: max(1, expected.get(kind, 1)) if kind in SERVING_POOLS
+             else expected.get(kind, 0) for kind in WorkerKind}
+    short = [kind.value for kind in WorkerKind if live[kind] < least[kind]]
     body = {"status": "degraded" if short else "ok", "instance_id": instance_id,
             "workers": {kind.value: n for kind, n in live.items()},
             "expected": {kind.value: n for kind, n in expected.items()},
