@@ -75,3 +75,17 @@ async def test_injected_failures_answer_generation_requests_only_and_then_stop()
         assert (await c.post("/v1/completions", json={})).status_code == 503
         assert (await c.post("/v1/completions", json={})).json() == {"ok": True}
         assert (await c.get("/admin/faults")).json() == {"faults": []}
+
+
+@pytest.mark.parametrize("host, allowed", [("127.0.0.1", True), ("127.0.0.9", True),
+                                           ("::1", True), ("::ffff:127.0.0.1", True),
+                                           ("192.168.1.4", False), ("testclient", False)])
+async def test_loopback_means_this_machine(host: str, allowed: bool) -> None:
+    """IPv4 and IPv6 loopback (mapped too) pass the interim guard; other addresses do not."""
+    async with client(make_app(), host) as c:
+        assert ((await c.get("/admin/faults")).status_code == 200) is allowed
+
+
+def test_admin_routes_stay_out_of_the_openapi_schema() -> None:
+    """Fuzzers that follow the schema never reach the fault routes."""
+    assert not [p for p in make_app().openapi()["paths"] if p.startswith("/admin")]
