@@ -36,39 +36,55 @@ def _number(kind: type, low: float, high: float | None = None, *, open_low: bool
     return parse
 
 
+def _connection_flags(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
+    """--url and --admin-key, accepted before or after the command (after: no default, so
+    they do not overwrite a value given before)."""
+    url = os.environ.get("SUPERNODE_URL", "http://127.0.0.1:8000")
+    parser.add_argument("--url", default=url if with_defaults else argparse.SUPPRESS,
+                        help="the scheduler's HTTP endpoint (default $SUPERNODE_URL or "
+                             "http://127.0.0.1:8000)")
+    parser.add_argument("--admin-key", help="admin key (default $SUPERNODE_ADMIN_KEY)",
+                        default=os.environ.get("SUPERNODE_ADMIN_KEY") if with_defaults
+                        else argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="supernode fault", description=__doc__.split("\n")[0])
-    p.add_argument("--url", default=os.environ.get("SUPERNODE_URL", "http://127.0.0.1:8000"),
-                   help="the scheduler's HTTP endpoint (default $SUPERNODE_URL or "
-                        "http://127.0.0.1:8000)")
-    p.add_argument("--admin-key", default=os.environ.get("SUPERNODE_ADMIN_KEY"),
-                   help="admin key (default $SUPERNODE_ADMIN_KEY)")
+    _connection_flags(p, with_defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _connection_flags(common, with_defaults=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("list", help="show the active faults")
-    clear = sub.add_parser("clear", help="clear one fault by id, or all of them")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, parents=[common])
+
+    command("list", "show the active faults")
+    clear = command("clear", "clear one fault by id, or all of them")
     clear.add_argument("fault_id", nargs="?", help="fault id (default: every fault)")
     duration = _number(float, 0.0, 24 * 3600)
-    fail = sub.add_parser("fail-requests", help="fail the next N generation requests")
+    fail = command("fail-requests", "fail the next N generation requests")
     fail.add_argument("--status", type=_number(int, 400, 599), default=503,
                       help="HTTP status to answer (default 503)")
     fail.add_argument("--count", type=_number(int, 1), default=1, help="how many (default 1)")
     fail.add_argument("--duration", type=duration, default=0.0,
                       help="seconds before it expires unused (default: never)")
-    link = sub.add_parser("degrade-link", help="make a link plane N times slower")
-    link.add_argument("--plane", choices=PLANES, required=True)
+    link = command("degrade-link", "make a link plane N times slower")
+    link.add_argument("--plane", choices=PLANES, required=True,
+                      help="ub: MoE all-to-all and EMS over UB; rdma: KV to decode; vpc: EMS "
+                           "over VPC; ems_ub, ems_vpc: only the EMS reads")
     link.add_argument("--factor", type=_number(float, 1.0, 1e6, open_low=True), required=True,
                       help="times slower (> 1): latency x factor, bandwidth / factor")
     link.add_argument("--target", default="",
                       help="prefill, decode or a worker id (default: every worker)")
     link.add_argument("--duration", type=duration, default=0.0,
                       help="seconds (default: until cleared)")
-    stall = sub.add_parser("stall", help="stop a worker responding for a while")
+    stall = command("stall", "stop a worker responding for a while")
     stall.add_argument("worker", help="worker id, e.g. decode-0")
     stall.add_argument("--duration", type=_number(float, 0.0, 3600, open_low=True),
                        required=True, help="seconds")
-    kill = sub.add_parser("kill", help="kill a worker (SIGKILL)")
+    kill = command("kill", "kill a worker (SIGKILL)")
     kill.add_argument("worker", help="worker id, e.g. prefill-0")
-    ems = sub.add_parser("ems-unreachable", help="make EMS unreachable for a while")
+    ems = command("ems-unreachable", "make EMS unreachable for a while")
     ems.add_argument("--duration", type=_number(float, 0.0, 24 * 3600, open_low=True),
                      required=True, help="seconds")
     ems.add_argument("--mode", choices=("refuse", "blackhole"), default="refuse",
