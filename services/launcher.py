@@ -128,10 +128,18 @@ class Cluster:
         self.config_path = log_dir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         host = config.ports.host
-        self.scheduler_grpc = f"{host}:{config.ports.scheduler_grpc or free_port(host)}"
-        self.ems_grpc = f"{host}:{config.ports.ems_grpc or free_port(host)}"
+        self._ports = {config.ports.http}
+        self.scheduler_grpc = f"{host}:{config.ports.scheduler_grpc or self._port()}"
+        self.ems_grpc = f"{host}:{config.ports.ems_grpc or self._port()}"
         self.endpoint = f"http://{host}:{config.ports.http}"
         self.instance_id = uuid.uuid4().hex
+
+    def _port(self) -> int:
+        """A free port not yet handed to another child of this cluster."""
+        while (port := free_port(self.config.ports.host)) in self._ports:
+            pass
+        self._ports.add(port)
+        return port
 
     def start(self) -> None:
         host = self.config.ports.host
@@ -149,10 +157,10 @@ class Cluster:
         for i in range(self.config.num_prefill):
             self._spawn(f"prefill-{i}", "services.prefill", [
                 *common, *workers, *ems, "--worker-id", f"prefill-{i}",
-                "--port", str(free_port(host))])
+                "--port", str(self._port())])
         for i in range(self.config.num_decode):
             self._spawn(f"decode-{i}", "services.decode", [
-                *common, *workers, "--worker-id", f"decode-{i}", "--port", str(free_port(host))])
+                *common, *workers, "--worker-id", f"decode-{i}", "--port", str(self._port())])
 
     @property
     def uses_ems(self) -> bool:
@@ -163,7 +171,7 @@ class Cluster:
         """Start a child; workers and EMS get a /metrics port fixed for the child's lifetime
         (restarts keep it, so scrape targets stay put)."""
         if not metrics_url:
-            port = free_port(self.config.ports.host)
+            port = self._port()
             args = [*args, "--metrics-port", str(port)]
             metrics_url = f"http://{self.config.ports.host}:{port}/metrics"
         argv = [sys.executable, "-m", module, *args]
