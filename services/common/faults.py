@@ -67,15 +67,30 @@ class WorkerFaults:
         self._done: set[str] = set()
         self._links: dict[str, float] = {}
         self._ems_mode: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def update(self, faults: Sequence[pb.Fault]) -> None:
         """The scheduler's current list for this worker (an empty list clears everything)."""
         now = time.monotonic()
         self._listed = {f.fault_id: (f, now + f.remaining_s if f.remaining_s > 0 else None)
                         for f in faults}
-        for fault in faults:
-            if fault.remaining_s > 0:
-                asyncio.get_running_loop().call_later(fault.remaining_s + 0.01, self._reconcile)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if ends := [f.remaining_s for f in faults if f.remaining_s > 0]:
+            self._timer = asyncio.get_running_loop().call_later(min(ends) + 0.01,
+                                                                self._on_timer)
+        self._reconcile()
+
+    def _on_timer(self) -> None:
+        """The soonest listed fault ran out with no heartbeat since: drop it, wait for the next."""
+        self._timer = None
+        now = time.monotonic()
+        self._listed = {k: (f, until) for k, (f, until) in self._listed.items()
+                        if until is None or until > now}
+        if ends := [until - now for _, until in self._listed.values() if until is not None]:
+            self._timer = asyncio.get_running_loop().call_later(min(ends) + 0.01,
+                                                                self._on_timer)
         self._reconcile()
 
     def _reconcile(self) -> None:

@@ -45,14 +45,16 @@ async def test_link_faults_are_applied_compounded_and_reverted_when_no_longer_li
 
 
 async def test_a_listed_fault_expires_here_even_if_no_heartbeat_comes() -> None:
-    """A fault with remaining_s ends on the worker's own clock (the scheduler may be gone)."""
+    """Faults with remaining_s end on the worker's own clock (the scheduler may be gone), each
+    at its own time."""
     r = Recorder()
-    r.faults.update([link("f1", "vpc", 2.0, remaining_s=0.05)])
-    assert r.links == [{"vpc": 2.0}]
+    r.faults.update([link("f1", "vpc", 2.0, remaining_s=0.05),
+                     link("f2", "rdma", 3.0, remaining_s=0.3)])
+    assert r.links == [{"vpc": 2.0, "rdma": 3.0}]
     deadline = time.monotonic() + 10
     while r.links[-1] and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-    assert r.links[-1] == {}
+    assert r.links[1:] == [{"rdma": 3.0}, {}]
 
 
 async def test_ems_unreachable_toggles_the_gate_with_its_mode() -> None:
