@@ -48,10 +48,11 @@ def redis_problem(url: str) -> str | None:
     return None
 
 
-def preflight(config: ClusterConfig, uses_ems: bool) -> list[str]:
-    """Everything that would make `up` fail after starting; empty when all is well."""
+def preflight(config: ClusterConfig, runs_ems: bool) -> list[str]:
+    """Everything that would make `up` fail after starting; empty when all is well. `runs_ems`:
+    an EMS process will run (for the prefix cache or for model loads) over the cache backend."""
     problems = port_problems(config)
-    if uses_ems and config.cache.backend == "redis" and config.cache.redis_url:
+    if runs_ems and config.cache.backend == "redis" and config.cache.redis_url:
         problem = redis_problem(config.cache.redis_url)
         if problem:
             problems.append(problem)

@@ -15,7 +15,8 @@ roles:
   scheduler  the OpenAI HTTP endpoint, the global scheduler and the worker registry
   prefill    one prefill instance (registers with --scheduler)
   decode     one decode instance (registers with --scheduler)
-  ems        one EMS replica, the prefix-cache pool (in memory or on --redis-url)"""
+  ems        one EMS replica: the prefix-cache and model-cache pool (in memory or on
+             --redis-url)"""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,8 +77,8 @@ class Supervisor:
         return self._state[name].num_restarts
 
     def poll(self, now_s: float) -> None:
-        for child in self.cluster.children:
-            state = self._state[child.name]
+        for child in self.cluster.children:  # a child added since (add_worker) starts now
+            state = self._state.setdefault(child.name, _State(started_at=now_s))
             if child.process.poll() is None:
                 if now_s - state.started_at >= self.policy.stable_s:
                     state.num_quick = 0

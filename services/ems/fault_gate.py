@@ -4,8 +4,9 @@
 either refused at once with UNAVAILABLE (mode "refuse": a host that resets connections) or
 left unanswered until the caller's deadline passes (mode "blackhole": a frozen host or a
 partition, the case that costs callers their timeouts). Calls that arrive after the fault
-clears, or whose blackhole outlives it, are served normally. The gRPC health service is left
-alone: the fault is on the data path, as a partition between prefill and EMS would be.
+clears, or whose blackhole outlives it, are served normally. Every EmsService RPC is gated,
+model loads included (a loading worker then loads without EMS). The gRPC health service is
+left alone: the fault is on the data path, as a partition between prefill and EMS would be.
 """
 
 from __future__ import annotations
@@ -65,6 +66,22 @@ class GatedEmsServicer(pb_grpc.EmsServiceServicer):
                     ) -> pb.StatsResponse:
         await self._gate("Stats", context)
         return await self.inner.Stats(request, context)
+
+    async def ModelStatus(self, request: pb.ModelImageRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ModelStatusResponse:
+        await self._gate("ModelStatus", context)
+        return await self.inner.ModelStatus(request, context)
+
+    async def PrefetchModel(self, request: pb.ModelImageRequest,
+                            context: grpc.aio.ServicerContext) -> pb.PrefetchModelResponse:
+        await self._gate("PrefetchModel", context)
+        return await self.inner.PrefetchModel(request, context)
+
+    async def LoadModel(self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext
+                        ) -> AsyncIterator[pb.ModelLoadEvent]:
+        await self._gate("LoadModel", context)
+        async for event in self.inner.LoadModel(request, context):
+            yield event
 
     async def _gate(self, rpc: str, context: grpc.aio.ServicerContext) -> None:
         mode = self.mode

@@ -28,6 +28,7 @@ from supernode.cache.hashing import block_keys
 from supernode.cache.payload import checksum
 from supernode.config import CacheConfig
 from supernode.hardware.spec import Link
+from supernode.lifecycle.cache import keys_to_store, num_usable_blocks
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -62,12 +63,6 @@ class PrefixCache(Protocol):
     async def close(self) -> None: ...
 
 
-def num_usable_blocks(num_prompt_tokens: int, block_size: int) -> int:
-    """Full blocks a prompt may take from the cache: at least one token is left to compute
-    (the last prompt token's logits are needed to sample)."""
-    return (num_prompt_tokens - 1) // block_size
-
-
 class CacheBase:
     """What the shared-EMS client and a local cache have in common: hit accounting and
     background stores. Subclasses implement `fetch` and `_put`."""
@@ -87,8 +82,8 @@ class CacheBase:
 
     def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
         """Put the prompt's uncached full blocks in the background (never delays the request)."""
-        num_full = num_prompt_tokens // self.config.block_size
-        new_keys = hit.keys[hit.num_cached_blocks:num_full]
+        new_keys = keys_to_store(hit.keys, hit.num_cached_blocks, num_prompt_tokens,
+                                 self.config.block_size)
         if not new_keys:
             return
         task = asyncio.create_task(self._put(namespace, new_keys))
@@ -118,9 +113,10 @@ class PrefixCacheClient(CacheBase):
 
     def __init__(self, address: str, config: CacheConfig, kv_bytes_per_token: int,
                  payload_scale: float, metrics: PrefillMetrics, link: Link,
+                 cluster_token: str | None = None,
                  now: Callable[[], float] = time.monotonic) -> None:
         super().__init__(config, kv_bytes_per_token, payload_scale, metrics, link)
-        self._channel = insecure_channel(address)
+        self._channel = insecure_channel(address, cluster_token)
         self._stub = pb_grpc.EmsServiceStub(self._channel)
         self._metadata = (("x-supernode-plane", config.plane),)
         self.degraded = False

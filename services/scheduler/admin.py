@@ -5,7 +5,8 @@
     DELETE /admin/faults        clear them all
     DELETE /admin/faults/{id}   clear one (404 if it is not active)
 
-The guard is a FastAPI dependency passed in by `build_app` (the admin-key check); every route
+The guard is a FastAPI dependency passed in by `build_app`
+(`services.scheduler.auth.require_admin`: the admin key when one is configured); every route
 here depends on it. `InjectedFailures` is the ASGI middleware that serves `fail_requests`
 faults: it answers a generation request with the injected status and OpenAI error JSON before
 the request is parsed or any stream header is sent.
@@ -13,12 +14,11 @@ the request is parsed or any stream header is sent.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -44,21 +44,6 @@ class FaultBody(BaseModel):
     factor: float = Field(default=1.0, description="degrade_link: times slower (> 1)")
     duration_s: float = Field(default=0.0, description="wall seconds; 0: until cleared")
     mode: str = Field(default="refuse", description="ems_unreachable: refuse | blackhole")
-
-
-async def loopback_only(request: Request) -> None:
-    """Admin guard without an admin key: only clients on this machine (loopback) may administer."""
-    if not _is_loopback(request.client.host if request.client else ""):
-        raise ApiError(403, "the admin API is only open to loopback clients")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def admin_router(book: FaultBook, guard: AdminGuard) -> APIRouter:

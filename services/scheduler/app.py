@@ -10,19 +10,21 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI
+from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry
 
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
-from services.scheduler.admin import AdminGuard, InjectedFailures, admin_router, loopback_only
+from services.scheduler import auth
+from services.scheduler.admin import InjectedFailures, admin_router
 from services.scheduler.fault_book import FaultBook
-from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow, RequestTooLarge
+from services.scheduler.flow import RequestFlow
 from services.scheduler.health import health_report, ready_report
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
@@ -41,9 +43,11 @@ from services.scheduler.responses import (
     StopMatcher,
     full_response,
 )
-from supernode.engine.registry import WorkerKind, WorkerRegistry
-from supernode.engine.request import RequestRecord
-from supernode.tokenizer import TextTokenizer
+from supernode.engine.registry import WorkerKind, WorkerRegistry, WorkerState
+from supernode.lifecycle.cache import cache_namespace
+from supernode.lifecycle.errors import LifecycleError, NoWorkers, Overloaded, RequestTimedOut
+from supernode.lifecycle.request import Request
+from supernode.tokenizer import TextTokenizer, sample_token
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +63,30 @@ class FrontEnd:
     registry: WorkerRegistry
     metrics: SchedulerMetrics
     prometheus: CollectorRegistry
-    speedup: float
     created: int
     faults: FaultBook
     expected_workers: Mapping[WorkerKind, int]
     """Configured pool sizes: /health is degraded while a pool has fewer live workers."""
     instance_id: str
     """This scheduler process's id, in /health and /ready."""
+    api_keys: auth.ApiKeys = field(default_factory=auth.ApiKeys)
 
 
-def build_app(fe: FrontEnd, admin_guard: AdminGuard = loopback_only) -> FastAPI:
-    """The HTTP app; `admin_guard` (a FastAPI dependency) protects the /admin routes."""
+def build_app(fe: FrontEnd) -> FastAPI:
+    """The HTTP app; operator routes (/metrics, /workers, /sd/targets, /admin/*) need the
+    admin key when one is configured (services.scheduler.auth)."""
     app = FastAPI(title="supernode", docs_url=None, redoc_url=None)
-    app.include_router(admin_router(fe.faults, admin_guard))
+    app.include_router(admin_router(fe.faults, auth.require_admin))
     app.add_middleware(InjectedFailures, book=fe.faults)
+    auth.install(app, fe.api_keys)
+    admin = [Depends(auth.require_admin)]
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: HttpRequest, exc: ApiError) -> JSONResponse:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: HttpRequest, exc: RequestValidationError) -> JSONResponse:
         return ApiError(400, str(exc)).response()
 
     @app.get("/health")
@@ -92,21 +99,23 @@ def build_app(fe: FrontEnd, admin_guard: AdminGuard = loopback_only) -> FastAPI:
         body, status = ready_report(fe.registry, fe.instance_id)
         return JSONResponse(body, status_code=status)
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=admin)
     async def metrics() -> Response:
+        fe.metrics.count_states(fe.flow.active)
         return Response(exposition(fe.prometheus), media_type=METRICS_CONTENT_TYPE)
 
-    @app.get("/workers")
+    @app.get("/workers", dependencies=admin)
     async def workers() -> list[dict[str, Any]]:
         """The live registry: every worker's address, shape and last reported load."""
         return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
                  "metrics_address": w.metrics_address, "num_devices": w.num_devices,
                  "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
                  "num_inflight": w.num_inflight, "draining": w.draining,
-                 "load": dataclasses.asdict(w.load)}
+                 "load": dataclasses.asdict(w.load), "state": w.state.value,
+                 "model_load": dataclasses.asdict(w.model_load) if w.model_load else None}
                 for w in fe.registry.all()]
 
-    @app.get("/sd/targets")
+    @app.get("/sd/targets", dependencies=admin)
     async def sd_targets() -> list[dict[str, Any]]:
         """Prometheus http_sd: every registered worker's /metrics address."""
         return [{"targets": [w.metrics_address],
@@ -121,7 +130,7 @@ def build_app(fe: FrontEnd, admin_guard: AdminGuard = loopback_only) -> FastAPI:
             "max_model_len": fe.max_model_len}]}
 
     @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
+    async def completions(request: HttpRequest) -> Response:
         body = parse_request(CompletionRequest, await _json(request))
         _check_model(fe, body.model)
         tokens = completion_prompt_tokens(body.prompt, fe.tokenizer.encode,
@@ -129,7 +138,7 @@ def build_app(fe: FrontEnd, admin_guard: AdminGuard = loopback_only) -> FastAPI:
         return await _generate(fe, request, COMPLETION, body, tokens, body.max_tokens)
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
+    async def chat(request: HttpRequest) -> Response:
         body = parse_request(ChatCompletionRequest, await _json(request))
         _check_model(fe, body.model)
         tokens = fe.tokenizer.encode(render_chat(body.messages))
@@ -138,7 +147,7 @@ def build_app(fe: FrontEnd, admin_guard: AdminGuard = loopback_only) -> FastAPI:
     return app
 
 
-async def _json(request: Request) -> Any:
+async def _json(request: HttpRequest) -> Any:
     try:
         return json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -150,8 +159,23 @@ def _check_model(fe: FrontEnd, model: str) -> None:
         raise ApiError(404, f"The model `{model}` does not exist.", "model")
 
 
-def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
-                max_tokens: int | None) -> RequestRecord:
+class _RandomIds:
+    """Synthetic output ids: seeded draws from the vocabulary, EOS to end with "stop"."""
+
+    def __init__(self, tokenizer: TextTokenizer, seed: int) -> None:
+        self.tokenizer = tokenizer
+        self.rng = random.Random(seed)
+
+    def next_ids(self, num_tokens: int, finish_reason: str | None) -> list[int]:
+        vocab = self.tokenizer.vocab_size
+        ids = [sample_token(self.rng, vocab) for _ in range(num_tokens)]
+        if finish_reason == "stop" and ids:
+            ids[-1] = self.tokenizer.eos_token_id
+        return ids
+
+
+def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int],
+                max_tokens: int | None) -> Request:
     room = fe.max_model_len - len(tokens)
     if room < 1:
         raise ApiError(400, f"This model's maximum context length is {fe.max_model_len} tokens. "
@@ -161,26 +185,54 @@ def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
                        f"However, you requested {len(tokens) + max_tokens} tokens "
                        f"({len(tokens)} in the messages, {max_tokens} in the completion).",
                        "max_tokens")
-    namespace = request.headers.get("x-supernode-namespace", "")
-    return RequestRecord(
+    seed = body.seed if body.seed is not None else random.getrandbits(48)
+    return Request(
         request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
-        prompt_token_ids=tokens, max_tokens=max_tokens or room,
-        seed=body.seed if body.seed is not None else random.getrandbits(48),
-        ignore_eos=body.ignore_eos, eos_token_id=fe.tokenizer.eos_token_id, cache_namespace=f"{fe.model_name}/{namespace}",
-        arrived_at=time.monotonic())
+        num_prompt_tokens=len(tokens), max_tokens=max_tokens or room, seed=seed,
+        arrived_at=fe.flow.clock.now(), ignore_eos=body.ignore_eos,
+        cache_namespace=cache_namespace(fe.model_name, auth.tenant_namespace(request)),
+        prompt_token_ids=tokens, output_token_ids=[], sampler=_RandomIds(fe.tokenizer, seed))
 
 
-async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, tokens: list[int],
-                    max_tokens: int | None) -> Response:
+_REJECTION_REASONS = {429: "overloaded", 400: "too_large", 503: "no_workers"}
+
+
+def _api_error(fe: FrontEnd, error: LifecycleError) -> ApiError:
+    """The OpenAI error JSON for a request the lifecycle refused or gave up on."""
+    m = fe.metrics
+    reason = ("timeout" if isinstance(error, RequestTimedOut)
+              else _REJECTION_REASONS.get(error.status, "failed"))
+    m.rejected.labels(**m.labels, reason=reason).inc()
+    if error.status >= 500:
+        m.failed.labels(**m.labels, status=str(error.status)).inc()
+    retry_after_s = None
+    if isinstance(error, Overloaded):
+        retry_after_s = fe.flow.clock.to_wall_s(error.retry_after_s)
+    elif error.status == 503:
+        retry_after_s = 1.0
+    message = (_no_workers_message(fe.registry, error) if isinstance(error, NoWorkers)
+               else str(error))
+    return ApiError(error.status, message, "max_tokens" if error.status == 400 else None,
+                    retry_after_s=retry_after_s)
+
+
+def _no_workers_message(registry: WorkerRegistry, error: NoWorkers) -> str:
+    """Why a pool is empty: nothing registered, or every worker still loading its model."""
+    loading = [w for w in registry.registered(WorkerKind(error.kind))
+               if w.state is WorkerState.LOADING]
+    if not loading:
+        return str(error)
+    return (f"no {error.kind} workers ready: {len(loading)} still loading the model "
+            f"(see /workers); retry later")
+
+
+async def _generate(fe: FrontEnd, request: HttpRequest, kind: Kind, body: Any,
+                    tokens: list[int], max_tokens: int | None) -> Response:
     record = _new_record(fe, request, body, tokens, max_tokens)
     try:
-        fe.flow.check_pools()
-        fe.flow.check_fits(record)
-    except NoWorkers as e:
-        fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
-        raise ApiError(503, str(e), retry_after_s=1.0) from None
-    except RequestTooLarge as e:
-        raise ApiError(400, str(e), "max_tokens") from None
+        fe.flow.accept(record)
+    except LifecycleError as e:
+        raise _api_error(fe, e) from None
     m = fe.metrics
     m.prompt_len.labels(**m.labels).observe(len(tokens))
     m.max_tokens.labels(**m.labels).observe(record.max_tokens)
@@ -195,22 +247,21 @@ async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, token
     try:
         async for piece, _ in _texts(fe, record, body.stop_strings()):
             text.append(piece)
-    except (NoWorkers, RequestFailed) as e:
-        m.failed.labels(**m.labels, status="503").inc()
-        raise ApiError(503, str(e), retry_after_s=1.0) from None
+    except LifecycleError as e:
+        raise _api_error(fe, e) from None
     return JSONResponse(full_response(kind, response_id, created, fe.model_name, "".join(text),
                                       record.finish_reason, record), headers=headers)
 
 
-async def _stream(fe: FrontEnd, record: RequestRecord, writer: ChunkWriter, body: Any
+async def _stream(fe: FrontEnd, record: Request, writer: ChunkWriter, body: Any
                   ) -> AsyncIterator[str]:
     try:
         async with contextlib.aclosing(_texts(fe, record, body.stop_strings())) as texts:
             async for piece, finish in texts:
                 yield writer.content(piece, finish)
-    except (NoWorkers, RequestFailed) as e:
-        fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
-        yield writer.error(str(e), 503)
+    except LifecycleError as e:
+        error = _api_error(fe, e)
+        yield writer.error(error.message, error.status)
         yield writer.DONE
         return
     if body.include_usage:
@@ -218,9 +269,9 @@ async def _stream(fe: FrontEnd, record: RequestRecord, writer: ChunkWriter, body
     yield writer.DONE
 
 
-async def _texts(fe: FrontEnd, record: RequestRecord, stops: list[str]
+async def _texts(fe: FrontEnd, record: Request, stops: list[str]
                  ) -> AsyncIterator[tuple[str, str | None]]:
-    """(text delta, finish_reason) per emission, cut at stop strings; records metrics at the end."""
+    """(text delta, finish_reason) per emission, cut at stop strings."""
     matcher = StopMatcher(stops)
     decode_token = fe.tokenizer.decode_token
     generation = fe.flow.run(record)
@@ -230,9 +281,6 @@ async def _texts(fe: FrontEnd, record: RequestRecord, stops: list[str]
             finish = "stop" if stopped else emitted.finish_reason
             if finish and not stopped:
                 piece += matcher.flush()
-            if record.first_token_at is not None and len(record.output_token_ids) == len(
-                    emitted.token_ids):
-                _observe_ttft(fe, record)
             if finish:
                 record.finish_reason = finish
             yield piece, finish
@@ -244,24 +292,3 @@ async def _texts(fe: FrontEnd, record: RequestRecord, stops: list[str]
         raise
     finally:
         await generation.aclose()
-        _observe_end(fe, record)
-
-
-def _observe_ttft(fe: FrontEnd, record: RequestRecord) -> None:
-    m = fe.metrics
-    m.ttft.labels(**m.labels).observe((record.first_token_at - record.arrived_at) * fe.speedup)
-
-
-def _observe_end(fe: FrontEnd, record: RequestRecord) -> None:
-    m = fe.metrics
-    reason = record.finish_reason or "abort"
-    m.success.labels(**m.labels, finished_reason=reason).inc()
-    if reason == "abort":
-        return
-    now = time.monotonic()
-    m.e2e.labels(**m.labels).observe((now - record.arrived_at) * fe.speedup)
-    n_out = len(record.output_token_ids)
-    m.generation_len.labels(**m.labels).observe(n_out)
-    if n_out > 1 and record.first_token_at is not None:
-        m.request_tpot.labels(**m.labels).observe(
-            (now - record.first_token_at) * fe.speedup / (n_out - 1))

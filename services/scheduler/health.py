@@ -3,7 +3,8 @@
 `/health` is the full-strength check for people and alerting: `ok` (HTTP 200) only while every
 pool has at least its configured number of live workers (`num_prefill`, `num_decode`, and one
 EMS replica when the deployment uses the shared EMS; a draining worker no longer counts), else
-`degraded` (HTTP 503) naming the pools that are short.
+`degraded` (HTTP 503) naming the pools that are short. `loading` counts the registered workers
+of each pool still loading their model (not routed to, so not live yet).
 `/ready` is the can-serve check for load balancers and readiness probes: 200 while every pool
 a request needs has a live worker. Both carry the scheduler's `instance_id`, so a launcher can
 tell its own scheduler from another server on the same port.
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from supernode.engine.registry import WorkerKind, WorkerRegistry
+from supernode.engine.registry import WorkerKind, WorkerRegistry, WorkerState
 
 SERVING_POOLS = (WorkerKind.PREFILL, WorkerKind.DECODE)
 
@@ -30,8 +31,15 @@ def health_report(registry: WorkerRegistry, expected: Mapping[WorkerKind, int],
             "workers": {kind.value: n for kind, n in live.items()},
             "expected": {kind.value: n for kind, n in expected.items()},
             "degraded_pools": short,
+            "loading": loading_counts(registry),
             "draining": [w.worker_id for w in registry.all() if w.draining]}
     return body, 503 if short else 200
+
+
+def loading_counts(registry: WorkerRegistry) -> dict[str, int]:
+    """Registered workers per pool still loading their model (not routed to yet)."""
+    return {k.value: sum(w.state is WorkerState.LOADING for w in registry.registered(k))
+            for k in WorkerKind}
 
 
 def ready_report(registry: WorkerRegistry, instance_id: str) -> tuple[dict[str, Any], int]:

@@ -7,12 +7,13 @@ from typing import Any, ClassVar, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.scheduler.responses import ERROR_TYPES
+
 
 class ApiError(Exception):
     """An error the client sees as OpenAI's error JSON with `status`."""
 
-    TYPES: ClassVar[dict[int, str]] = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError",
-             429: "RateLimitError", 500: "InternalServerError", 503: "ServiceUnavailableError"}
+    TYPES: ClassVar[dict[int, str]] = ERROR_TYPES
 
     def __init__(self, status: int, message: str, param: str | None = None,
                  retry_after_s: float | None = None) -> None:

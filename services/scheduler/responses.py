@@ -6,7 +6,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from supernode.engine.request import RequestRecord
+from supernode.lifecycle.request import Request
+
+ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 408: "TimeoutError",
+               413: "BadRequestError", 429: "RateLimitError", 500: "InternalServerError",
+               503: "ServiceUnavailableError"}
+"""OpenAI's error `type` per HTTP status."""
 
 
 @dataclass(frozen=True)
@@ -58,23 +63,20 @@ class StopMatcher:
         return out
 
 
-def usage(record: RequestRecord) -> dict[str, Any]:
-    n_out = len(record.output_token_ids)
+def usage(record: Request) -> dict[str, Any]:
+    n_out = record.num_output_tokens
     return {"prompt_tokens": record.num_prompt_tokens, "completion_tokens": n_out,
             "total_tokens": record.num_prompt_tokens + n_out,
             "prompt_tokens_details": {"cached_tokens": record.num_cached_tokens}}
 
 
-def emulator_details(record: RequestRecord) -> dict[str, Any]:
+def emulator_details(record: Request) -> dict[str, Any]:
     """supernode's own extension: where the request ran and what the model said it takes."""
-    return {"prefill_worker": record.prefill_worker_id, "decode_worker": record.decode_worker_id,
-            "modelled_ttft_s": record.modelled_ttft_s,
-            "modelled_tpot_s": record.modelled_tpot_s(), "num_failovers": record.num_failovers,
-            "kv_transfer_bytes": record.kv_num_bytes}
+    return record.details()
 
 
 def full_response(kind: Kind, response_id: str, created: int, model: str, text: str,
-                  finish_reason: str | None, record: RequestRecord) -> dict[str, Any]:
+                  finish_reason: str | None, record: Request) -> dict[str, Any]:
     if kind.chat:
         choice = {"index": 0, "message": {"role": "assistant", "content": text},
                   "logprobs": None, "finish_reason": finish_reason}
@@ -108,14 +110,14 @@ class ChunkWriter:
         self._first = False
         return f'data: {self._head},"choices":[{choice}]{self._tail}\n\n'
 
-    def usage_chunk(self, record: RequestRecord) -> str:
+    def usage_chunk(self, record: Request) -> str:
         body = json.dumps({"choices": [], "usage": usage(record),
                            "supernode": emulator_details(record)}, separators=(",", ":"))
         return f"data: {self._head},{body[1:]}\n\n"
 
     @staticmethod
     def error(message: str, status: int) -> str:
-        body = {"error": {"message": message, "type": "ServiceUnavailableError",
+        body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "Error"),
                           "param": None, "code": status}}
         return f"data: {json.dumps(body)}\n\n"
 

@@ -19,14 +19,12 @@ import yaml
 from rich.console import Console
 
 from loadgen import cli as bench_cli
-from loadgen.app import run_plan
+from loadgen.app import PointSamples, run_plan
 from loadgen.config import EndpointConfig, LoadConfig
 from loadgen.runner import OnResult
-from loadgen.types import SampleRequest
 from supernode.config import ClusterConfig, load_config
-from supernode.deployment import instance_deployment
-from supernode.policy import make_policy
-from supernode.sim.runner import SimStats, simulate
+from supernode.deployment import check_deployment, check_memory, overcommit_message
+from supernode.sim.runner import SimStats, simulate_point
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="deployment YAML (default: the embedded default)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field, dotted (e.g. decode.num_devices=32)")
+    g.add_argument("--allow-overcommit", action="store_true",
+                   help="simulate instances whose weights and minimum KV do not fit in HBM")
     bench_cli.add_dataset_args(parser.add_argument_group("workload"))
     bench_cli.add_load_args(parser.add_argument_group("load"))
     bench_cli.add_output_args(parser.add_argument_group("metrics and output"))
@@ -52,13 +52,19 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         if not sep or not key:
             parser.error(f"--set expects KEY=VALUE, got {pair!r}")
         overrides[key] = yaml.safe_load(value)
+    if args.allow_overcommit:
+        overrides["allow_overcommit"] = True
     try:
         config = load_config(args.config, overrides)
-        make_policy(config.routing_policy)
-        instance_deployment(config, "prefill")
-        instance_deployment(config, "decode")
+        check_deployment(config)
+        problems = check_memory(config)
     except (ValueError, TypeError, OSError, KeyError) as e:
         parser.error(f"--config/--set: {e}")
+    if problems and not config.allow_overcommit:
+        parser.exit(2, f"supernode sim: {overcommit_message(problems)}\n")
+    if problems:
+        print("supernode sim: OVERCOMMITTED (--allow-overcommit): " + "; ".join(problems),
+              file=sys.stderr)
     return config
 
 
@@ -74,15 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     stats = SimStats()
 
-    async def execute(samples: list[SampleRequest], load: LoadConfig, on_result: OnResult):
+    async def execute(samples: PointSamples, load: LoadConfig, on_result: OnResult):
         started = time.perf_counter()
-        outcome = simulate(config, samples, load, endpoint.ignore_eos, on_result, stats)
-        console.print(f"simulated {len(samples)} requests, {stats.model_s:.1f} model s, "
+        outcome = simulate_point(config, samples, load, endpoint.ignore_eos, on_result, stats,
+                                 plan.slo, plan.output.save_detailed)
+        console.print(f"simulated {outcome.acc.num_requests} requests, {stats.model_s:.1f} model s, "
                       f"{stats.num_events} events in {time.perf_counter() - started:.2f} s")
         return outcome
 
     try:
-        return asyncio.run(run_plan(plan, console, execute))
+        return asyncio.run(run_plan(plan, console, execute, simulated=True))
     except (OSError, ValueError) as exc:
         print(f"supernode sim: error: {exc}", file=sys.stderr)
         return 2

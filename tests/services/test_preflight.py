@@ -18,7 +18,7 @@ def test_a_taken_http_port_is_named() -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        problems = preflight(load_config(None, {"ports.http": port}), uses_ems=False)
+        problems = preflight(load_config(None, {"ports.http": port}), runs_ems=False)
     assert len(problems) == 1
     assert f"127.0.0.1:{port}" in problems[0] and "--port" in problems[0]
     assert "in use" in problems[0]
@@ -34,9 +34,9 @@ def test_an_unreachable_or_malformed_redis_url_is_named() -> None:
     url = f"redis://127.0.0.1:{free_port('127.0.0.1')}/0"
     config = load_config(None, {"ports.http": free_port("127.0.0.1"), "cache.backend": "redis",
                                 "cache.redis_url": url})
-    (problem,) = preflight(config, uses_ems=True)
+    (problem,) = preflight(config, runs_ems=True)
     assert url in problem and "--redis-url" in problem
-    assert preflight(config, uses_ems=False) == []
+    assert preflight(config, runs_ems=False) == []
     assert "not a Redis URL" in redis_problem("http://127.0.0.1:1/")
 
 

@@ -98,3 +98,17 @@ def test_describe_exit() -> None:
     """Negative return codes are signals by name; others are exit codes."""
     assert describe_exit(-15) == "was killed by SIGTERM"
     assert describe_exit(3) == "exited with 3"
+
+
+def test_a_child_added_while_supervised_is_restarted_too() -> None:
+    """A worker started after the supervisor (`Cluster.add_worker`) is watched from the poll
+    that first sees it, and restarted with the initial back-off when it exits."""
+    cluster, messages = FakeCluster("decode-0"), []
+    sup = Supervisor(cluster, RestartPolicy(), messages.append, now_s=0.0)
+    sup.poll(1.0)
+    cluster.children.append(FakeChild("decode-1"))
+    sup.poll(2.0)
+    cluster.children[1].process.returncode = 1
+    run(sup, 2.1, 3.0)
+    assert cluster.respawned == ["decode-1"] and sup.num_restarts("decode-1") == 1
+    assert messages[0].startswith("decode-1 exited with 1; restarting in 0.5s")

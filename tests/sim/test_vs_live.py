@@ -20,7 +20,7 @@ import pytest
 from loadgen.config import EndpointConfig, LoadConfig
 from loadgen.runner import run_benchmark
 from loadgen.workloads import RandomWorkload
-from supernode.sim.runner import simulate
+from supernode.sim.runner import simulate_samples
 from tests.e2e.conftest import start_cluster
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def test_sim_matches_live_at_low_rate(tmp_path: Path) -> None:
         endpoint = EndpointConfig(cluster.endpoint, model="deepseek-r1", ignore_eos=True,
                                   request_timeout_s=60, speedup=SPEEDUP)
         live = asyncio.run(run_benchmark(samples, endpoint, load))
-        sim = simulate(cluster.config, samples, load, ignore_eos=True)
+        sim = simulate_samples(cluster.config, samples, load, ignore_eos=True, detailed=True)
     finally:
         cluster.stop()
     (live_ttft, live_tpot), (sim_ttft, sim_tpot) = _means(live), _means(sim)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.scheduler.health import health_report, ready_report
-from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
+from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry, WorkerState
 
 PREFILL, DECODE, EMS = WorkerKind.PREFILL, WorkerKind.DECODE, WorkerKind.EMS
 EXPECTED = {PREFILL: 1, DECODE: 2, EMS: 1}
@@ -56,3 +56,15 @@ def test_a_missing_ems_is_degraded_when_the_deployment_uses_one() -> None:
     assert status == 503 and body["degraded_pools"] == ["ems"]
     assert ready_report(r, "abc")[1] == 200
     assert health_report(r, {PREFILL: 1, DECODE: 2, EMS: 0}, "abc")[1] == 200
+
+
+def test_loading_workers_are_counted_but_not_live() -> None:
+    """A decode still loading its model is listed under `loading`, not `workers`: the pool is
+    short (degraded) until it is ready."""
+    r = registry(("p0", PREFILL), ("d0", DECODE), ("e0", EMS))
+    r.register(WorkerInfo("d1", DECODE, "d1:1", state=WorkerState.LOADING), 0.0)
+    body, status = health_report(r, EXPECTED, "abc")
+    assert status == 503 and body["degraded_pools"] == ["decode"]
+    assert body["workers"]["decode"] == 1
+    assert body["loading"] == {"prefill": 0, "decode": 1, "ems": 0}
+
