@@ -26,18 +26,18 @@ from services.scheduler.app import FrontEnd, build_app
 from services.scheduler.auth import ApiKeys
 from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
+from services.scheduler.health import expected_pools
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry_servicer import RegistryServicer
 from services.scheduler.token_streams import TokenStreams
 from supernode.clock import WallClock
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment
-from supernode.engine.registry import WorkerKind, WorkerRegistry
+from supernode.engine.registry import WorkerRegistry
 from supernode.lifecycle.cache import stores_decode_kv
 from supernode.lifecycle.scheduler import Lifecycle
 from supernode.models import load_model
 from supernode.policy import make_policy
-from supernode.policy.kv_affinity import uses_local_cache
 from supernode.tokenizer import make_tokenizer
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -78,9 +78,7 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     metrics.set_policies(config.routing_policy, config.routing_policy)
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
     faults = FaultBook(registry, prometheus)
-    expected = {WorkerKind.PREFILL: config.num_prefill, WorkerKind.DECODE: config.num_decode,
-                WorkerKind.EMS: int(config.cache.enabled
-                                    and not uses_local_cache(config.routing_policy))}
+    expected = expected_pools(config)
     for kind, n in expected.items():
         metrics.workers_expected.labels(pool=kind.value).set(n)
     clock = WallClock(config.speedup)

@@ -1,8 +1,9 @@
 """What /health and /ready say about the pools.
 
 `/health` is the full-strength check for people and alerting: `ok` (HTTP 200) only while every
-pool has at least its configured number of live workers (`num_prefill`, `num_decode`, and one
-EMS replica when the deployment uses the shared EMS; a draining worker no longer counts), else
+pool has at least its configured number of live workers (`expected_pools`: `num_prefill`,
+`num_decode`, and one EMS replica when the deployment runs one, for the shared prefix cache or
+for model loads; a draining worker no longer counts), else
 `degraded` (HTTP 503) naming the pools that are short. `loading` counts the registered workers
 of each pool still loading their model (not routed to, so not live yet).
 `/ready` is the can-serve check for load balancers and readiness probes: 200 while every pool
@@ -15,9 +16,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from supernode.config import ClusterConfig
 from supernode.engine.registry import WorkerKind, WorkerRegistry, WorkerState
+from supernode.policy.kv_affinity import uses_local_cache
 
 SERVING_POOLS = (WorkerKind.PREFILL, WorkerKind.DECODE)
+
+
+def expected_pools(config: ClusterConfig) -> dict[WorkerKind, int]:
+    """The configured size of each pool. EMS: one replica when the shared prefix cache is on
+    (not kv-affinity's local caches) or workers load their model through it."""
+    shared_cache = config.cache.enabled and not uses_local_cache(config.routing_policy)
+    return {WorkerKind.PREFILL: config.num_prefill, WorkerKind.DECODE: config.num_decode,
+            WorkerKind.EMS: int(shared_cache or config.model_load.enabled)}
 
 
 def health_report(registry: WorkerRegistry, expected: Mapping[WorkerKind, int],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.scheduler.health import health_report, ready_report
+from services.scheduler.health import expected_pools, health_report, ready_report
+from supernode.config import load_config
 from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry, WorkerState
 
 PREFILL, DECODE, EMS = WorkerKind.PREFILL, WorkerKind.DECODE, WorkerKind.EMS
@@ -68,3 +69,14 @@ def test_loading_workers_are_counted_but_not_live() -> None:
     assert body["workers"]["decode"] == 1
     assert body["loading"] == {"prefill": 0, "decode": 1, "ems": 0}
 
+
+def test_expected_pools_follow_the_config() -> None:
+    """Pool sizes come from num_prefill/num_decode; one EMS replica is expected while the
+    shared prefix cache is on or model loads go through EMS, none with kv-affinity's local
+    caches and no model load, or with the cache off."""
+    assert expected_pools(load_config(None, {"num_decode": 3})) == {PREFILL: 1, DECODE: 3,
+                                                                    EMS: 1}
+    assert expected_pools(load_config(None, {"routing_policy": "kv-affinity"}))[EMS] == 0
+    assert expected_pools(load_config(None, {"cache.enabled": False}))[EMS] == 0
+    assert expected_pools(load_config(None, {"cache.enabled": False,
+                                             "model_load.source": "obs"}))[EMS] == 1
