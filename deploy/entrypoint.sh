@@ -12,6 +12,8 @@
 #   --config $SUPERNODE_CONFIG, --log-level $SUPERNODE_LOG_LEVEL
 #   --set speedup=$SUPERNODE_SPEEDUP, model=$SUPERNODE_MODEL, hardware=$SUPERNODE_HARDWARE,
 #         served_model_name=$SUPERNODE_SERVED_MODEL_NAME, routing_policy=$SUPERNODE_ROUTING_POLICY,
+#         num_prefill=$SUPERNODE_NUM_PREFILL, num_decode=$SUPERNODE_NUM_DECODE (the configured
+#         pool sizes the scheduler's /health holds the live pools to: set them to the --scale counts),
 #         model_load.source=$SUPERNODE_MODEL_LOAD
 # and $SUPERNODE_ARGS (split on spaces) goes after them. Unset or empty variables add nothing.
 # Any other command (`bench`, `sim`, `--help`) runs unchanged.
@@ -27,6 +29,8 @@ if [ "${1:-}" = "serve" ] && [ $# -ge 2 ]; then
   [ -n "${SUPERNODE_SERVED_MODEL_NAME:-}" ] && flags="$flags --set served_model_name=$SUPERNODE_SERVED_MODEL_NAME"
   [ -n "${SUPERNODE_HARDWARE:-}" ] && flags="$flags --set hardware=$SUPERNODE_HARDWARE"
   [ -n "${SUPERNODE_ROUTING_POLICY:-}" ] && flags="$flags --set routing_policy=$SUPERNODE_ROUTING_POLICY"
+  [ -n "${SUPERNODE_NUM_PREFILL:-}" ] && flags="$flags --set num_prefill=$SUPERNODE_NUM_PREFILL"
+  [ -n "${SUPERNODE_NUM_DECODE:-}" ] && flags="$flags --set num_decode=$SUPERNODE_NUM_DECODE"
   [ -n "${SUPERNODE_MODEL_LOAD:-}" ] && flags="$flags --set model_load.source=$SUPERNODE_MODEL_LOAD"
   set -f
   # shellcheck disable=SC2086  # word splitting of the flag strings is intended

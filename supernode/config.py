@@ -88,10 +88,24 @@ class CacheConfig:
     """Store decode-generated KV too (off for reasoning models, as in the paper)."""
     lookup_timeout_s: float = 0.5
     """Wall seconds a cache RPC may take before prefill goes on without the cache."""
+    breaker_failure_threshold: int = 3
+    """Consecutive failed or timed-out EMS calls that open prefill's circuit breaker: while
+    open, prefill runs without the cache at once instead of waiting for each timeout."""
+    breaker_open_s: float = 1.0
+    """Wall seconds the breaker stays open before it probes EMS; doubles after each failed
+    probe, up to `breaker_max_open_s`."""
+    breaker_max_open_s: float = 30.0
+    """Longest wall wait between probes of an unreachable EMS."""
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        if self.breaker_failure_threshold < 1:
+            raise ValueError("breaker_failure_threshold must be >= 1, got "
+                             f"{self.breaker_failure_threshold}")
+        if not 0 < self.breaker_open_s <= self.breaker_max_open_s:
+            raise ValueError("need 0 < breaker_open_s <= breaker_max_open_s, got "
+                             f"{self.breaker_open_s} and {self.breaker_max_open_s}")
         if self.backend == "redis" and not self.redis_url:
             raise ValueError("backend 'redis' needs redis_url")
 
@@ -179,6 +193,13 @@ class PortsConfig:
     scheduler_grpc: int = 0
     ems_grpc: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("http", "scheduler_grpc", "ems_grpc"):
+            port, lowest = getattr(self, name), 1 if name == "http" else 0
+            if not isinstance(port, int) or not lowest <= port <= 65535:
+                raise ValueError(f"ports.{name} must be a TCP port in {lowest}..65535, "
+                                 f"got {port!r}")
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
@@ -217,6 +238,11 @@ class ClusterConfig:
     """Wall seconds between worker heartbeats."""
     worker_lease_s: float = 3.0
     """Wall seconds without a heartbeat before a worker leaves routing."""
+    drain_timeout_s: float = 20.0
+    """Wall seconds a stopping worker (SIGTERM) lets its running requests finish after it
+    leaves routing; what still runs then fails over. Wall, not model, seconds: container stop
+    grace periods are wall time and must exceed it (at speedup 0.1 requests take ten times
+    longer, so raise it with them)."""
     ports: PortsConfig = field(default_factory=PortsConfig)
     model_load: ModelLoadConfig = field(default_factory=ModelLoadConfig)
     allow_overcommit: bool = False
@@ -235,6 +261,8 @@ class ClusterConfig:
             raise ValueError(f"delivery_lead_s must be in [0, 1], got {self.delivery_lead_s}")
         if self.worker_lease_s <= self.heartbeat_interval_s:
             raise ValueError("worker_lease_s must exceed heartbeat_interval_s")
+        if self.drain_timeout_s < 0:
+            raise ValueError(f"drain_timeout_s must be >= 0, got {self.drain_timeout_s}")
         block_payload = self.model_load.block_bytes * self.kv_payload_scale
         if self.model_load.enabled and block_payload > MAX_MODEL_BLOCK_PAYLOAD_BYTES:
             raise ValueError(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks
 from services.common.model_loading import ModelLoader
 from services.common.shape import instance_shape
 from services.common.worker_main import (
+    WorkerHooks,
     WorkerProcess,
     add_worker_flags,
     base_parser,
@@ -23,6 +26,7 @@ from services.decode.servicer import DecodeServicer
 from services.decode.worker import DecodeWorker
 from supernode.clock import WallClock
 from supernode.deployment import build_decode_engine, instance_deployment
+from supernode.hardware.degrade import degrade_links
 from supernode.lifecycle.decode import DecodeInstance
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
@@ -61,12 +65,21 @@ def main(argv: list[str] | None = None) -> int:
             return pb.Load(num_running=engine.num_running, num_waiting=engine.num_waiting,
                            kv_used_tokens=engine.kv_used_tokens())
 
+        def slow_links(planes: Mapping[str, float]) -> None:
+            worker.use_hardware(deployment.replace(
+                hardware=degrade_links(deployment.hardware, planes)))
+
+        def begin_drain() -> None:
+            servicer.draining = True
+
+        servicer = DecodeServicer(worker)
+        hooks = WorkerHooks(load=load, is_idle=lambda: worker.is_idle, begin_drain=begin_drain,
+                            faults=FaultHooks(slow_links=slow_links))
         loader = ModelLoader(config, deployment, worker_id, args.ems, WallClock(config.speedup),
                              metrics.model_load, cluster_token=token)
         return await serve_worker(
-            worker,
-            lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s),
-            args, registry, registration, load, token, loader)
+            worker, lambda s: pb_grpc.add_DecodeServiceServicer_to_server(servicer, s),
+            args, registry, registration, hooks, config.drain_timeout_s, token, loader)
 
     return run_service(f"decode[{worker_id}]", args.log_level, start)
 

@@ -17,9 +17,14 @@ log = logging.getLogger(__name__)
 class DecodeServicer(pb_grpc.DecodeServiceServicer):
     def __init__(self, worker: DecodeWorker) -> None:
         self.worker = worker
+        self.draining = False
+        """Set when the worker drains: admissions are refused (the scheduler, which stopped
+        routing here, tries another instance for one that raced the drain)."""
 
     async def Admit(self, request: pb.AdmitRequest, context: grpc.aio.ServicerContext
                     ) -> pb.AdmitResponse:
+        if self.draining:
+            return pb.AdmitResponse(accepted=False, reason="draining: shutting down")
         accepted, reason = self.worker.admit(request)
         return pb.AdmitResponse(accepted=accepted, reason=reason)
 

@@ -20,6 +20,7 @@ from services.decode.metrics import DecodeMetrics
 from supernode.clock import Clock
 from supernode.engine.decode import DecodeRequest, FinishReason, StepOutcome, TokenOutput
 from supernode.lifecycle.decode import DecodeInstance, Step
+from supernode.perf import Deployment
 from supernode.v1 import supernode_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ class DecodeWorker:
         (the scheduler holds them until then)."""
         self.instance = instance
         self.engine = instance.engine
-        self.deployment = instance.deployment
         self.clock = clock
         self.metrics = metrics
         self._subscribers: dict[str, asyncio.Queue[pb.TokenBatch]] = {}
@@ -74,6 +74,24 @@ class DecodeWorker:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+    @property
+    def deployment(self) -> Deployment:
+        """What the instance prices on now (see `use_hardware`)."""
+        return self.instance.deployment
+
+    def use_hardware(self, deployment: Deployment) -> None:
+        """Price the next steps on `deployment`: the instance's own, or a copy with slowed
+        links while an injected fault lasts (services.common.faults)."""
+        self.instance.use_hardware(deployment)
+
+    @property
+    def is_idle(self) -> bool:
+        """Nothing admitted, running or in a step, and every step's tokens handed to the token
+        streams: a drain may end (the last step's tokens leave early, its KV frees at its end)."""
+        e = self.engine
+        return (self.instance.step is None and e.num_running == 0 and e.num_waiting == 0
+                and all(q.empty() for q in self._subscribers.values()))
 
     # ---- subscribers
     def subscribe(self, subscriber_id: str) -> asyncio.Queue[pb.TokenBatch]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks, WorkerFaults
 from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.metrics_http import serve_metrics
 from services.common.registration import Registrar
@@ -20,6 +21,7 @@ from services.common.worker_main import (
     default_worker_id,
     run_service,
 )
+from services.ems.fault_gate import GatedEmsServicer
 from services.ems.metrics import EmsMetrics
 from services.ems.models import ModelCacheSettings, ModelService
 from services.ems.servicer import EmsServicer
@@ -46,7 +48,7 @@ class EmsProcess:
 
     async def stop(self) -> None:
         if self.registrar:
-            await self.registrar.stop()
+            await self.registrar.leave()
         self.refresher.cancel()
         await self.grpc.stop()
         await self.servicer.close()
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         registry = CollectorRegistry()
         servicer = build_ems(config, store_cfg, registry)
         await seed_models(servicer, config)
+        gated = GatedEmsServicer(servicer, registry)
         server = await start_grpc_server(
-            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(servicer, s)], args.host, args.port,
+            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(gated, s)], args.host, args.port,
             token,
         )
         metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
@@ -142,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                     metrics_address=f"{host}:{metrics_port}",
                 ),
                 pb.Load,
-                token,
+                on_faults=WorkerFaults(
+                    registry, worker_id, FaultHooks(ems_unreachable=gated.set_mode)
+                ).update,
+                cluster_token=token,
             )
             registrar.start()
         return EmsProcess(servicer, server, registrar, refresher, metrics_server)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks
 from services.common.model_loading import ModelLoader
 from services.common.shape import instance_shape
 from services.common.worker_main import (
+    WorkerHooks,
     WorkerProcess,
     add_worker_flags,
     base_parser,
@@ -28,6 +31,7 @@ from supernode.clock import WallClock
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment, prefill_token_budget
 from supernode.engine.prefill import PrefillEngine
+from supernode.hardware.degrade import degrade_links
 from supernode.lifecycle.cache import cache_source
 from supernode.lifecycle.prefill import PrefillInstance
 from supernode.perf import Deployment, kv_capacity_tokens
@@ -90,12 +94,18 @@ def main(argv: list[str] | None = None) -> int:
                            num_waiting=worker.engine.num_waiting,
                            num_queued_tokens=worker.engine.num_queued_tokens)
 
+        def slow_links(planes: Mapping[str, float]) -> None:
+            worker.use_hardware(deployment.replace(
+                hardware=degrade_links(deployment.hardware, planes)))
+
+        servicer = PrefillServicer(worker)
+        hooks = WorkerHooks(load=load, is_idle=lambda: servicer.num_inflight == 0,
+                            faults=FaultHooks(slow_links=slow_links))
         loader = ModelLoader(config, deployment, worker_id, args.ems, WallClock(config.speedup),
                              metrics.model_load, cluster_token=token)
         return await serve_worker(
-            worker,
-            lambda s: pb_grpc.add_PrefillServiceServicer_to_server(PrefillServicer(worker), s),
-            args, registry, registration, load, token, loader)
+            worker, lambda s: pb_grpc.add_PrefillServiceServicer_to_server(servicer, s),
+            args, registry, registration, hooks, config.drain_timeout_s, token, loader)
 
     return run_service(f"prefill[{worker_id}]", args.log_level, start)
 

@@ -21,6 +21,7 @@ from services.prefill.metrics import PrefillMetrics
 from supernode.clock import Clock
 from supernode.engine.prefill import PrefillJob
 from supernode.lifecycle.prefill import Batch, Handoff, PrefillInstance
+from supernode.perf import Deployment
 from supernode.v1 import supernode_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ class PrefillWorker:
         ahead of the modelled transfer's end; decode and the scheduler hold it until then."""
         self.instance = instance
         self.engine = instance.engine
-        self.deployment = instance.deployment
         self.clock = clock
         self.metrics = metrics
         self.sender = sender
@@ -48,6 +48,11 @@ class PrefillWorker:
     @property
     def num_running(self) -> int:
         return self.instance.num_running
+
+    @property
+    def deployment(self) -> Deployment:
+        """What the instance prices on now (see `use_hardware`)."""
+        return self.instance.deployment
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._batch_loop(), name="prefill-batches")
@@ -99,6 +104,12 @@ class PrefillWorker:
         timeout_s = self.kv_transfer_timeout_s + self.clock.to_wall_s(handoff.transfer_s)
         await self.sender.send(request.decode_address, request.request_id, num_tokens,
                                handoff.kv_num_bytes, timeout_s, ready=ready)
+
+    def use_hardware(self, deployment: Deployment) -> None:
+        """Price the next batches, cache reads and transfers on `deployment`: the instance's
+        own, or a copy with slowed links while an injected fault lasts
+        (services.common.faults)."""
+        self.instance.use_hardware(deployment)
 
     def abort(self, request_id: str) -> bool:
         future = self._futures.pop(request_id, None)

@@ -9,7 +9,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,10 @@ from prometheus_client import CollectorRegistry
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
 from services.scheduler import auth
+from services.scheduler.admin import InjectedFailures, admin_router
+from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
+from services.scheduler.health import health_report, ready_report
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.openai_api import (
     ApiError,
@@ -61,11 +64,20 @@ class FrontEnd:
     metrics: SchedulerMetrics
     prometheus: CollectorRegistry
     created: int
+    faults: FaultBook
+    expected_workers: Mapping[WorkerKind, int]
+    """Configured pool sizes: /health is degraded while a pool has fewer live workers."""
+    instance_id: str
+    """This scheduler process's id, in /health and /ready."""
     api_keys: auth.ApiKeys = field(default_factory=auth.ApiKeys)
 
 
 def build_app(fe: FrontEnd) -> FastAPI:
+    """The HTTP app; operator routes (/metrics, /workers, /sd/targets, /admin/*) need the
+    admin key when one is configured (services.scheduler.auth)."""
     app = FastAPI(title="supernode", docs_url=None, redoc_url=None)
+    app.include_router(admin_router(fe.faults, auth.require_admin))
+    app.add_middleware(InjectedFailures, book=fe.faults)
     auth.install(app, fe.api_keys)
     admin = [Depends(auth.require_admin)]
 
@@ -79,11 +91,13 @@ def build_app(fe: FrontEnd) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Response:
-        ok = all(fe.registry.live(k) for k in (WorkerKind.PREFILL, WorkerKind.DECODE))
-        return JSONResponse({"status": "ok" if ok else "degraded",
-                             "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind},
-                             "loading": _loading_counts(fe.registry)},
-                            status_code=200 if ok else 503)
+        body, status = health_report(fe.registry, fe.expected_workers, fe.instance_id)
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        body, status = ready_report(fe.registry, fe.instance_id)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", dependencies=admin)
     async def metrics() -> Response:
@@ -96,8 +110,8 @@ def build_app(fe: FrontEnd) -> FastAPI:
         return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
                  "metrics_address": w.metrics_address, "num_devices": w.num_devices,
                  "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
-                 "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load),
-                 "state": w.state.value,
+                 "num_inflight": w.num_inflight, "draining": w.draining,
+                 "load": dataclasses.asdict(w.load), "state": w.state.value,
                  "model_load": dataclasses.asdict(w.model_load) if w.model_load else None}
                 for w in fe.registry.all()]
 
@@ -200,12 +214,6 @@ def _api_error(fe: FrontEnd, error: LifecycleError) -> ApiError:
                else str(error))
     return ApiError(error.status, message, "max_tokens" if error.status == 400 else None,
                     retry_after_s=retry_after_s)
-
-
-def _loading_counts(registry: WorkerRegistry) -> dict[str, int]:
-    """Registered workers per pool still loading their model (not routed to yet)."""
-    return {k.value: sum(w.state is WorkerState.LOADING for w in registry.registered(k))
-            for k in WorkerKind}
 
 
 def _no_workers_message(registry: WorkerRegistry, error: NoWorkers) -> str:

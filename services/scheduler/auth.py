@@ -3,9 +3,10 @@
 - `/v1/*`: when API keys are configured, a request must send one of them, or the admin key,
   as `Authorization: Bearer <key>`; otherwise 401 in OpenAI's error JSON (as vLLM's
   `--api-key`). Without API keys, `/v1/*` is open.
-- Operator routes declare `Depends(require_admin)`: when an admin key is configured they need
-  it (401 without a valid key, 403 with a tenant's key); without one they are open.
-- `/health` is always open (orchestrators probe it).
+- Operator routes (/metrics, /workers, /sd/targets, /admin/faults) declare
+  `Depends(require_admin)`: when an admin key is configured they need it (401 without a valid
+  key, 403 with a tenant's key); without one they are open.
+- `/health` and `/ready` are always open (orchestrators probe them).
 - Cache namespace: `{model}/{tenant}`, the tenant of the caller's key (`--api-key` keys and
   the admin key belong to the default tenant ""). The `x-supernode-namespace` header picks
   another namespace only for the admin key, or for anyone while no key of any kind is

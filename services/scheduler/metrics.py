@@ -70,8 +70,12 @@ class SchedulerMetrics:
                                             ("worker",), registry=r)
         self.failovers = Counter("supernode_failovers", "Requests moved after a worker loss.",
                                  registry=r)
-        self.workers = Gauge("supernode_workers", "Ready (routable) workers per pool.",
+        self.workers = Gauge("supernode_workers",
+                             "Ready (routable) workers per pool; draining ones do not count.",
                              ("pool",), registry=r)
+        self.workers_expected = Gauge("supernode_workers_expected",
+                                      "Configured workers per pool (/health is degraded below).",
+                                      ("pool",), registry=r)
         self.workers_by_state = Gauge("supernode_workers_by_state",
                                       "Registered workers per pool and state (loading, ready).",
                                       ("pool", "state"), registry=r)

@@ -1,10 +1,13 @@
-"""The scheduler's RegistryService: workers register and heartbeat; lapsed leases expire.
+"""The scheduler's RegistryService: workers register, heartbeat (the reply carries the
+injected faults that apply to them) and deregister (to drain, or for good); lapsed leases
+expire.
 
 Takeover protection: while a worker's lease runs, its id can be registered again only with
 the same advertised address from the same host (the worker itself, reconnecting); any other
 Register for that id is refused with ALREADY_EXISTS until the lease lapses. Each Register
 returns a fresh lease token and only heartbeats carrying it renew the lease, so no other
-caller can keep an entry alive after its worker died.
+caller can keep an entry alive after its worker died. Deregister needs the same token (and
+the registered address): no other caller can take a live worker out of routing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from services.scheduler.fault_book import FaultBook
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.token_streams import TokenStreams
 from supernode.engine.registry import (
@@ -76,11 +80,13 @@ def _load(load: pb.Load) -> WorkerLoad:
 
 class RegistryServicer(pb_grpc.RegistryServiceServicer):
     def __init__(self, registry: WorkerRegistry, streams: TokenStreams,
-                 metrics: SchedulerMetrics, heartbeat_interval_s: float) -> None:
+                 metrics: SchedulerMetrics, heartbeat_interval_s: float,
+                 faults: FaultBook | None = None) -> None:
         self.registry = registry
         self.streams = streams
         self.metrics = metrics
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.faults = faults
         self._leases: dict[str, Lease] = {}
 
     async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext
@@ -128,14 +134,56 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         lease = self._leases.get(request.worker_id)
         if lease is None or not secrets.compare_digest(lease.token, request.lease_token):
             return pb.HeartbeatResponse(known=False)
+        now = time.monotonic()
         before = self.registry.get(request.worker_id)
         state = _state(request.state)
-        known = self.registry.heartbeat(request.worker_id, _load(request.load), time.monotonic(),
+        known = self.registry.heartbeat(request.worker_id, _load(request.load), now,
                                         state, _model_load(request))
         if before is not None and before.state is not state:
             log.info("worker %s is %s", request.worker_id, state.value)
             self._count()
-        return pb.HeartbeatResponse(known=known)
+        info = self.registry.get(request.worker_id) if known else None
+        faults = (self.faults.for_worker(info.worker_id, info.kind, now)
+                  if info is not None and self.faults is not None else ())
+        return pb.HeartbeatResponse(known=known, faults=faults)
+
+    async def Deregister(self, request: pb.DeregisterRequest,
+                         context: grpc.aio.ServicerContext) -> pb.DeregisterResponse:
+        """Drain: route nothing new to the worker, keep its streams and lease. Otherwise: it
+        is gone, and what still runs on it fails over now rather than after its lease. Only
+        the registration's own lease token (and address) can do either."""
+        info = self.registry.get(request.worker_id)
+        lease = self._leases.get(request.worker_id)
+        if (info is None or lease is None or info.address != request.address
+                or not secrets.compare_digest(lease.token, request.lease_token)):
+            log.warning("refused to deregister %s at %s: no registration with that address "
+                        "and lease token", request.worker_id, request.address)
+            return pb.DeregisterResponse(found=False)
+        if request.drain:
+            self.registry.drain(info.worker_id)
+            log.info("worker %s (%s) draining: no new requests routed to it", info.worker_id,
+                     info.kind.value)
+        else:
+            self.registry.remove(info.worker_id)
+            self._leases.pop(info.worker_id, None)
+            if info.kind == WorkerKind.DECODE:
+                await self.streams.disconnect(info.worker_id)
+            log.info("worker %s (%s) left", info.worker_id, info.kind.value)
+        self._count()
+        return pb.DeregisterResponse(found=True)
+
+    def on_stream_broken(self, worker_id: str, address: str) -> None:
+        """A decode's token stream broke: the process is most likely gone (killed, crashed),
+        so it leaves routing now rather than after its lease; a live one registers again at
+        its next heartbeat."""
+        info = self.registry.get(worker_id)
+        if info is None or info.address != address:
+            return
+        self.registry.remove(worker_id)
+        self._leases.pop(worker_id, None)
+        log.warning("decode %s unreachable (its token stream broke); removed from routing "
+                    "until it registers again", worker_id)
+        self._count()
 
     async def expire_forever(self) -> None:
         """Drop workers whose lease lapsed, every heartbeat interval."""

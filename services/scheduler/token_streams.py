@@ -92,7 +92,7 @@ class DecodeLink:
         await self.channel.close()
 
     async def _pump(self) -> None:
-        reason = "token stream ended"
+        reason, broken = "token stream ended", True
         try:
             call = self.stub.StreamTokens(pb.StreamTokensRequest(subscriber_id=self._subscriber_id))
             await call.wait_for_connection()
@@ -107,10 +107,10 @@ class DecodeLink:
         except grpc.aio.AioRpcError as e:
             reason = f"token stream failed: {e.code().name}"
         except asyncio.CancelledError:
-            reason = "worker left the registry"
+            reason, broken = "worker left the registry", False
             raise
         finally:
-            self._streams.on_link_lost(self, reason)
+            self._streams.on_link_lost(self, reason, broken)
 
 
 class TokenStreams:
@@ -122,9 +122,13 @@ class TokenStreams:
 
     def __init__(self, subscriber_id: str,
                  on_alive: Callable[[str, float], None] = lambda worker_id, now_s: None,
+                 on_broken: Callable[[str, str], None] = lambda worker_id, address: None,
                  clock: Clock | None = None, cluster_token: str | None = None) -> None:
+        """`on_alive(worker_id, now)`: a stream is flowing. `on_broken(worker_id, address)`: a
+        worker's current stream broke (not closed from here): it is likely gone."""
         self.subscriber_id = subscriber_id
         self.on_alive = on_alive
+        self.on_broken = on_broken
         self.clock = clock
         self.cluster_token = cluster_token
         self.links: dict[str, DecodeLink] = {}
@@ -179,10 +183,12 @@ class TokenStreams:
                 queue.put_nowait(TokenEvent(update.num_tokens, update.finish_reason,
                                             update.elapsed_s or batch.step_s))
 
-    def on_link_lost(self, link: DecodeLink, reason: str) -> None:
+    def on_link_lost(self, link: DecodeLink, reason: str, broken: bool = True) -> None:
         """Fail every request on the link's worker over; forget the link if it is current."""
         if self.links.get(link.worker_id) is link:
             del self.links[link.worker_id]
+            if broken:
+                self.on_broken(link.worker_id, link.address)
         lost = [r for r, w in self._worker_of.items() if w == link.worker_id]
         if lost:
             log.warning("decode %s lost (%s): %d requests affected", link.worker_id, reason,

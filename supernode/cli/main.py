@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("supernode.cli.calibrate", "fit the hardware model to the paper's targets"),
     "bench": ("loadgen.cli", "drive an OpenAI endpoint and report SLO metrics"),
     "sim": ("supernode.sim.cli", "run the offline simulator in virtual time"),
+    "fault": ("supernode.cli.fault", "inject, list or clear faults on a running supernode"),
 }
 
 

@@ -2,8 +2,9 @@
 
 Workers register, then heartbeat with their load; a worker whose last heartbeat is older than
 the lease leaves routing. A worker is `loading` (its model's weights) or `ready`; only ready
-workers are routed to (`live`), while `registered` and `all` list every state. Times are passed
-in (wall seconds, monotonic), never read here.
+workers are routed to (`live`), while `registered` and `all` list every state. A draining
+worker (it is shutting down) also leaves routing at once but stays known, heartbeating, until
+its running requests finish. Times are passed in (wall seconds, monotonic), never read here.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class WorkerInfo:
     num_inflight: int = 0
     """Requests the scheduler has sent and not yet seen finish (fresher than heartbeats)."""
     last_seen_s: float = 0.0
+    draining: bool = False
+    """Shutting down: no new requests are routed to it; its running ones go on."""
 
 
 def _evolve(info: WorkerInfo, **changes: object) -> WorkerInfo:
@@ -117,6 +120,15 @@ class WorkerRegistry:
         if info is not None:
             self._workers[worker_id] = _evolve(info, num_inflight=max(0, info.num_inflight + delta))
 
+    def drain(self, worker_id: str) -> bool:
+        """Take a worker out of routing while it finishes its running requests (it
+        registers again only as a new process). False when unknown."""
+        info = self._workers.get(worker_id)
+        if info is None:
+            return False
+        self._workers[worker_id] = _evolve(info, draining=True)
+        return True
+
     def remove(self, worker_id: str) -> WorkerInfo | None:
         return self._workers.pop(worker_id, None)
 
@@ -137,8 +149,10 @@ class WorkerRegistry:
         return info if info is not None and now_s - info.last_seen_s <= self.lease_s else None
 
     def live(self, kind: WorkerKind) -> list[WorkerInfo]:
-        """The routing view: ready workers of `kind` (a loading worker is never routed to)."""
-        return [w for w in self.registered(kind) if w.state is WorkerState.READY]
+        """The routing view: ready workers of `kind` that take new requests (a loading
+        worker is never routed to, nor a draining one)."""
+        return [w for w in self.registered(kind)
+                if w.state is WorkerState.READY and not w.draining]
 
     def registered(self, kind: WorkerKind) -> list[WorkerInfo]:
         """Every registered worker of `kind`, whatever its state."""

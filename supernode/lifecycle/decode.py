@@ -46,6 +46,11 @@ class DecodeInstance:
         self._arriving: list[tuple[float, str]] = []  # (ready at, request id), a heap
         self._ready_at: dict[str, float] = {}
 
+    def use_hardware(self, deployment: Deployment) -> None:
+        """Price the next steps on `deployment`: the instance's own, or a copy with slowed
+        links while an injected fault lasts. The step in flight keeps its price."""
+        self.deployment = deployment
+
     def info(self, worker_id: str, address: str) -> WorkerInfo:
         """How the instance registers: its shape and capacity, as routing policies see it."""
         d, e = self.deployment, self.engine

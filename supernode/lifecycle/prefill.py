@@ -78,6 +78,13 @@ class PrefillInstance:
         self.batch: Batch | None = None
         """The batch in flight, until `finish_batch`."""
 
+    def use_hardware(self, deployment: Deployment) -> None:
+        """Price the next batches (their cache reads included: `cache_source` names a link of
+        the deployment's hardware) and hand-offs on `deployment`: the instance's own, or a
+        copy with slowed links while an injected fault lasts. The batch in flight keeps its
+        price."""
+        self.deployment = deployment
+
     def add(self, job: PrefillJob) -> None:
         self.engine.add(job)
 

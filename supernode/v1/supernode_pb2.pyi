@@ -20,6 +20,14 @@ class WorkerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKER_STATE_LOADING: _ClassVar[WorkerState]
     WORKER_STATE_READY: _ClassVar[WorkerState]
 
+class FaultKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAULT_KIND_UNSPECIFIED: _ClassVar[FaultKind]
+    FAULT_KIND_DEGRADE_LINK: _ClassVar[FaultKind]
+    FAULT_KIND_STALL_WORKER: _ClassVar[FaultKind]
+    FAULT_KIND_KILL_WORKER: _ClassVar[FaultKind]
+    FAULT_KIND_EMS_UNREACHABLE: _ClassVar[FaultKind]
+
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FINISH_REASON_UNSPECIFIED: _ClassVar[FinishReason]
@@ -33,6 +41,11 @@ WORKER_KIND_EMS: WorkerKind
 WORKER_STATE_UNSPECIFIED: WorkerState
 WORKER_STATE_LOADING: WorkerState
 WORKER_STATE_READY: WorkerState
+FAULT_KIND_UNSPECIFIED: FaultKind
+FAULT_KIND_DEGRADE_LINK: FaultKind
+FAULT_KIND_STALL_WORKER: FaultKind
+FAULT_KIND_KILL_WORKER: FaultKind
+FAULT_KIND_EMS_UNREACHABLE: FaultKind
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
@@ -145,10 +158,48 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., load: _Optional[_Union[Load, _Mapping]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., model_load: _Optional[_Union[ModelLoadStatus, _Mapping]] = ..., lease_token: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("known",)
+    __slots__ = ("known", "faults")
     KNOWN_FIELD_NUMBER: _ClassVar[int]
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
     known: bool
-    def __init__(self, known: _Optional[bool] = ...) -> None: ...
+    faults: _containers.RepeatedCompositeFieldContainer[Fault]
+    def __init__(self, known: _Optional[bool] = ..., faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ...) -> None: ...
+
+class DeregisterRequest(_message.Message):
+    __slots__ = ("worker_id", "address", "drain", "lease_token")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    address: str
+    drain: bool
+    lease_token: str
+    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., drain: _Optional[bool] = ..., lease_token: _Optional[str] = ...) -> None: ...
+
+class DeregisterResponse(_message.Message):
+    __slots__ = ("found",)
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    def __init__(self, found: _Optional[bool] = ...) -> None: ...
+
+class Fault(_message.Message):
+    __slots__ = ("fault_id", "kind", "plane", "factor", "duration_s", "remaining_s", "mode")
+    FAULT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PLANE_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_S_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    fault_id: str
+    kind: FaultKind
+    plane: str
+    factor: float
+    duration_s: float
+    remaining_s: float
+    mode: str
+    def __init__(self, fault_id: _Optional[str] = ..., kind: _Optional[_Union[FaultKind, str]] = ..., plane: _Optional[str] = ..., factor: _Optional[float] = ..., duration_s: _Optional[float] = ..., remaining_s: _Optional[float] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class PrefillRequest(_message.Message):
     __slots__ = ("request_id", "prompt_token_ids", "cache_namespace", "decode_worker_id", "decode_address", "stage_age_s")

@@ -44,6 +44,11 @@ class RegistryServiceStub:
                 request_serializer=supernode_dot_v1_dot_supernode__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=supernode_dot_v1_dot_supernode__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.Deregister = channel.unary_unary(
+                '/supernode.v1.RegistryService/Deregister',
+                request_serializer=supernode_dot_v1_dot_supernode__pb2.DeregisterRequest.SerializeToString,
+                response_deserializer=supernode_dot_v1_dot_supernode__pb2.DeregisterResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -63,6 +68,12 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Deregister(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +86,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=supernode_dot_v1_dot_supernode__pb2.HeartbeatRequest.FromString,
                     response_serializer=supernode_dot_v1_dot_supernode__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'Deregister': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deregister,
+                    request_deserializer=supernode_dot_v1_dot_supernode__pb2.DeregisterRequest.FromString,
+                    response_serializer=supernode_dot_v1_dot_supernode__pb2.DeregisterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +147,33 @@ class RegistryService:
             '/supernode.v1.RegistryService/Heartbeat',
             supernode_dot_v1_dot_supernode__pb2.HeartbeatRequest.SerializeToString,
             supernode_dot_v1_dot_supernode__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deregister(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/supernode.v1.RegistryService/Deregister',
+            supernode_dot_v1_dot_supernode__pb2.DeregisterRequest.SerializeToString,
+            supernode_dot_v1_dot_supernode__pb2.DeregisterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from supernode.config import ClusterConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 OFFLINE = ROOT / "deploy" / "compose.offline.yml"
@@ -49,12 +51,13 @@ def test_every_service_has_a_healthcheck(services: dict) -> None:
 
 
 def test_grpc_roles_probe_the_grpc_health_service(services: dict) -> None:
-    """gRPC roles are probed through the gRPC health service, the scheduler on HTTP /health."""
+    """gRPC roles are probed through the gRPC health service, the scheduler on HTTP /ready
+    (serving: every pool has a live worker; /health's `degraded` is for alerting)."""
     for role in ("prefill", "decode", "ems"):
         test = services[role]["healthcheck"]["test"]
         assert test[1:5] == ["python", "-m", "services.healthcheck", "grpc"], (role, test)
     scheduler = services["scheduler"]["healthcheck"]["test"]
-    assert scheduler[-1].endswith("/health")
+    assert scheduler[-1].endswith("/ready")
 
 
 def test_depends_on_uses_conditions(services: dict) -> None:
@@ -204,6 +207,15 @@ def test_dockerfile_is_cacheable_and_non_root() -> None:
     assert 'ENTRYPOINT ["supernode-entrypoint"]' in text
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") + 1:], "the .dockerignore allow-list is empty"
+
+
+def test_stopped_workers_have_time_to_drain(services: dict) -> None:
+    """A stopped prefill or decode drains for up to drain_timeout_s before its requests fail
+    over; compose's grace period before SIGKILL must be longer."""
+    for role in SCALED:
+        grace = services[role]["stop_grace_period"]
+        seconds = float(re.fullmatch(r"(\d+)s", grace).group(1))
+        assert seconds > ClusterConfig().drain_timeout_s, (role, grace)
 
 
 def test_roles_bind_all_interfaces_only_with_the_cluster_token(services: dict) -> None:

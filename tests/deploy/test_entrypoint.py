@@ -54,12 +54,13 @@ def test_environment_becomes_flags_before_the_commands_own(tmp_path: Path) -> No
     env = {"SUPERNODE_ADVERTISE_HOST": "10.0.0.7", "SUPERNODE_SPEEDUP": "0.5",
            "SUPERNODE_MODEL": "deepseek-r1", "SUPERNODE_SERVED_MODEL_NAME": "",
            "SUPERNODE_CONFIG": "/etc/supernode/deployment.yaml", "SUPERNODE_LOG_LEVEL": "DEBUG",
+           "SUPERNODE_NUM_DECODE": "3", "SUPERNODE_NUM_PREFILL": "",
            "SUPERNODE_ARGS": "--set cache.block_size=256 --set decode.mtp_tokens=0"}
     argv = run(["serve", "prefill", "--set", "speedup=2"], env, tmp_path)
     assert argv == ["serve", "prefill", "--host", "127.0.0.1", "--advertise-host", "10.0.0.7",
                     "--config", "/etc/supernode/deployment.yaml", "--log-level", "DEBUG",
                     "--set", "speedup=0.5", "--set", "model=deepseek-r1",
-                    "--set", "speedup=2",
+                    "--set", "num_decode=3", "--set", "speedup=2",
                     "--set", "cache.block_size=256", "--set", "decode.mtp_tokens=0"]
 
 

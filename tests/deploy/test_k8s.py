@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from supernode.config import load_config
+from supernode.config import ClusterConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -81,12 +81,12 @@ def test_pools_have_replicas_and_resource_requests() -> None:
 
 
 def test_grpc_roles_use_native_grpc_readiness_probes() -> None:
-    """gRPC roles use native gRPC readiness probes on 50051; the scheduler is ready on HTTP /health
-    and live on gRPC."""
+    """gRPC roles use native gRPC readiness probes on 50051; the scheduler is ready on HTTP /ready
+    (every pool has a live worker) and live on gRPC."""
     for role in ("prefill", "decode", "ems"):
         assert container(role)["readinessProbe"]["grpc"] == {"port": 50051}, role
     scheduler = container("scheduler")
-    assert scheduler["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert scheduler["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert scheduler["livenessProbe"]["grpc"] == {"port": 50051}
 
 
@@ -179,6 +179,13 @@ def test_dashboards_config_map_is_up_to_date() -> None:
     assert (config_map.get("data") or {}) == files
     size = sum(len(k) + len(v.encode()) for k, v in files.items())
     assert size < 1_000_000, f"dashboards ConfigMap is {size} bytes; the API limit is 1 MiB"
+
+
+def test_worker_pods_have_time_to_drain() -> None:
+    """terminationGracePeriodSeconds outlasts a worker's drain (drain_timeout_s)."""
+    for role in ("prefill", "decode"):
+        spec = find("Deployment", f"supernode-{role}")["spec"]["template"]["spec"]
+        assert spec["terminationGracePeriodSeconds"] > ClusterConfig().drain_timeout_s, role
 
 
 def secret_refs(role: str) -> dict[str, dict[str, Any]]:

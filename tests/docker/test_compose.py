@@ -1,6 +1,6 @@
 """The compose stack for real: build, bring up (offline override), stream, scale, lose a worker.
 
-Prepares Docker with ../shared/tools/local-docker (installs the engine and a local
+Prepares Docker with scripts/local-docker (installs the engine and a local
 python:3.11-slim stand-in where they are missing; needs root), builds the image, starts
 docker-compose.yml + deploy/compose.offline.yml under its own project name, and drives the
 OpenAI endpoint on 127.0.0.1:8000 with the `openai` client. The stack's secrets (cluster
@@ -31,7 +31,7 @@ from openai import AsyncOpenAI, OpenAI
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL_DOCKER = ROOT.parent / "shared" / "tools" / "local-docker"
+LOCAL_DOCKER = ROOT / "scripts" / "local-docker"
 # Per-run project name: two runs on one engine (two sessions, two CI jobs) never touch each
 # other's containers; a dead run's leftovers are removed by the next run (see _remove_stale).
 PROJECT_PREFIX = "supernode-citest-"

@@ -93,9 +93,9 @@ def test_only_the_admin_key_picks_a_namespace_by_header(cluster: Cluster) -> Non
 
 
 def test_operator_routes_need_the_admin_key(cluster: Cluster) -> None:
-    """/workers, /sd/targets and /metrics: 401 without a key, 403 with a tenant's, 200 with
-    the admin key; /health stays open."""
-    for path in ("/workers", "/sd/targets", "/metrics"):
+    """/workers, /sd/targets, /metrics and /admin/faults: 401 without a key, 403 with a
+    tenant's, 200 with the admin key; /health and /ready stay open."""
+    for path in ("/workers", "/sd/targets", "/metrics", "/admin/faults"):
         url = f"{cluster.endpoint}{path}"
         assert httpx.get(url, timeout=5).status_code == 401, path
         assert httpx.get(url, headers={"authorization": f"Bearer {KEY_A}"},
@@ -103,6 +103,52 @@ def test_operator_routes_need_the_admin_key(cluster: Cluster) -> None:
         assert httpx.get(url, headers={"authorization": f"Bearer {ADMIN}"},
                          timeout=5).status_code == 200, path
     assert httpx.get(f"{cluster.endpoint}/health", timeout=5).status_code == 200
+    assert httpx.get(f"{cluster.endpoint}/ready", timeout=5).status_code == 200
+
+
+def fault_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERNODE_")}
+    return subprocess.run([sys.executable, "-m", "supernode.cli.main", "fault", "--url",
+                           cluster.endpoint, *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def test_fault_injection_needs_the_admin_key(cluster: Cluster) -> None:
+    """`supernode fault` without a key or with a tenant's is refused (exit 1, HTTP 401 / 403)
+    and injects nothing; with the admin key the fault is injected, and a request fails with
+    it."""
+    refused = fault_cli(cluster, "fail-requests", "--status", "503")
+    assert refused.returncode == 1 and "HTTP 401" in refused.stderr, refused.stderr
+    refused = fault_cli(cluster, "fail-requests", "--status", "503", "--admin-key", KEY_A)
+    assert refused.returncode == 1 and "HTTP 403" in refused.stderr, refused.stderr
+    listed = fault_cli(cluster, "list", "--admin-key", ADMIN)
+    assert listed.returncode == 0 and '"faults": []' in listed.stdout, listed.stderr
+    injected = fault_cli(cluster, "fail-requests", "--status", "503", "--admin-key", ADMIN)
+    assert injected.returncode == 0, injected.stderr
+    with pytest.raises(openai.InternalServerError):
+        client(cluster, KEY).completions.create(model=MODEL, prompt="x", max_tokens=2)
+    assert client(cluster, KEY).completions.create(model=MODEL, prompt="x", max_tokens=2)
+
+
+def test_a_worker_cannot_be_deregistered_without_its_lease_token(cluster: Cluster) -> None:
+    """With the cluster token, a Deregister naming prefill-0 and its address but not its lease
+    token is answered `found = false`: the worker stays routed and serves."""
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    workers = httpx.get(f"{cluster.endpoint}/workers", timeout=5, headers=admin).json()
+    real = {w["worker_id"]: w["address"] for w in workers}["prefill-0"]
+    metadata = (("authorization", f"Bearer {cluster.credentials.cluster_token}"),)
+    with grpc.insecure_channel(cluster.scheduler_grpc) as channel:
+        stub = pb_grpc.RegistryServiceStub(channel)
+        for drain in (True, False):
+            reply = stub.Deregister(pb.DeregisterRequest(
+                worker_id="prefill-0", address=real, drain=drain, lease_token="forged"),
+                metadata=metadata, timeout=5)
+            assert not reply.found
+    workers = httpx.get(f"{cluster.endpoint}/workers", timeout=5, headers=admin).json()
+    (prefill,) = [w for w in workers if w["worker_id"] == "prefill-0"]
+    assert prefill["address"] == real and not prefill["draining"]
+    done = client(cluster, KEY).completions.create(model=MODEL, prompt="mine", max_tokens=2)
+    assert done.model_extra["supernode"]["prefill_worker"] == "prefill-0"
 
 
 def register(cluster: Cluster, request: pb.RegisterRequest, token: str | None) -> None:

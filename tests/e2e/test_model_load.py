@@ -3,7 +3,8 @@
 `supernode up --model-load obs`: every worker registers as `loading`, is not routed to (a
 request meanwhile gets 503 naming the load, with Retry-After), turns `ready` only after its
 modelled load time at the cluster's speedup, and then serves; a decode instance added while
-the first serves loads from EMS, which the first loads warmed.
+the first serves loads from EMS, which the first loads warmed; a worker restarted by the
+supervisor loads again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import openai
 import pytest
 
 from services.launcher import Cluster
+from services.supervisor import RestartPolicy, Supervisor
 from supernode.deployment import instance_deployment
 from supernode.perf.load import load_time
 from tests.e2e.conftest import start_cluster
@@ -96,6 +98,53 @@ def test_workers_load_from_obs_then_serve_and_a_new_decode_loads_from_ems(tmp_pa
         assert "decode-1 (decode) registered at" in log and "loading" in log.split(
             "decode-1 (decode) registered at")[1].splitlines()[0]
         done = client.completions.create(model="deepseek-r1", prompt="again", max_tokens=3,
+                                         extra_body={"ignore_eos": True})
+        assert done.usage.completion_tokens == 3
+    finally:
+        cluster.stop()
+
+
+def test_a_restarted_worker_loads_its_model_again(tmp_path) -> None:
+    """A decode killed after its load is restarted by the supervisor at the same address (the
+    cluster token reaches it through its environment), registers as `loading` (counted under
+    /health's `loading`, its pool degraded) and pays its modelled load again before it is ready
+    and serves."""
+    speedup = 100.0
+    cluster = start_cluster(tmp_path, **{
+        "model_load.source": "obs", "model_load.cache_in_ems": False, "speedup": speedup})
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while {w["state"] for w in workers(cluster).values()} != {"ready"}:
+            assert time.monotonic() < deadline, workers(cluster)
+            time.sleep(0.1)
+        before = workers(cluster)["decode-0"]
+        supervisor = Supervisor(cluster, RestartPolicy(), messages.append, time.monotonic())
+        child = next(c for c in cluster.children if c.name == "decode-0")
+        child.process.kill()
+        child.process.wait()
+        while not any(m.startswith("decode-0 restarted") for m in messages):
+            assert time.monotonic() < deadline + 60, messages
+            supervisor.poll(time.monotonic())
+            time.sleep(0.05)
+        restarted_at = time.monotonic()
+        while workers(cluster).get("decode-0", {}).get("state") != "loading":
+            assert time.monotonic() < restarted_at + 30, workers(cluster)
+            time.sleep(0.05)
+        health = httpx.get(f"{cluster.endpoint}/health", timeout=5).json()
+        assert health["loading"]["decode"] == 1 and "decode" in health["degraded_pools"]
+        while workers(cluster)["decode-0"]["state"] != "ready":
+            assert time.monotonic() < restarted_at + 60, workers(cluster)
+            time.sleep(0.05)
+        ready_after_s = time.monotonic() - restarted_at
+        after = workers(cluster)["decode-0"]
+        alone = load_time(instance_deployment(cluster.config, "decode"), "obs").total_s
+        assert after["address"] == before["address"]
+        assert after["model_load"]["source"] == "obs"
+        assert after["model_load"]["load_s"] >= 0.99 * alone
+        assert ready_after_s >= 0.99 * alone / speedup
+        client = openai.OpenAI(base_url=f"{cluster.endpoint}/v1", api_key="x", max_retries=0)
+        done = client.completions.create(model="deepseek-r1", prompt="back", max_tokens=3,
                                          extra_body={"ignore_eos": True})
         assert done.usage.completion_tokens == 3
     finally:

@@ -14,12 +14,13 @@ from prometheus_client import CollectorRegistry
 from services.common.credentials import Credentials
 from services.scheduler import auth
 from services.scheduler.app import FrontEnd, build_app
+from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.token_streams import TokenStreams
 from supernode.clock import WallClock
 from supernode.config import ClusterConfig
-from supernode.engine.registry import WorkerRegistry
+from supernode.engine.registry import WorkerKind, WorkerRegistry
 from supernode.lifecycle.cache import cache_namespace
 from supernode.lifecycle.scheduler import Lifecycle
 from supernode.tokenizer import make_tokenizer
@@ -27,7 +28,7 @@ from supernode.tokenizer import make_tokenizer
 MODEL = "deepseek-r1"
 KEYS = Credentials(api_keys=(("k-default", ""), ("k-a", "team-a"), ("k-b", "team-b")),
                    admin_key="k-admin")
-ADMIN_ROUTES = ("/workers", "/sd/targets", "/metrics")
+ADMIN_ROUTES = ("/workers", "/sd/targets", "/metrics", "/admin/faults")
 
 
 def front_end(credentials: Credentials) -> FrontEnd:
@@ -38,7 +39,9 @@ def front_end(credentials: Credentials) -> FrontEnd:
                        WallClock(1.0), metrics)
     return FrontEnd(model_name=MODEL, max_model_len=4096, tokenizer=make_tokenizer(None, 1000),
                     flow=flow, registry=registry, metrics=metrics, prometheus=prometheus,
-                    created=0, api_keys=auth.ApiKeys(credentials))
+                    created=0, faults=FaultBook(registry, prometheus),
+                    expected_workers={WorkerKind.PREFILL: 1, WorkerKind.DECODE: 1},
+                    instance_id="test", api_keys=auth.ApiKeys(credentials))
 
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:
@@ -86,9 +89,12 @@ async def test_post_routes_are_refused_before_the_body_is_read(
 
 
 async def test_health_is_always_open(guarded: httpx.AsyncClient) -> None:
-    """Orchestrators probe /health without credentials (503 here: no workers yet)."""
+    """Orchestrators probe /health and /ready without credentials (503 here: no workers
+    yet)."""
     response = await guarded.get("/health")
     assert response.status_code == 503 and response.json()["status"] == "degraded"
+    response = await guarded.get("/ready")
+    assert response.status_code == 503 and response.json()["ready"] is False
 
 
 @pytest.mark.parametrize("path", ADMIN_ROUTES)

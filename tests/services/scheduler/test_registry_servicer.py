@@ -18,7 +18,7 @@ from services.common.registration import Registrar
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.registry_servicer import RegistryServicer, peer_host
 from services.scheduler.token_streams import TokenStreams
-from supernode.engine.registry import WorkerRegistry
+from supernode.engine.registry import WorkerKind, WorkerRegistry
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -160,3 +160,54 @@ async def test_registrar_with_a_wrong_token_logs_why(scheduler: Scheduler,
 def test_peer_host(peer: str, host: str) -> None:
     """The host part of grpc's peer strings, IPv6 brackets (escaped or not) removed."""
     assert peer_host(peer) == host
+
+
+async def deregister(address: str, worker_id: str, worker_address: str, lease_token: str,
+                     drain: bool) -> bool:
+    async with insecure_channel(address, TOKEN) as channel:
+        reply = await pb_grpc.RegistryServiceStub(channel).Deregister(pb.DeregisterRequest(
+            worker_id=worker_id, address=worker_address, drain=drain, lease_token=lease_token),
+            timeout=5)
+    return reply.found
+
+
+@pytest.mark.parametrize("drain", [True, False])
+async def test_deregister_needs_the_lease_token_and_address(scheduler: Scheduler,
+                                                            drain: bool) -> None:
+    """Even with the cluster token, a Deregister with a forged, empty or superseded lease
+    token, or another address, is answered `found = false` and leaves the worker routed; only
+    the current registration's token (and address) drains or removes it."""
+    first = await register(scheduler.address, registration("prefill-d", "10.0.0.1:1"))
+    reply = await register(scheduler.address, registration("prefill-d", "10.0.0.1:1"))
+    for token, address in (("forged", "10.0.0.1:1"), ("", "10.0.0.1:1"),
+                           (first.lease_token, "10.0.0.1:1"), (reply.lease_token, "10.0.0.2:1")):
+        assert not await deregister(scheduler.address, "prefill-d", address, token, drain)
+    live = scheduler.registry.live
+    assert [w.worker_id for w in live(WorkerKind.PREFILL)] == ["prefill-d"]
+    assert await deregister(scheduler.address, "prefill-d", "10.0.0.1:1", reply.lease_token,
+                            drain)
+    assert live(WorkerKind.PREFILL) == []
+    if drain:  # still known and heartbeating with its lease while it drains
+        assert scheduler.registry.get("prefill-d").draining
+        assert await heartbeat(scheduler.address, "prefill-d", reply.lease_token)
+    else:  # gone, lease and all
+        assert scheduler.registry.get("prefill-d") is None
+        assert not await heartbeat(scheduler.address, "prefill-d", reply.lease_token)
+
+
+async def test_registrar_drains_then_leaves(scheduler: Scheduler) -> None:
+    """`drain` takes the worker out of routing while its heartbeats keep the lease; `leave`
+    removes it at once (no wait for the lease)."""
+    registrar = Registrar(scheduler.address, registration("prefill-l", "10.0.0.9:3"), pb.Load,
+                          cluster_token=TOKEN)
+    registrar.start()
+    try:
+        await asyncio.wait_for(registrar.registered.wait(), 10)
+        assert await registrar.drain()
+        assert scheduler.registry.live(WorkerKind.PREFILL) == []
+        await asyncio.sleep(2 * LEASE_S)  # two leases pass: only heartbeats keep it known
+        assert scheduler.registry.holder("prefill-l", time.monotonic()).draining
+        await registrar.leave()
+        assert scheduler.registry.get("prefill-l") is None
+    finally:
+        await registrar.stop()
