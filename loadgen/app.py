@@ -1,31 +1,35 @@
 """The composition root of one `supernode bench` invocation.
 
-Plan -> samples (built once, reused by every rate) -> one run per rate (progress bar, then
-summary table) -> result files: per point a vLLM-schema JSON and a per-request CSV; for a sweep
-also a combined `*-sweep.json`; plots and their HTML page when asked (always for a saved sweep).
+Plan -> one run per rate, each with its own samples (fresh prompts per point and per run, so no
+point is served from a prefix cache the previous one warmed; `reuse_prompts` sends the same
+prompts everywhere, for cache experiments) -> progress, then the summary table -> result files:
+per point a vLLM-schema JSON and a per-request CSV; for a sweep also a combined `*-sweep.json`;
+plots and their HTML page when asked (always for a saved sweep).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadgen.client import request_headers
 from loadgen.config import EndpointConfig, LoadConfig, ReportConfig, SloConfig
 from loadgen.metrics import compute_metrics
 from loadgen.plots import write_plots
+from loadgen.progress import progress_reporter
 from loadgen.report import RunInfo, default_result_filename, result_dict, write_requests_csv
 from loadgen.runner import OnResult, RunOutcome, run_benchmark
 from loadgen.summary import print_summary
 from loadgen.sweep import SweepPoint, max_rate_meeting_slo, run_sweep, sweep_summary
 from loadgen.types import SampleRequest
+from loadgen.workloads import iter_samples
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class OutputConfig:
     label: str | None = None
     plots: bool = False
     progress: bool = True
+    reuse_prompts: bool = False
+    """Send every point the same prompts (from `--seed`), e.g. to measure a warm cache."""
 
 
 @dataclass(frozen=True)
@@ -59,16 +65,43 @@ class BenchPlan:
     bisect_steps: int = 0
 
 
-Execute = Callable[[list[SampleRequest], LoadConfig, OnResult], Awaitable[RunOutcome]]
+@dataclass(frozen=True)
+class PointSamples:
+    """One point's samples, made on demand: `build()` lists them, `stream()` yields them one
+    at a time (the simulator streams millions); both give the same samples."""
+
+    workload: object
+    num_prompts: int
+    seed: int
+
+    def build(self) -> list[SampleRequest]:
+        return self.workload.build(self.num_prompts, self.seed)
+
+    def stream(self) -> Iterator[SampleRequest]:
+        return iter_samples(self.workload, self.num_prompts, self.seed)
+
+
+Execute = Callable[[PointSamples, LoadConfig, OnResult], Awaitable[RunOutcome]]
 """Runs one point's samples under a load and returns what the client saw: over HTTP by
 default (`http_executor`); the offline simulator passes its own."""
 
 
 def http_executor(plan: BenchPlan) -> Execute:
-    async def execute(samples: list[SampleRequest], load: LoadConfig, on_result: OnResult):
-        return await run_benchmark(samples, plan.endpoint, load, plan.tokens_as_ids, on_result)
+    async def execute(samples: PointSamples, load: LoadConfig, on_result: OnResult):
+        return await run_benchmark(samples.build(), plan.endpoint, load, plan.tokens_as_ids,
+                                   on_result, plan.slo)
 
     return execute
+
+
+def prompt_seeds(plan: BenchPlan, salt: int | None) -> Callable[[int], int]:
+    """The prompt seed of the point with a given index: `--seed` itself when prompts are
+    reused, else one mixed with the point index and `salt` (a fresh random number per
+    invocation for live runs, so a repeated run does not find its prompts cached)."""
+    if plan.output.reuse_prompts:
+        return lambda index: plan.load.seed
+    mix = 0 if salt is None else salt
+    return lambda index: (plan.load.seed * 1_000_003 + index * 7_919 + mix) % 2**63
 
 
 async def resolve_model(endpoint: EndpointConfig) -> str:
@@ -89,17 +122,25 @@ async def resolve_model(endpoint: EndpointConfig) -> str:
 
 
 async def run_plan(
-    plan: BenchPlan, console: Console | None = None, execute: Execute | None = None
+    plan: BenchPlan, console: Console | None = None, execute: Execute | None = None,
+    simulated: bool = False,
 ) -> int:
-    """Run every point; returns 0, or 1 when not a single request of any point completed."""
+    """Run every point; returns 0, or 1 when not a single request of any point completed.
+
+    `simulated`: `execute` is the offline simulator (results are marked as simulated, and
+    prompts need no salt: every simulated point starts with a cold cache)."""
     console = console or Console()
     execute = execute or http_executor(plan)
-    samples = plan.workload.build(plan.num_prompts, plan.load.seed)
+    seed_of = prompt_seeds(plan, None if simulated else secrets.randbits(62))
     date = datetime.now().strftime("%Y%m%d-%H%M%S")
-    info = RunInfo(plan.endpoint, len(samples), plan.output.label, plan.dataset_name, date)
+    info = RunInfo(plan.endpoint, plan.num_prompts, plan.output.label, plan.dataset_name, date,
+                   simulated)
     target = plan.slo.attainment_target if plan.slo.enabled else None
+    num_points = [0]
 
     async def run_point(rate: float) -> SweepPoint:
+        samples = PointSamples(plan.workload, plan.num_prompts, seed_of(num_points[0]))
+        num_points[0] += 1
         return await _run_point(plan, samples, info, rate, console, execute)
 
     points = await run_sweep(plan.rates, run_point, target, plan.bisect_steps)
@@ -111,14 +152,14 @@ async def run_plan(
 
 async def _run_point(
     plan: BenchPlan,
-    samples: list[SampleRequest],
+    samples: PointSamples,
     info: RunInfo,
     rate: float,
     console: Console,
     execute: Execute,
 ) -> SweepPoint:
     load = replace(plan.load, request_rate=rate)
-    trace = all(s.arrival_offset_s is not None for s in samples)
+    trace = getattr(plan.workload, "is_trace", False)
     pacing = (
         f"trace timestamps / {load.time_scale:g}"
         if trace
@@ -128,27 +169,15 @@ async def _run_point(
         pacing += f" (model time; server speedup {plan.endpoint.speedup:g})"
     console.print(
         f"[bold]{pacing}[/bold], "
-        f"max concurrency {load.max_concurrency}, {len(samples)} requests -> {plan.endpoint.api_url}"
+        f"max concurrency {load.max_concurrency}, {samples.num_prompts} requests -> "
+        f"{plan.endpoint.api_url}"
     )
-    with _progress(plan.output.progress, console) as progress:
-        task = progress.add_task("requests", total=len(samples))
-        outcome = await execute(samples, load, lambda _r: progress.advance(task))
-    metrics = compute_metrics(outcome.results, outcome.duration_s, plan.report, plan.slo)
+    with progress_reporter(plan.output.progress, console, samples.num_prompts) as advance:
+        outcome = await execute(samples, load, advance)
+    metrics = compute_metrics(outcome.acc, outcome.duration_s, plan.report)
     print_summary(console, outcome, metrics, plan.report)
     result = result_dict(info, outcome, metrics, plan.report, plan.slo, plan.output.save_detailed)
     return SweepPoint(rate, outcome, metrics, result)
-
-
-def _progress(enabled: bool, console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not enabled,
-        transient=True,
-    )
 
 
 def _print_sweep(console: Console, points: list[SweepPoint], target: float | None) -> None:
@@ -181,8 +210,10 @@ def _write_outputs(
         for point in points:
             path = result_dir / _point_filename(out, info, point, len(points) > 1)
             path.write_text(json.dumps(point.result, indent=2), encoding="utf-8")
-            write_requests_csv(path.with_suffix(".csv"), point.outcome, plan.slo)
-            written += [path, path.with_suffix(".csv")]
+            written.append(path)
+            if point.outcome.results is not None:
+                write_requests_csv(path.with_suffix(".csv"), point.outcome, plan.slo)
+                written.append(path.with_suffix(".csv"))
         if len(points) > 1:
             path = result_dir / _sweep_filename(out, info)
             path.write_text(
@@ -208,4 +239,4 @@ def _sweep_filename(out: OutputConfig, info: RunInfo) -> str:
     if out.result_filename:
         return f"{Path(out.result_filename).stem}-sweep.json"
     model = info.endpoint.model.split("/")[-1] or "model"
-    return f"{out.label or info.endpoint.backend}-{model}-{info.date}-sweep.json"
+    return f"{out.label or info.backend}-{model}-{info.date}-sweep.json"

@@ -143,6 +143,12 @@ def add_load_args(g) -> None:
     g.add_argument("--max-concurrency", type=opt.positive_int, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
+        "--send-seeds",
+        action="store_true",
+        help="give every request its own seed derived from --seed (reproducible output; "
+        "supernode sim seeds its requests the same way)",
+    )
+    g.add_argument(
         "--num-warmups", type=opt.non_negative_int, default=0, help="warm-up requests, not counted"
     )
     g.add_argument(
@@ -185,6 +191,12 @@ def add_output_args(g) -> None:
     )
     g.add_argument(
         "--save-detailed", action="store_true", help="include per-request arrays in the JSON"
+    )
+    g.add_argument(
+        "--reuse-prompts",
+        action="store_true",
+        help="send every rate (and every run with the same --seed) the same prompts, e.g. to "
+        "measure a warm prefix cache (default: fresh prompts per point and per run)",
     )
     g.add_argument("--result-dir", default=None)
     g.add_argument("--result-filename", default=None)
@@ -248,6 +260,7 @@ def endpoint_from_args(args: argparse.Namespace) -> EndpointConfig:
         headers=dict(args.header),
         request_timeout_s=args.request_timeout_s,
         speedup=args.speedup,
+        send_seeds=args.send_seeds,
     )
 
 
@@ -275,6 +288,7 @@ def plan_from_args(
         label=args.label,
         plots=args.plots,
         progress=not args.no_progress,
+        reuse_prompts=args.reuse_prompts,
     )
     return BenchPlan(
         endpoint=endpoint,

@@ -35,10 +35,11 @@ def make_session(
 
 
 def request_body(
-    endpoint: EndpointConfig, sample: SampleRequest, tokens_as_ids: bool = True
+    endpoint: EndpointConfig, sample: SampleRequest, tokens_as_ids: bool = True,
+    seed: int | None = None,
 ) -> dict:
     """The JSON body for `sample`: token ids go out as `prompt: [int, ...]` on completions;
-    chat (and `tokens_as_ids=False`) gets them rendered as text."""
+    chat (and `tokens_as_ids=False`) gets them rendered as text. `seed`: the request's seed."""
     prompt = sample.prompt
     if isinstance(prompt, tuple) and (endpoint.is_chat or not tokens_as_ids):
         prompt = render_text(prompt)
@@ -56,6 +57,8 @@ def request_body(
         body["prompt"] = list(prompt) if isinstance(prompt, tuple) else prompt
     if endpoint.ignore_eos:
         body["ignore_eos"] = True
+    if seed is not None:
+        body["seed"] = seed
     body.update(endpoint.extra_body)
     return body
 
@@ -80,6 +83,7 @@ class _StreamState:
     num_text_chunks: int = 0
     completion_tokens: int | None = None
     prompt_tokens: int | None = None
+    cached_tokens: int | None = None
     server_details: dict = field(default_factory=dict)
     finished: bool = False
     done: bool = False
@@ -103,6 +107,8 @@ class _StreamState:
         if usage := event.get("usage"):
             self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
             self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+            details = usage.get("prompt_tokens_details") or {}
+            self.cached_tokens = details.get("cached_tokens", self.cached_tokens)
         if isinstance(details := event.get(SERVER_DETAILS_KEY), dict):
             self.server_details = details
         for choice in event.get("choices") or ():
@@ -135,11 +141,12 @@ async def send_request(
     sample: SampleRequest,
     run_started_at: float,
     tokens_as_ids: bool = True,
+    seed: int | None = None,
 ) -> RequestResult:
     """Send `sample`, stream the answer, and return what was observed. Transport errors, HTTP
     errors, error events and truncated streams all come back as a failed result with the
     error text kept; nothing is raised (except cancellation)."""
-    body = request_body(endpoint, sample, tokens_as_ids)
+    body = request_body(endpoint, sample, tokens_as_ids, seed)
     started_at = time.perf_counter()
     state = _StreamState(chat=endpoint.is_chat, started_at=started_at)
     try:
@@ -183,4 +190,5 @@ def _result(
         generated_text="".join(state.text_parts),
         usage_reported=usage_reported,
         server_details=state.server_details,
+        cached_tokens=state.cached_tokens,
     )

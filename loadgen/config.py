@@ -36,6 +36,10 @@ class EndpointConfig:
     headers: dict[str, str] = field(default_factory=dict)
     request_timeout_s: float = 3600.0
     speedup: float = 1.0
+    send_seeds: bool = False
+    """Give every request its own `seed` (`request_seed(--seed, index)`), so a seeded server's
+    output, and supernode's token counts, are reproducible; `supernode sim` seeds its requests
+    the same way."""
 
     def __post_init__(self) -> None:
         if not 0 < self.speedup < math.inf:
@@ -57,6 +61,11 @@ class EndpointConfig:
     def backend(self) -> str:
         """vLLM's backend name for this endpoint kind (`openai` or `openai-chat`)."""
         return "openai-chat" if self.is_chat else "openai"
+
+
+def request_seed(seed: int, index: int) -> int:
+    """The seed of the request at `index` of a run seeded with `seed` (a non-negative int64)."""
+    return (seed * 1_000_003 + index) % 2**63
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,17 @@ Statistics of an empty set are 0.0, as in vLLM's output, and only for the JSON's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from loadgen.accumulate import MS_PER_S, NAMES, RunAccumulator, meets_slo, weighted_percentile
 from loadgen.config import ReportConfig, SloConfig
 from loadgen.types import RequestResult
 
-MS_PER_S = 1000.0
+__all__ = ["MS_PER_S", "BenchmarkMetrics", "MetricStats", "compute_metrics", "meets_slo",
+           "metrics_of_results"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,12 @@ class MetricStats:
 
 @dataclass(frozen=True)
 class BenchmarkMetrics:
-    """A run's summary; `stats` maps "ttft", "tpot", "itl", "e2el" to their statistics."""
+    """A run's summary; `stats` maps "ttft", "tpot", "itl", "e2el" to their statistics.
+
+    `total_cached_tokens` / `prefix_cache_hit_rate`: prompt tokens the server served from its
+    prefix cache, and their share of the prompt tokens of the requests that reported it (None
+    when no request did). `request_rate_achieved`: requests sent per second between the first
+    and the last send (the arrival rate the run really had; inf when all were sent at once)."""
 
     completed: int
     failed: int
@@ -55,90 +63,81 @@ class BenchmarkMetrics:
     num_good: int | None
     slo_attainment: float | None
     stats: dict[str, MetricStats]
-
-
-def latency_samples_s(
-    results: tuple[RequestResult, ...] | list[RequestResult],
-) -> dict[str, list[float]]:
-    """Per-metric samples in seconds over successful requests (ITL pooled over all gaps)."""
-    ok = [r for r in results if r.success]
-    return {
-        "ttft": [r.ttft_s for r in ok],
-        "tpot": [r.tpot_s for r in ok if r.tpot_s is not None],
-        "itl": [gap for r in ok for gap in r.itls_s],
-        "e2el": [r.latency_s for r in ok],
-    }
-
-
-def meets_slo(result: RequestResult, slo: SloConfig) -> bool:
-    """True when `result` completed and every limit in `slo` holds (value <= limit)."""
-    if not result.success:
-        return False
-    values_s = {"ttft": result.ttft_s, "tpot": result.tpot_s or 0.0, "e2el": result.latency_s}
-    return all(values_s[name] * MS_PER_S <= limit for name, limit in slo.limits_ms.items())
+    total_cached_tokens: int = 0
+    prefix_cache_hit_rate: float | None = None
+    request_rate_achieved: float = 0.0
 
 
 def compute_metrics(
-    results: tuple[RequestResult, ...] | list[RequestResult],
-    duration_s: float,
-    report: ReportConfig,
-    slo: SloConfig,
+    acc: RunAccumulator, duration_s: float, report: ReportConfig
 ) -> BenchmarkMetrics:
     """The summary of one run; `duration_s` must be > 0."""
     if not duration_s > 0:
         raise ValueError(f"duration_s must be > 0, got {duration_s}")
-    ok = [r for r in results if r.success]
-    total_in = sum(r.prompt_len for r in ok)
-    total_out = sum(r.output_tokens for r in ok)
-    num_good = sum(meets_slo(r, slo) for r in results) if slo.enabled else None
-    peak_tokens, peak_concurrency = _peaks(ok)
-    samples = latency_samples_s(results)
+    slo_on = acc.slo.enabled
+    num_good = acc.num_good if slo_on else None
+    peak_tokens, peak_concurrency = acc.peaks()
+    total_in, total_out = acc.total_input_tokens, acc.total_output_tokens
     return BenchmarkMetrics(
-        completed=len(ok),
-        failed=len(results) - len(ok),
+        completed=acc.num_completed,
+        failed=acc.num_failed,
         total_input_tokens=total_in,
         total_output_tokens=total_out,
         duration_s=duration_s,
-        request_throughput=len(ok) / duration_s,
+        request_throughput=acc.num_completed / duration_s,
         request_goodput=None if num_good is None else num_good / duration_s,
         output_throughput=total_out / duration_s,
         total_token_throughput=(total_in + total_out) / duration_s,
         max_output_tokens_per_s=peak_tokens,
         max_concurrent_requests=peak_concurrency,
         num_good=num_good,
-        slo_attainment=None if num_good is None or not results else num_good / len(results),
-        stats={name: _stats(samples[name], report.percentiles) for name in samples},
+        slo_attainment=None if num_good is None or not acc.num_requests
+        else num_good / acc.num_requests,
+        stats={name: _stats(*acc.samples(name), report.percentiles) for name in NAMES},
+        total_cached_tokens=acc.total_cached_tokens,
+        prefix_cache_hit_rate=_hit_rate(acc),
+        request_rate_achieved=_arrival_rate(acc),
     )
 
 
-def _stats(values_s: list[float], percentiles: tuple[float, ...]) -> MetricStats:
-    if not values_s:
+def metrics_of_results(results: list[RequestResult] | tuple[RequestResult, ...],
+                       duration_s: float, report: ReportConfig, slo: SloConfig
+                       ) -> BenchmarkMetrics:
+    """`compute_metrics` over results already collected."""
+    acc = RunAccumulator(slo)
+    for result in results:
+        acc.add(result)
+    return compute_metrics(acc, duration_s, report)
+
+
+def _hit_rate(acc: RunAccumulator) -> float | None:
+    if not acc.num_cache_reported or not acc.total_input_tokens:
+        return None
+    return acc.total_cached_tokens / acc.total_input_tokens
+
+
+def _arrival_rate(acc: RunAccumulator) -> float:
+    span = acc.last_sent_s - acc.first_sent_s
+    if acc.num_requests < 2:
+        return 0.0
+    return (acc.num_requests - 1) / span if span > 0 else math.inf
+
+
+def _stats(values_s: np.ndarray, weights: np.ndarray | None,
+           percentiles: tuple[float, ...]) -> MetricStats:
+    if not len(values_s):
         return MetricStats(0.0, 0.0, 0.0, tuple((p, 0.0) for p in percentiles), 0)
-    ms = np.asarray(values_s) * MS_PER_S
+    ms = values_s * MS_PER_S
+    if weights is None:
+        mean, std, count = float(ms.mean()), float(ms.std()), len(ms)
+    else:
+        mean = float(np.average(ms, weights=weights))
+        std = float(np.sqrt(np.average((ms - mean) ** 2, weights=weights)))
+        count = int(weights.sum())
     return MetricStats(
-        mean_ms=float(ms.mean()),
-        median_ms=float(np.median(ms)),
-        std_ms=float(ms.std()),
-        percentiles_ms=tuple((p, float(np.percentile(ms, p))) for p in percentiles),
-        count=len(ms),
+        mean_ms=mean,
+        median_ms=weighted_percentile(ms, weights, 50.0),
+        std_ms=std,
+        percentiles_ms=tuple((p, weighted_percentile(ms, weights, p)) for p in percentiles),
+        count=count,
     )
-
-
-def _peaks(ok: list[RequestResult]) -> tuple[float, int]:
-    """Fullest 1-s bucket of output tokens and of active requests (vLLM's method; a chunk that
-    carries several tokens, as with MTP, counts the request's mean tokens per chunk)."""
-    if not ok:
-        return 0.0, 0
-    t0 = min(r.started_at_s for r in ok)
-    num_buckets = int(np.ceil(max(r.started_at_s + r.latency_s for r in ok) - t0)) + 1
-    tokens = np.zeros(num_buckets)
-    active = np.zeros(num_buckets)
-    for r in ok:
-        first = r.started_at_s + r.ttft_s - t0
-        times = first + np.concatenate(([0.0], np.cumsum(r.itls_s)))
-        per_chunk = max(1, r.output_tokens) / len(times)
-        np.add.at(tokens, np.clip(times.astype(int), 0, num_buckets - 1), per_chunk)
-        start_bucket = int(r.started_at_s - t0)
-        end_bucket = int(r.started_at_s + r.latency_s - t0)
-        active[start_bucket : end_bucket + 1] += 1
-    return float(tokens.max()), int(active.max())

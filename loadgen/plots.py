@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from loadgen.metrics import MS_PER_S, latency_samples_s
+from loadgen.accumulate import MS_PER_S, weighted_percentile
 from loadgen.sweep import SweepPoint
 
 CDF_METRICS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2el", "E2E latency"))
@@ -56,13 +56,12 @@ def _cdf_figure(points: list[SweepPoint]) -> Figure:
     axes = fig.subplots(2, 2).ravel()
     for ax, (name, label) in zip(axes, CDF_METRICS):
         for point in points:
-            values = np.sort(np.asarray(latency_samples_s(point.outcome.results)[name])) * MS_PER_S
+            values, weights = point.outcome.acc.samples(name)
             if len(values):
-                ax.plot(
-                    values,
-                    np.arange(1, len(values) + 1) / len(values),
-                    label=_rate_label(point.request_rate),
-                )
+                order = np.argsort(values)
+                cum = np.cumsum(np.ones(len(values)) if weights is None else weights[order])
+                ax.plot(values[order] * MS_PER_S, cum / cum[-1],
+                        label=_rate_label(point.request_rate))
         ax.set_xlabel(f"{label} (ms)")
         ax.set_ylabel("fraction of samples")
         ax.set_title(f"{label} CDF")
@@ -92,8 +91,8 @@ def _throughput_figure(points: list[SweepPoint]) -> Figure:
 
 
 def _percentile_ms(point: SweepPoint, name: str, p: float) -> float:
-    samples = latency_samples_s(point.outcome.results)[name]
-    return float(np.percentile(samples, p)) * MS_PER_S if samples else math.nan
+    values, weights = point.outcome.acc.samples(name)
+    return weighted_percentile(values, weights, p) * MS_PER_S if len(values) else math.nan
 
 
 def _latency_vs_rate_figure(points: list[SweepPoint]) -> Figure:

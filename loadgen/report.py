@@ -7,8 +7,11 @@ per-request arrays (`input_lens`, `output_lens`, `ttfts`, `itls`, `generated_tex
 `errors`) are included only when `detailed`; `ttfts` then holds 0.0 for failed requests as
 vLLM's does. Keys vLLM does not have are added beside them: `slo_attainment`,
 `goodput_slos_ms`, `num_good_requests`, `error_counts` (always present, so errors are never
-lost from the file), `request_rate_achieved` and `speedup`: the server's model seconds per
-wall second the run assumed. Every time, rate and throughput in the file is in model seconds
+lost from the file), `request_rate_achieved` (requests sent per second between the first and
+the last send), `total_cached_tokens` and `prefix_cache_hit_rate` (prompt tokens the server
+reported as served from its prefix cache, and their share of all prompt tokens), `simulated`
+(true for `supernode sim` results, whose `backend` is `supernode-sim`) and `speedup`: the
+server's model seconds per wall second the run assumed. Every time, rate and throughput in the file is in model seconds
 (wall x `speedup`; the same as wall time for speedup 1, i.e. any real server).
 """
 
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import math
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +37,12 @@ class RunInfo:
     label: str | None = None
     dataset_name: str = "random"
     date: str = ""
+    simulated: bool = False
+
+    @property
+    def backend(self) -> str:
+        """vLLM's backend name, or `supernode-sim` for the offline simulator."""
+        return "supernode-sim" if self.simulated else self.endpoint.backend
 
 
 def percentile_key(p: float) -> str:
@@ -55,7 +63,8 @@ def result_dict(
     result: dict = {
         "date": info.date or datetime.now().strftime("%Y%m%d-%H%M%S"),
         "endpoint_type": info.endpoint.backend,
-        "backend": info.endpoint.backend,
+        "backend": info.backend,
+        "simulated": info.simulated,
         "label": info.label,
         "model_id": info.endpoint.model,
         "tokenizer_id": info.endpoint.model,
@@ -76,11 +85,13 @@ def result_dict(
         "total_token_throughput": metrics.total_token_throughput,
         "max_output_tokens_per_s": metrics.max_output_tokens_per_s,
         "max_concurrent_requests": metrics.max_concurrent_requests,
-        "request_rate_achieved": len(outcome.results) / metrics.duration_s,
+        "request_rate_achieved": _number(metrics.request_rate_achieved),
+        "total_cached_tokens": metrics.total_cached_tokens,
+        "prefix_cache_hit_rate": metrics.prefix_cache_hit_rate,
         "slo_attainment": metrics.slo_attainment,
         "goodput_slos_ms": dict(slo.limits_ms) or None,
         "num_good_requests": metrics.num_good,
-        "error_counts": dict(Counter(r.error for r in outcome.results if not r.success)),
+        "error_counts": dict(outcome.acc.errors),
     }
     for name in report.percentile_metrics:
         stats = metrics.stats[name]
@@ -89,9 +100,14 @@ def result_dict(
         result[f"std_{name}_ms"] = stats.std_ms
         for p, value in stats.percentiles_ms:
             result[f"p{percentile_key(p)}_{name}_ms"] = value
-    if detailed:
+    if detailed and outcome.results is not None:
         result.update(_details(outcome))
     return result
+
+
+def _number(value: float) -> float | str:
+    """JSON has no infinity: vLLM writes "inf"."""
+    return "inf" if math.isinf(value) else value
 
 
 def _details(outcome: RunOutcome) -> dict:
@@ -108,7 +124,7 @@ def _details(outcome: RunOutcome) -> dict:
 
 def default_result_filename(info: RunInfo, request_rate: float, max_concurrency: int | None) -> str:
     """vLLM's naming: `{label}-{rate}qps[-concurrency{N}]-{model}-{date}.json`."""
-    label = info.label or info.endpoint.backend
+    label = info.label or info.backend
     concurrency = f"-concurrency{max_concurrency}" if max_concurrency is not None else ""
     model = info.endpoint.model.split("/")[-1] or "model"
     return f"{label}-{request_rate}qps{concurrency}-{model}-{info.date}.json"
@@ -128,6 +144,7 @@ CSV_COLUMNS = (
     "max_itl_ms",
     "num_chunks",
     "met_slo",
+    "cached_tokens",
     "modelled_ttft_ms",
     "modelled_tpot_ms",
     "error",
@@ -164,6 +181,7 @@ def _csv_row(index: int, r, slo: SloConfig) -> list:
         ms(max(r.itls_s) if r.itls_s else None),
         num_chunks,
         "" if not slo.enabled else int(meets_slo(r, slo)),
+        "" if r.cached_tokens is None else r.cached_tokens,
         ms(r.server_details.get("modelled_ttft_s")),
         ms(r.server_details.get("modelled_tpot_s")),
         r.error,

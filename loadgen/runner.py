@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 
+from loadgen.accumulate import RunAccumulator
 from loadgen.arrivals import schedule_offsets_s
 from loadgen.client import make_session, send_request
-from loadgen.config import EndpointConfig, LoadConfig
+from loadgen.config import EndpointConfig, LoadConfig, SloConfig, request_seed
 from loadgen.types import RequestResult, SampleRequest
 
 OnResult = Callable[[RequestResult], None]
@@ -31,12 +32,15 @@ OnResult = Callable[[RequestResult], None]
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """Results in sample order (one per sample, failures included) and the run's duration,
-    all in model seconds."""
+    """One point in model seconds: everything the reports need (`acc`), the run's duration,
+    and the per-request results in sample order, failures included, when they were kept
+    (always over HTTP; the simulator keeps them only when asked, see `supernode sim
+    --save-detailed`)."""
 
-    results: tuple[RequestResult, ...]
+    acc: RunAccumulator
     duration_s: float
     load: LoadConfig
+    results: tuple[RequestResult, ...] | None = None
 
 
 async def run_benchmark(
@@ -45,9 +49,10 @@ async def run_benchmark(
     load: LoadConfig,
     tokens_as_ids: bool = True,
     on_result: OnResult | None = None,
+    slo: SloConfig | None = None,
 ) -> RunOutcome:
     """Warm up, then run `samples` under `load`; `on_result` is called as each completes,
-    with the result already in model seconds."""
+    with the result already in model seconds. `slo` decides which results count as good."""
     if not samples:
         raise ValueError("no samples to run")
     async with make_session(endpoint, load.max_concurrency) as session:
@@ -55,7 +60,8 @@ async def run_benchmark(
         if load.num_warmups:
             warmups = [samples[0]] * load.num_warmups
             await _run_all(
-                session, endpoint, warmups, [0.0] * len(warmups), slots, tokens_as_ids, None
+                session, endpoint, warmups, [0.0] * len(warmups), slots, tokens_as_ids, None,
+                None,
             )
         model_offsets_s = schedule_offsets_s(
             samples, load.request_rate, load.burstiness, load.seed, load.time_scale
@@ -69,9 +75,13 @@ async def run_benchmark(
             slots,
             tokens_as_ids,
             on_result,
+            load.seed if endpoint.send_seeds else None,
         )
         duration_s = (time.perf_counter() - started_at) * endpoint.speedup
-    return RunOutcome(tuple(results), duration_s, load)
+    acc = RunAccumulator(slo or SloConfig())
+    for result in results:
+        acc.add(result)
+    return RunOutcome(acc, duration_s, load, tuple(results))
 
 
 def in_model_time(result: RequestResult, speedup: float) -> RequestResult:
@@ -101,21 +111,25 @@ async def _run_all(
     slots,
     tokens_as_ids: bool,
     on_result: OnResult | None,
+    run_seed: int | None,
 ) -> list[RequestResult]:
+    """`run_seed` not None: request i is sent with the seed `request_seed(run_seed, i)`."""
     started_at = time.perf_counter()
 
-    async def one(sample: SampleRequest) -> RequestResult:
+    async def one(index: int, sample: SampleRequest) -> RequestResult:
+        seed = None if run_seed is None else request_seed(run_seed, index)
         async with slots:
-            result = await send_request(session, endpoint, sample, started_at, tokens_as_ids)
+            result = await send_request(session, endpoint, sample, started_at, tokens_as_ids,
+                                        seed)
         result = in_model_time(result, endpoint.speedup)
         if on_result is not None:
             on_result(result)
         return result
 
     tasks = []
-    for sample, offset_s in zip(samples, wall_offsets_s):
+    for index, (sample, offset_s) in enumerate(zip(samples, wall_offsets_s)):
         delay_s = started_at + float(offset_s) - time.perf_counter()
         if delay_s > 0:
             await asyncio.sleep(delay_s)
-        tasks.append(asyncio.create_task(one(sample)))
+        tasks.append(asyncio.create_task(one(index, sample)))
     return list(await asyncio.gather(*tasks))

@@ -4,7 +4,6 @@ latency metric) drawn as a rich table, followed by the distinct errors with thei
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
@@ -59,6 +58,9 @@ def _overview_rows(outcome: RunOutcome, m: BenchmarkMetrics) -> list[tuple[str, 
     if m.request_goodput is not None:
         rows.append(("Request goodput (req/s):", f"{m.request_goodput:.2f}"))
         rows.append(("SLO attainment:", f"{m.slo_attainment:.3f}"))
+    if m.prefix_cache_hit_rate is not None:
+        rows.append(("Total cached prompt tokens:", str(m.total_cached_tokens)))
+        rows.append(("Prefix cache hit rate:", f"{m.prefix_cache_hit_rate:.3f}"))
     rows += [
         ("Output token throughput (tok/s):", f"{m.output_throughput:.2f}"),
         ("Peak output token throughput (tok/s):", f"{m.max_output_tokens_per_s:.2f}"),
@@ -73,7 +75,7 @@ def print_summary(
 ) -> None:
     """Print the table, then up to five distinct error messages with how often each occurred."""
     console.print(summary_table(outcome, metrics, report))
-    errors = Counter(r.error for r in outcome.results if not r.success)
+    errors = outcome.acc.errors
     for error, count in errors.most_common(MAX_ERRORS_SHOWN):
         console.print(Text.assemble((f"{count} x ", "red"), error), highlight=False)
     if len(errors) > MAX_ERRORS_SHOWN:

@@ -48,6 +48,8 @@ class RequestResult:
     of streamed chunks that carried text. `itls_s` are the gaps between those chunks.
     `server_details` keeps a non-standard per-request object the server sent beside `usage`
     (supernode's `supernode` object with `modelled_ttft_s`, `modelled_tpot_s`, ...), else {}.
+    `cached_tokens` is `usage.prompt_tokens_details.cached_tokens` (prompt tokens served from
+    the server's prefix cache), None when the server does not report it.
     """
 
     success: bool
@@ -62,6 +64,7 @@ class RequestResult:
     generated_text: str = ""
     usage_reported: bool = False
     server_details: dict = field(default_factory=dict)
+    cached_tokens: int | None = None
 
     @property
     def tpot_s(self) -> float | None:

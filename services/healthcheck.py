@@ -4,7 +4,7 @@
     python -m services.healthcheck http URL [--timeout S]
 
 `grpc` calls the standard `grpc.health.v1.Health/Check` that every supernode gRPC server
-serves and succeeds on SERVING; `http` succeeds on a 2xx answer (the scheduler's /health is
+serves and succeeds on SERVING; `http` succeeds on a 2xx answer (the scheduler's /ready is
 503 until both pools have a live worker). Slim images have no curl, and a probe that imports
 only what it needs stays cheap when a healthcheck runs it every few seconds.
 """

@@ -2,9 +2,12 @@
 
 Model time is the time the emulated hardware would take. A live `WallClock` maps it onto the
 wall clock with a `speedup` (model seconds per wall second: 0.1 runs ten times slower than the
-modelled hardware); a `VirtualClock` advances only when told to, for the offline simulator and
-for tests. Waiting is deadline-based (`sleep_until` an absolute model time), so the jitter of
-one wait is absorbed by the next instead of accumulating over a stream.
+modelled hardware). Waiting is deadline-based (`sleep_until` an absolute model time), so the
+jitter of one wait is absorbed by the next instead of accumulating over a stream.
+
+The request lifecycle (supernode.lifecycle) reads no clock at all: every call takes `now`. The
+live services pass a `WallClock`'s time; the offline simulator passes its event loop's virtual
+time (supernode.sim.kernel), which is its clock.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ class Clock(Protocol):
 
     def to_wall_s(self, model_s: float) -> float:
         """Wall seconds that `model_s` model seconds take on this clock (for deadlines)."""
+        ...
+
+    def to_model_s(self, wall_s: float) -> float:
+        """Model seconds that pass on this clock in `wall_s` wall seconds."""
         ...
 
     async def sleep_until(self, deadline: float) -> None:
@@ -46,6 +53,9 @@ class WallClock:
         """Wall seconds that `model_s` model seconds take on this clock."""
         return model_s / self.speedup
 
+    def to_model_s(self, wall_s: float) -> float:
+        return wall_s * self.speedup
+
     async def sleep_until(self, deadline: float) -> None:
         """Wait until `deadline`; a deadline already past still yields to the event loop once,
         so a loop that lags its clock (a decode instance at a high speedup) cannot starve its
@@ -55,43 +65,3 @@ class WallClock:
 
     async def sleep(self, duration_s: float) -> None:
         await self.sleep_until(self.now() + duration_s)
-
-
-class VirtualClock:
-    """Model time that moves only through `advance_to`; waits resolve as time passes them."""
-
-    def __init__(self, start_s: float = 0.0) -> None:
-        self._now = start_s
-        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
-
-    def now(self) -> float:
-        return self._now
-
-    def to_wall_s(self, model_s: float) -> float:
-        """Virtual time costs no wall time of its own; deadlines stay as given."""
-        return model_s
-
-    def next_deadline(self) -> float | None:
-        """Earliest deadline anyone waits on, or None."""
-        return min((d for d, _ in self._waiters), default=None)
-
-    def advance_to(self, t: float) -> None:
-        """Move time forward to `t`, releasing every wait whose deadline has passed."""
-        if t < self._now:
-            raise ValueError(f"virtual time cannot go back: {t} < {self._now}")
-        self._now = t
-        due = [(d, f) for d, f in self._waiters if d <= t]
-        self._waiters = [(d, f) for d, f in self._waiters if d > t]
-        for _, fut in sorted(due, key=lambda x: x[0]):
-            if not fut.done():
-                fut.set_result(None)
-
-    async def sleep_until(self, deadline: float) -> None:
-        if deadline <= self._now:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((deadline, fut))
-        await fut
-
-    async def sleep(self, duration_s: float) -> None:
-        await self.sleep_until(self._now + duration_s)

@@ -7,6 +7,7 @@ unknown key is an error naming it. `__post_init__` only validates. Units are in 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,12 @@ import yaml
 Quant = Literal["int8", "bf16", "fp8"]
 CacheBackend = Literal["memory", "redis"]
 Plane = Literal["ub", "vpc"]
+ModelLoadSource = Literal["skip", "obs", "dram", "ems"]
+
+MODEL_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""A model version as it appears in ids (`<model>@<version>`) and keys: no '/' or '@'."""
+MAX_MODEL_BLOCK_PAYLOAD_BYTES = 32 * 2**20
+"""Largest payload of one model block (block_bytes x kv_payload_scale): one gRPC message."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class InstanceConfig:
     """Prefill: prompt tokens packed into one batch, per device."""
     max_num_seqs_per_die: int = 48
     """Decode: running requests per die (96 tokens per die with one MTP token)."""
+    hbm_utilization: float = 0.92
+    """Share of each die's HBM the engine may use for weights, EP buffers and KV (vLLM's
+    gpu_memory_utilization); the rest is kept for activations and the runtime. Lower it to
+    shrink the KV cache."""
 
     def __post_init__(self) -> None:
         for name in ("num_devices", "dp", "tp", "ep", "max_num_batched_tokens_per_device",
@@ -54,6 +65,8 @@ class InstanceConfig:
             raise ValueError(f"mtp_tokens must be >= 0, got {self.mtp_tokens}")
         if not 0.0 <= self.mtp_acceptance <= 1.0:
             raise ValueError(f"mtp_acceptance must be in [0, 1], got {self.mtp_acceptance}")
+        if not 0.0 < self.hbm_utilization <= 1.0:
+            raise ValueError(f"hbm_utilization must be in (0, 1], got {self.hbm_utilization}")
 
 
 @dataclass(frozen=True)
@@ -75,12 +88,100 @@ class CacheConfig:
     """Store decode-generated KV too (off for reasoning models, as in the paper)."""
     lookup_timeout_s: float = 0.5
     """Wall seconds a cache RPC may take before prefill goes on without the cache."""
+    breaker_failure_threshold: int = 3
+    """Consecutive failed or timed-out EMS calls that open prefill's circuit breaker: while
+    open, prefill runs without the cache at once instead of waiting for each timeout."""
+    breaker_open_s: float = 1.0
+    """Wall seconds the breaker stays open before it probes EMS; doubles after each failed
+    probe, up to `breaker_max_open_s`."""
+    breaker_max_open_s: float = 30.0
+    """Longest wall wait between probes of an unreachable EMS."""
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        if self.breaker_failure_threshold < 1:
+            raise ValueError("breaker_failure_threshold must be >= 1, got "
+                             f"{self.breaker_failure_threshold}")
+        if not 0 < self.breaker_open_s <= self.breaker_max_open_s:
+            raise ValueError("need 0 < breaker_open_s <= breaker_max_open_s, got "
+                             f"{self.breaker_open_s} and {self.breaker_max_open_s}")
         if self.backend == "redis" and not self.redis_url:
             raise ValueError("backend 'redis' needs redis_url")
+
+
+@dataclass(frozen=True)
+class ModelLoadConfig:
+    """How workers get their weights when they start (docs/model-cache.md)."""
+
+    source: ModelLoadSource = "skip"
+    """Where the weights are when the deployment starts: 'skip' (workers are ready at once, no
+    load is modelled), 'obs' (object storage only), 'dram' (a copy in every node's host DRAM)
+    or 'ems' (cached in the EMS pool). A worker loads from EMS if the model is cached there,
+    else from its nodes' DRAM if this is 'dram', else from OBS."""
+    version: str = "v1"
+    """Version in the model's id, `<model>@<version>`."""
+    cache_in_ems: bool = True
+    """A load not served by EMS stores the model's blocks in EMS for the next instance."""
+    block_bytes: int = 1 << 30
+    """Modelled bytes of one model block in EMS (an emulation choice: the paper gives none)."""
+
+    def __post_init__(self) -> None:
+        if self.block_bytes < 1:
+            raise ValueError(f"model_load.block_bytes must be >= 1, got {self.block_bytes}")
+        if self.source not in typing.get_args(ModelLoadSource):
+            raise ValueError(f"model_load.source must be one of "
+                             f"{typing.get_args(ModelLoadSource)}, got {self.source!r}")
+        if self.source == "ems" and not self.cache_in_ems:
+            raise ValueError("model_load.source 'ems' needs model_load.cache_in_ems")
+        if not MODEL_VERSION.match(self.version):
+            raise ValueError(f"model_load.version must match {MODEL_VERSION.pattern}, "
+                             f"got {self.version!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether workers model their load at all."""
+        return self.source != "skip"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """The global scheduler's limits, in model seconds (the live scheduler converts them with
+    its clock's speedup, the simulator uses them as they are)."""
+
+    admission_wait_s: float = 30.0
+    """How long a request may wait for a decode instance with KV room."""
+    admission_backoff_s: float = 0.01
+    """First interval between decode-admission retries; it doubles up to the next field."""
+    admission_backoff_max_s: float = 0.5
+    """Largest interval between decode-admission retries."""
+    max_failovers: int = 3
+    """Worker losses a request survives; the next one ends it with an error."""
+    failover_backoff_s: float = 0.02
+    """Pause before the n-th failover attempt: this x 2^n, at most 0.5 s."""
+    prefill_timeout_s: float = 600.0
+    """Deadline of one prefill (queueing, compute and KV transfer included)."""
+    ttft_slo_s: float = 5.0
+    """Shed (HTTP 429 with Retry-After) a request whose predicted time to first token (the
+    modelled work queued ahead of it for decode room and prefill, its own prefill and KV
+    hand-off) exceeds this; 0: never shed on it."""
+    max_num_waiting: int = 4096
+    """Shed a request when this many are already waiting (for decode room or in a prefill
+    queue); 0: no cap."""
+    request_timeout_s: float = 0.0
+    """Default per-request deadline: a request still waiting for its first token after this
+    long ends with HTTP 408 / a stream error; 0: none (a request may set its own)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.admission_backoff_s <= self.admission_backoff_max_s:
+            raise ValueError("scheduler.admission_backoff_s must be > 0 and <= "
+                             "admission_backoff_max_s")
+        for name in ("admission_wait_s", "failover_backoff_s", "prefill_timeout_s",
+                     "ttft_slo_s", "request_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"scheduler.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_failovers < 0 or self.max_num_waiting < 0:
+            raise ValueError("scheduler.max_failovers and max_num_waiting must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -133,6 +234,13 @@ class PortsConfig:
     scheduler_grpc: int = 0
     ems_grpc: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("http", "scheduler_grpc", "ems_grpc"):
+            port, lowest = getattr(self, name), 1 if name == "http" else 0
+            if not isinstance(port, int) or not lowest <= port <= 65535:
+                raise ValueError(f"ports.{name} must be a TCP port in {lowest}..65535, "
+                                 f"got {port!r}")
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
@@ -154,6 +262,7 @@ class ClusterConfig:
     num_prefill: int = 1
     num_decode: int = 1
     cache: CacheConfig = field(default_factory=CacheConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     routing_policy: str = "least-loaded"
     speedup: float = 1.0
     """Model seconds per wall second (0.1: ten times slower than the modelled hardware)."""
@@ -163,11 +272,23 @@ class ClusterConfig:
     """Largest payload slice per gRPC message."""
     eos_probability: float = 0.002
     """Chance that a generated token is EOS when the request does not set ignore_eos."""
+    delivery_lead_s: float = 0.02
+    """Wall seconds the emulator sends a result (a prefill's KV and reply, a decode step's
+    tokens) ahead of its modelled time; the receiver holds it until that time, so the
+    emulator's own delivery latency up to this much is hidden instead of added."""
     heartbeat_interval_s: float = 0.5
     """Wall seconds between worker heartbeats."""
     worker_lease_s: float = 3.0
     """Wall seconds without a heartbeat before a worker leaves routing."""
+    drain_timeout_s: float = 20.0
+    """Wall seconds a stopping worker (SIGTERM) lets its running requests finish after it
+    leaves routing; what still runs then fails over. Wall, not model, seconds: container stop
+    grace periods are wall time and must exceed it (at speedup 0.1 requests take ten times
+    longer, so raise it with them)."""
     ports: PortsConfig = field(default_factory=PortsConfig)
+    model_load: ModelLoadConfig = field(default_factory=ModelLoadConfig)
+    allow_overcommit: bool = False
+    """Run instances whose weights and minimum KV do not fit in HBM (timed as if they did)."""
     api: ApiConfig = field(default_factory=ApiConfig)
 
     def __post_init__(self) -> None:
@@ -179,8 +300,17 @@ class ClusterConfig:
             raise ValueError(f"kv_payload_scale must be in (0, 1], got {self.kv_payload_scale}")
         if not 0 <= self.eos_probability < 1:
             raise ValueError(f"eos_probability must be in [0, 1), got {self.eos_probability}")
+        if not 0 <= self.delivery_lead_s <= 1:
+            raise ValueError(f"delivery_lead_s must be in [0, 1], got {self.delivery_lead_s}")
         if self.worker_lease_s <= self.heartbeat_interval_s:
             raise ValueError("worker_lease_s must exceed heartbeat_interval_s")
+        if self.drain_timeout_s < 0:
+            raise ValueError(f"drain_timeout_s must be >= 0, got {self.drain_timeout_s}")
+        block_payload = self.model_load.block_bytes * self.kv_payload_scale
+        if self.model_load.enabled and block_payload > MAX_MODEL_BLOCK_PAYLOAD_BYTES:
+            raise ValueError(
+                f"model_load.block_bytes x kv_payload_scale = {block_payload:.0f} payload bytes "
+                f"per model block exceeds {MAX_MODEL_BLOCK_PAYLOAD_BYTES}; lower either")
 
     @property
     def model_name(self) -> str:
@@ -231,7 +361,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def _merge_defaults(data: dict[str, Any]) -> ClusterConfig:
     base = to_dict(ClusterConfig())
-    for key in ("prefill", "decode", "cache", "ports", "api"):
+    for key in ("prefill", "decode", "cache", "scheduler", "ports", "model_load", "api"):
         if isinstance(data.get(key), dict):
             merged = dict(base[key])
             merged.update(data[key])

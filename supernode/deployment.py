@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from supernode.config import ClusterConfig, InstanceConfig
 from supernode.engine.decode import DecodeEngine, DecodeParams
-from supernode.perf import Deployment, kv_capacity_tokens
+from supernode.perf import Deployment, kv_capacity_tokens, memory_budget
+from supernode.perf.memory import kv_bytes_per_token_per_die
+from supernode.policy import make_policy
 
 Role = Literal["prefill", "decode"]
 
@@ -24,6 +27,14 @@ def parse_eplb(text: str) -> str | float:
     return factor
 
 
+def check_deployment(config: ClusterConfig) -> None:
+    """Raise ValueError (or KeyError for an unknown profile) when `config` cannot run: an
+    unknown routing policy, or an instance the hardware model rejects."""
+    make_policy(config.routing_policy)
+    instance_deployment(config, "prefill")
+    instance_deployment(config, "decode")
+
+
 def instance_config(config: ClusterConfig, role: Role) -> InstanceConfig:
     return config.prefill if role == "prefill" else config.decode
 
@@ -36,7 +47,47 @@ def instance_deployment(config: ClusterConfig, role: Role) -> Deployment:
         dp=inst.dp, tp=inst.tp, ep=inst.ep, quant=inst.quant, microbatch=inst.microbatch,
         mtp_tokens=inst.mtp_tokens if role == "decode" else 0,
         mtp_acceptance=inst.mtp_acceptance, eplb=parse_eplb(inst.eplb),
+        hbm_reserve_fraction=1.0 - inst.hbm_utilization,
+        kv_block_tokens=config.cache.block_size, ems_pool_nodes=pool_nodes(config),
     )
+
+
+def pool_nodes(config: ClusterConfig) -> int:
+    """Nodes whose host DRAM backs the EMS pool: every node of the deployment (P3 s5.1: the
+    DRAM of all prefill and decode nodes joins one pool)."""
+    from supernode.hardware import load_hardware
+
+    per_node = load_hardware(config.hardware).num_devices_per_node
+    devices = (config.num_prefill * config.prefill.num_devices
+               + config.num_decode * config.decode.num_devices)
+    return max(1, math.ceil(devices / per_node))
+
+
+def check_memory(config: ClusterConfig) -> list[str]:
+    """Problems that keep `config`'s instances from holding their weights and minimum KV in HBM
+    (empty when everything fits). A prefill instance must hold one full batch's KV
+    (``max_num_batched_tokens_per_device`` per device, spread over its DP groups); a decode
+    instance one request of the model's maximum context per DP group (the rule vLLM applies
+    at start-up). Each problem names the instance, what one die needs and what it has.
+    """
+    problems = []
+    for role in ("prefill", "decode"):
+        d = instance_deployment(config, role)
+        min_kv_tokens = (math.ceil(prefill_token_budget(config, d) / d.dp) if role == "prefill"
+                         else d.model.max_context_len)
+        budget = memory_budget(d)
+        kv_bytes = min_kv_tokens * kv_bytes_per_token_per_die(d)
+        need = budget.weight_bytes + budget.ep_buffer_bytes + budget.reserve_bytes + kv_bytes
+        if need > budget.hbm_bytes:
+            inst = instance_config(config, role)
+            problems.append(
+                f"{role} instance ({inst.num_devices} x {config.hardware}, dp={d.dp} tp={d.tp} "
+                f"ep={d.ep}, {d.quant}) needs {need / 2**30:.1f} GiB of HBM per die (weights "
+                f"{budget.weight_bytes / 2**30:.1f} GiB, EP buffers "
+                f"{budget.ep_buffer_bytes / 2**30:.1f} GiB, reserve "
+                f"{budget.reserve_bytes / 2**30:.1f} GiB, KV for {min_kv_tokens:,} tokens "
+                f"{kv_bytes / 2**30:.1f} GiB) but a die has {budget.hbm_bytes / 2**30:.0f} GiB")
+    return problems
 
 
 def prefill_token_budget(config: ClusterConfig, deployment: Deployment) -> int:
@@ -44,12 +95,17 @@ def prefill_token_budget(config: ClusterConfig, deployment: Deployment) -> int:
     return config.prefill.max_num_batched_tokens_per_device * deployment.num_devices
 
 
-def build_decode_engine(config: ClusterConfig, deployment: Deployment, vocab_size: int,
-                        eos_token_id: int) -> DecodeEngine:
+def build_decode_engine(config: ClusterConfig, deployment: Deployment) -> DecodeEngine:
     """The decode instance's engine: batch cap per die x dies, KV capacity from the model."""
     inst = config.decode
     params = DecodeParams(mtp_tokens=inst.mtp_tokens, mtp_acceptance=inst.mtp_acceptance,
-                          eos_probability=config.eos_probability, vocab_size=vocab_size,
-                          eos_token_id=eos_token_id)
+                          eos_probability=config.eos_probability)
     return DecodeEngine(inst.max_num_seqs_per_die * deployment.num_dies,
                         kv_capacity_tokens(deployment), params)
+
+
+def overcommit_message(problems: list[str]) -> str:
+    """The refusal printed when ``check_memory`` found problems and overcommit is not allowed."""
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return (f"the deployment does not fit in HBM:\n{lines}\npass --allow-overcommit (or set "
+            f"allow_overcommit: true) to run it anyway, timed as if it fit")

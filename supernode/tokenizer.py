@@ -20,7 +20,6 @@ import importlib.util
 import itertools
 import logging
 import math
-import random
 import re
 import zlib
 from collections.abc import Sequence
@@ -318,12 +317,6 @@ def _default_tokenizer(model: str, vocab_size: int) -> TextTokenizer:
     template = TEMPLATES[text.chat_template]
     return Tokenizer(vocab_size=vocab_size, rates=text.rates, specials=template.specials,
                      bos_token_id=None, name=f"built-in ({model or 'generic'})")
-
-
-def sample_token(rng: random.Random, vocab_size: int) -> int:
-    """One synthetic token id (never a special token); for the workers, whose ids the
-    scheduler no longer shows (see `supernode.text.sampler`)."""
-    return rng.randrange(NUM_SPECIAL_TOKENS, vocab_size)
 
 
 @lru_cache(maxsize=16)

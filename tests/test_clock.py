@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from supernode.clock import VirtualClock, WallClock
+from supernode.clock import WallClock
 
 
 async def test_wall_clock_speedup_scales_waits() -> None:
@@ -54,23 +54,7 @@ def test_wall_clock_rejects_bad_speedup() -> None:
         WallClock(speedup=0)
 
 
-async def test_virtual_clock_releases_waits_in_order() -> None:
-    """Waiters wake when virtual time passes their deadline, earliest first."""
-    clock = VirtualClock()
-    woke: list[float] = []
-
-    async def wait(t: float) -> None:
-        await clock.sleep_until(t)
-        woke.append(clock.now())
-
-    tasks = [asyncio.create_task(wait(t)) for t in (3.0, 1.0, 2.0)]
-    await asyncio.sleep(0)
-    assert clock.next_deadline() == 1.0
-    clock.advance_to(2.5)
-    await asyncio.sleep(0)
-    assert woke == [2.5, 2.5]
-    clock.advance_to(3.0)
-    await asyncio.gather(*tasks)
-    assert woke == [2.5, 2.5, 3.0]
-    with pytest.raises(ValueError):
-        clock.advance_to(1.0)
+def test_model_and_wall_seconds_convert_both_ways() -> None:
+    """At speedup s, m model seconds take m / s wall seconds, and w wall seconds are w * s."""
+    clock = WallClock(0.25)
+    assert clock.to_wall_s(1.0) == 4.0 and clock.to_model_s(4.0) == 1.0

@@ -26,8 +26,20 @@ def test_dotted_overrides_apply_to_nested_fields(tmp_path) -> None:
     ({"speedup": 0}, "speedup"),
     ({"decode.mtp_acceptance": 1.5}, "mtp_acceptance"),
     ({"cache.backend": "redis"}, "redis_url"),
+    ({"model_load.source": "nfs"}, "model_load.source"),
+    ({"model_load.version": "v1/x"}, "model_load.version"),
+    ({"model_load.source": "ems", "model_load.cache_in_ems": False}, "cache_in_ems"),
+    ({"model_load.source": "obs", "kv_payload_scale": 0.1}, "model_load.block_bytes"),
 ])
 def test_bad_values_are_refused_with_their_name(overrides, message) -> None:
     """Unknown keys and out-of-range values raise ValueError naming them."""
     with pytest.raises(ValueError, match=message):
         load_config(None, overrides)
+
+
+def test_model_load_is_skipped_unless_asked() -> None:
+    """By default workers model no load (ready at once); a source turns it on."""
+    assert not load_config().model_load.enabled
+    c = load_config(None, {"model_load.source": "dram", "model_load.version": "2025-06"})
+    assert c.model_load.enabled and c.model_load.version == "2025-06"
+    assert c.model_load.cache_in_ems and c.model_load.block_bytes == 1 << 30

@@ -2,11 +2,14 @@
 
 Adding a workload means one file with a frozen dataclass that has
 `build(num_prompts: int, seed: int) -> list[SampleRequest]`, and one line in `WORKLOADS`.
+A synthetic workload may also offer `iter_samples` (the same samples, one at a time) so the
+simulator can stream millions of them; `iter_samples(workload, ...)` falls back to `build`.
 Names are vLLM's `--dataset-name` values where vLLM has one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from loadgen.types import SampleRequest
@@ -23,6 +26,14 @@ class Workload(Protocol):
         ...
 
 
+def iter_samples(workload: Workload, num_prompts: int, seed: int) -> Iterator[SampleRequest]:
+    """`workload`'s samples one at a time: streamed where it can, else from `build`."""
+    stream = getattr(workload, "iter_samples", None)
+    if stream is not None:
+        return stream(num_prompts, seed)
+    return iter(workload.build(num_prompts, seed))
+
+
 WORKLOADS: dict[str, type] = {
     "random": RandomWorkload,
     "sharegpt": ShareGptWorkload,
@@ -37,4 +48,5 @@ __all__ = [
     "RandomWorkload",
     "ShareGptWorkload",
     "Workload",
+    "iter_samples",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,6 +28,8 @@ MOONCAKE_BLOCK_SIZE = 512
 class MooncakeTraceWorkload:
     path: Path
     block_size: int = MOONCAKE_BLOCK_SIZE
+    is_trace: ClassVar[bool] = True
+    """Its samples carry their own arrival offsets (the rate flags do not apply)."""
 
     def build(self, num_prompts: int, seed: int) -> list[SampleRequest]:
         records = _read_records(self.path, num_prompts)

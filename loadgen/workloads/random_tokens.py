@@ -6,6 +6,7 @@ As in vLLM, lengths are drawn from [L * (1 - r), L * (1 + r)] for a range ratio 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,15 +31,17 @@ class RandomWorkload:
             raise ValueError(f"random range ratio must be in [0, 1), got {self.range_ratio}")
 
     def build(self, num_prompts: int, seed: int) -> list[SampleRequest]:
+        return list(self.iter_samples(num_prompts, seed))
+
+    def iter_samples(self, num_prompts: int, seed: int) -> Iterator[SampleRequest]:
+        """The samples of `build`, one at a time (a simulated run holds only those in flight)."""
         rng = np.random.default_rng(seed)
         prefix = random_token_ids(rng, self.prefix_len)
         input_lens = _uniform_lengths(rng, self.input_len, self.range_ratio, num_prompts)
         output_lens = _uniform_lengths(rng, self.output_len, self.range_ratio, num_prompts)
-        samples = []
         for in_len, out_len in zip(input_lens, output_lens):
             prompt = prefix + random_token_ids(rng, int(in_len))
-            samples.append(SampleRequest(prompt, len(prompt), max(1, int(out_len))))
-        return samples
+            yield SampleRequest(prompt, len(prompt), max(1, int(out_len)))
 
 
 def _uniform_lengths(rng: np.random.Generator, mean: int, ratio: float, n: int) -> np.ndarray:

@@ -1,9 +1,19 @@
-"""Starting a grpc.aio server with the standard health service."""
+"""Starting a grpc.aio server with the standard health service, and opening channels.
+
+The cluster token: when a process is given one, its server refuses every call that does not
+carry it (UNAUTHENTICATED), and every channel it opens attaches it, as the `authorization:
+Bearer <token>` metadata gRPC proxies recognise. The standard health service stays open, so
+probes (kubelet's native gRPC probes, compose healthchecks) need no secret; it reveals only
+SERVING or NOT_SERVING. The token authenticates the caller as a member of the cluster; it does
+not encrypt (channels are plaintext HTTP/2), see docs/security.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -15,6 +25,9 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
 ]
+AUTH_METADATA_KEY = "authorization"
+OPEN_METHOD_PREFIX = "/grpc.health.v1.Health/"
+"""Methods callable without the cluster token: the standard health service only."""
 
 
 @dataclass
@@ -34,10 +47,13 @@ class GrpcServer:
 
 
 async def start_grpc_server(
-    add_servicers: list[Callable[[grpc.aio.Server], None]], host: str, port: int
+    add_servicers: list[Callable[[grpc.aio.Server], None]], host: str, port: int,
+    cluster_token: str | None = None,
 ) -> GrpcServer:
-    """Bind, register the servicers and the health service, start; SERVING once started."""
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    """Bind, register the servicers and the health service, start; SERVING once started.
+    With `cluster_token`, every call but a health check must carry it."""
+    interceptors = [ClusterTokenInterceptor(cluster_token)] if cluster_token else []
+    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=interceptors)
     for add in add_servicers:
         add(server)
     health_servicer = health.aio.HealthServicer()
@@ -51,5 +67,91 @@ async def start_grpc_server(
     return result
 
 
-def insecure_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+def insecure_channel(address: str, cluster_token: str | None = None) -> grpc.aio.Channel:
+    """A plaintext channel to `address` that attaches `cluster_token` (if any) to every call."""
+    interceptors = _token_interceptors(cluster_token) if cluster_token else None
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+def _bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+class ClusterTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Answers UNAUTHENTICATED to any call without `authorization: Bearer <token>`, except the
+    health service's. The comparison takes the same time wherever the tokens differ."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = _bearer(token).encode()
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if (handler is None or details.method.startswith(OPEN_METHOD_PREFIX)
+                or self._authorized(details.invocation_metadata)):
+            return handler
+        return _refusing(handler)
+
+    def _authorized(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
+        for key, value in metadata or ():
+            if key == AUTH_METADATA_KEY:
+                given = value.encode() if isinstance(value, str) else value
+                return hmac.compare_digest(given, self._expected)
+        return False
+
+
+async def _refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                        "missing or wrong cluster token (authorization: Bearer ...)")
+
+
+def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming kind as `handler` that refuses the call."""
+    if handler.request_streaming and handler.response_streaming:
+        make = grpc.stream_stream_rpc_method_handler
+    elif handler.request_streaming:
+        make = grpc.stream_unary_rpc_method_handler
+    elif handler.response_streaming:
+        make = grpc.unary_stream_rpc_method_handler
+    else:
+        make = grpc.unary_unary_rpc_method_handler
+    return make(_refuse, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+
+class _AttachToken:
+    """Adds the authorization metadata to a call's details (one instance per call kind, since
+    grpc.aio files each interceptor under a single kind)."""
+
+    def __init__(self, token: str) -> None:
+        self._entry = (AUTH_METADATA_KEY, _bearer(token))
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._entry)
+        return details._replace(metadata=metadata)
+
+    async def _call(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                    request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _UnaryUnary(_AttachToken, grpc.aio.UnaryUnaryClientInterceptor):
+    intercept_unary_unary = _AttachToken._call
+
+
+class _UnaryStream(_AttachToken, grpc.aio.UnaryStreamClientInterceptor):
+    intercept_unary_stream = _AttachToken._call
+
+
+class _StreamUnary(_AttachToken, grpc.aio.StreamUnaryClientInterceptor):
+    intercept_stream_unary = _AttachToken._call
+
+
+class _StreamStream(_AttachToken, grpc.aio.StreamStreamClientInterceptor):
+    intercept_stream_stream = _AttachToken._call
+
+
+def _token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
+    return [kind(token) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.hw_metrics import HardwareSeries
+from services.common.model_loading import ModelLoadSeries
 from services.common.vllm_metrics import ITERATION_TOKEN_BUCKETS, LABELS
 
 
@@ -25,6 +26,7 @@ class WorkerMetrics:
         self.labels = {"model_name": model_name, "engine": worker_id}
         r = registry
         self.hw = HardwareSeries(r, self.labels)
+        self.model_load = ModelLoadSeries(r, self.labels)
         self.num_running = Gauge("vllm:num_requests_running", self.running_help, LABELS,
                                  registry=r)
         self.num_waiting = Gauge("vllm:num_requests_waiting", self.waiting_help, LABELS,

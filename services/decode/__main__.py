@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks
+from services.common.model_loading import ModelLoader
 from services.common.shape import instance_shape
 from services.common.worker_main import (
+    WorkerHooks,
     WorkerProcess,
     add_worker_flags,
     base_parser,
     config_from_args,
+    credentials_from_flags,
     default_worker_id,
     run_service,
     serve_worker,
@@ -21,7 +26,8 @@ from services.decode.servicer import DecodeServicer
 from services.decode.worker import DecodeWorker
 from supernode.clock import WallClock
 from supernode.deployment import build_decode_engine, instance_deployment
-from supernode.tokenizer import Tokenizer
+from supernode.hardware.degrade import degrade_links
+from supernode.lifecycle.decode import DecodeInstance
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -31,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     add_worker_flags(parser)
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    token = credentials_from_flags(args, parser).cluster_token
     worker_id = args.worker_id or default_worker_id("decode")
     try:
         deployment = instance_deployment(config, "decode")
@@ -38,15 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"decode instance: {e}")
 
     async def start() -> WorkerProcess:
-        tokenizer = Tokenizer(vocab_size=deployment.model.vocab_size)
-        engine = build_decode_engine(config, deployment, tokenizer.vocab_size,
-                                     tokenizer.eos_token_id)
+        engine = build_decode_engine(config, deployment)
         capacity, max_num_seqs = engine.kv_capacity_tokens, engine.max_num_seqs
         registry = CollectorRegistry()
         metrics = DecodeMetrics(registry, config.model_name, worker_id)
         metrics.hw.on_start(deployment, "decode", config.speedup, config.cache.block_size,
                             capacity, prefix_caching=False)
-        worker = DecodeWorker(engine, deployment, WallClock(config.speedup), metrics)
+        worker = DecodeWorker(DecodeInstance(engine, deployment), WallClock(config.speedup),
+                              metrics, config.delivery_lead_s)
         worker.start()
 
         def registration(address: str, metrics_address: str) -> pb.RegisterRequest:
@@ -59,10 +65,21 @@ def main(argv: list[str] | None = None) -> int:
             return pb.Load(num_running=engine.num_running, num_waiting=engine.num_waiting,
                            kv_used_tokens=engine.kv_used_tokens())
 
+        def slow_links(planes: Mapping[str, float]) -> None:
+            worker.use_hardware(deployment.replace(
+                hardware=degrade_links(deployment.hardware, planes)))
+
+        def begin_drain() -> None:
+            servicer.draining = True
+
+        servicer = DecodeServicer(worker)
+        hooks = WorkerHooks(load=load, is_idle=lambda: worker.is_idle, begin_drain=begin_drain,
+                            faults=FaultHooks(slow_links=slow_links))
+        loader = ModelLoader(config, deployment, worker_id, args.ems, WallClock(config.speedup),
+                             metrics.model_load, cluster_token=token)
         return await serve_worker(
-            worker,
-            lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s),
-            args, registry, registration, load)
+            worker, lambda s: pb_grpc.add_DecodeServiceServicer_to_server(servicer, s),
+            args, registry, registration, hooks, config.drain_timeout_s, token, loader)
 
     return run_service(f"decode[{worker_id}]", args.log_level, start)
 

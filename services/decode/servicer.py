@@ -17,16 +17,21 @@ log = logging.getLogger(__name__)
 class DecodeServicer(pb_grpc.DecodeServiceServicer):
     def __init__(self, worker: DecodeWorker) -> None:
         self.worker = worker
+        self.draining = False
+        """Set when the worker drains: admissions are refused (the scheduler, which stopped
+        routing here, tries another instance for one that raced the drain)."""
 
     async def Admit(self, request: pb.AdmitRequest, context: grpc.aio.ServicerContext
                     ) -> pb.AdmitResponse:
+        if self.draining:
+            return pb.AdmitResponse(accepted=False, reason="draining: shutting down")
         accepted, reason = self.worker.admit(request)
         return pb.AdmitResponse(accepted=accepted, reason=reason)
 
     async def TransferKv(self, request_iterator: AsyncIterator[pb.KvChunk],
                          context: grpc.aio.ServicerContext) -> pb.TransferKvResponse:
         """Receive one request's KV; it joins the ready queue only if every chunk verifies."""
-        request_id, num_bytes, expected, seen = "", 0, None, 0
+        request_id, num_bytes, expected, seen, ready_age_s = "", 0, None, 0, 0.0
         m = self.worker.metrics
         async for chunk in request_iterator:
             if expected is None:
@@ -40,11 +45,11 @@ class DecodeServicer(pb_grpc.DecodeServiceServicer):
                 return pb.TransferKvResponse(ok=False, reason=problem)
             seen += 1
             num_bytes += len(chunk.payload)
-            true_bytes = chunk.true_num_bytes
+            true_bytes, ready_age_s = chunk.true_num_bytes, chunk.ready_age_s
         if expected is None or seen != expected:
             return pb.TransferKvResponse(ok=False, reason=f"stream ended after {seen} chunks")
         m.kv_bytes_received.labels(**m.labels, plane="rdma", direction="in").inc(true_bytes)
-        if not self.worker.on_kv_arrived(request_id):
+        if not self.worker.on_kv_arrived(request_id, ready_age_s):
             return pb.TransferKvResponse(ok=False, reason="request aborted during transfer")
         return pb.TransferKvResponse(ok=True, num_payload_bytes=num_bytes)
 

@@ -1,9 +1,11 @@
-"""One decode instance: continuous batching on the modelled clock, tokens streamed per step.
+"""One decode instance: the lifecycle's `DecodeInstance` on the modelled clock, tokens streamed
+per step.
 
-Every step the engine's running batch is priced by the hardware model
-(`supernode.perf.decode_step_time`), the worker waits until that step's deadline on the clock,
-then sends one `TokenBatch` per subscriber carrying the step's tokens for all its requests.
-Deadlines chain from the previous deadline, so waiting jitter does not accumulate.
+Every step is priced by the instance model (supernode.lifecycle.decode); the worker sleeps
+until the step's end on its clock, then sends one `TokenBatch` per subscriber carrying each of
+its requests' token count of the step. Steps chain from the previous step's end and a request's
+KV arrival is anchored to its modelled transfer end, so the emulator's own delays are absorbed
+while they are shorter than a step.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections import defaultdict
 from services.common.crash import stop_process_if_crashed
 from services.decode.metrics import DecodeMetrics
 from supernode.clock import Clock
-from supernode.engine.decode import DecodeEngine, DecodeRequest, FinishReason, TokenOutput
-from supernode.perf import DecodeBatch, Deployment, decode_step_time
+from supernode.engine.decode import DecodeRequest, FinishReason, StepOutcome, TokenOutput
+from supernode.lifecycle.decode import DecodeInstance, Step
+from supernode.perf import Deployment
 from supernode.v1 import supernode_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -45,21 +48,23 @@ class _StepSeries:
 
 
 class DecodeWorker:
-    """Owns the engine, the step loop and the token subscribers of one instance."""
+    """Owns the instance model, the step loop and the token subscribers of one instance."""
 
-    def __init__(self, engine: DecodeEngine, deployment: Deployment, clock: Clock,
-                 metrics: DecodeMetrics) -> None:
-        self.engine = engine
-        self.deployment = deployment
+    def __init__(self, instance: DecodeInstance, clock: Clock, metrics: DecodeMetrics,
+                 delivery_lead_s: float = 0.0) -> None:
+        """`delivery_lead_s`: wall seconds a step's tokens are sent ahead of the step's end
+        (the scheduler holds them until then)."""
+        self.instance = instance
+        self.engine = instance.engine
         self.clock = clock
         self.metrics = metrics
         self._subscribers: dict[str, asyncio.Queue[pb.TokenBatch]] = {}
         self._owner: dict[str, str] = {}
         self._started_at: dict[str, float] = {}
-        self._ready_at: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._series = _StepSeries(metrics)
+        self._lead_s = clock.to_model_s(delivery_lead_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._step_loop(), name="decode-steps")
@@ -69,6 +74,24 @@ class DecodeWorker:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+    @property
+    def deployment(self) -> Deployment:
+        """What the instance prices on now (see `use_hardware`)."""
+        return self.instance.deployment
+
+    def use_hardware(self, deployment: Deployment) -> None:
+        """Price the next steps on `deployment`: the instance's own, or a copy with slowed
+        links while an injected fault lasts (services.common.faults)."""
+        self.instance.use_hardware(deployment)
+
+    @property
+    def is_idle(self) -> bool:
+        """Nothing admitted, running or in a step, and every step's tokens handed to the token
+        streams: a drain may end (the last step's tokens leave early, its KV frees at its end)."""
+        e = self.engine
+        return (self.instance.step is None and e.num_running == 0 and e.num_waiting == 0
+                and all(q.empty() for q in self._subscribers.values()))
 
     # ---- subscribers
     def subscribe(self, subscriber_id: str) -> asyncio.Queue[pb.TokenBatch]:
@@ -95,38 +118,31 @@ class DecodeWorker:
     def admit(self, request: pb.AdmitRequest) -> tuple[bool, str]:
         if request.subscriber_id not in self._subscribers:
             return False, f"no token stream open for subscriber {request.subscriber_id!r}"
-        if request.max_tokens <= request.num_generated:
-            return False, "nothing left to generate"
         if (request.request_id in self.engine.pending
                 and self._owner.get(request.request_id) == request.subscriber_id):
             return True, ""  # a retried Admit whose first reply was lost: already reserved
-        try:
-            self.engine.admit(DecodeRequest(
-                request_id=request.request_id, num_prompt_tokens=request.num_prompt_tokens,
-                max_tokens=request.max_tokens, num_generated=request.num_generated,
-                seed=request.seed, ignore_eos=request.ignore_eos,
-                eos_token_id=request.eos_token_id))
-        except ValueError as e:
+        reason = self.instance.admit(DecodeRequest(
+            request_id=request.request_id, num_prompt_tokens=request.num_prompt_tokens,
+            max_tokens=request.max_tokens, num_generated=request.num_generated,
+            seed=request.seed, ignore_eos=request.ignore_eos))
+        if reason:
             self.metrics.admission_rejections.labels(**self.metrics.labels).inc()
-            return False, str(e)
+            return False, reason
         self._owner[request.request_id] = request.subscriber_id
-        if request.kv_in_place:
-            self.on_kv_arrived(request.request_id)
         self._publish_gauges()
         return True, ""
 
-    def on_kv_arrived(self, request_id: str) -> bool:
-        ok = self.engine.on_kv_arrived(request_id)
+    def on_kv_arrived(self, request_id: str, ready_age_s: float = 0.0) -> bool:
+        """The request's KV arrived; in its timeline it was ready `ready_age_s` ago."""
+        ok = self.instance.on_kv_arrived(request_id, self.clock.now() - ready_age_s)
         if ok:
-            self._ready_at[request_id] = self.clock.now()
             self._wake.set()
         return ok
 
     def abort(self, request_id: str) -> bool:
-        found = self.engine.abort(request_id)
+        found = self.instance.abort(request_id)
         self._owner.pop(request_id, None)
         self._started_at.pop(request_id, None)
-        self._ready_at.pop(request_id, None)
         if found:
             self.metrics.success.labels(**self.metrics.labels, finished_reason="abort").inc()
         self._publish_gauges()
@@ -142,68 +158,66 @@ class DecodeWorker:
 
     # ---- the step loop
     async def _step_loop(self) -> None:
-        deadline = self.clock.now()
         while True:
-            batch = self.engine.schedule()
-            if not batch:
+            step = self.instance.start_step(self.clock.now())
+            if step is None:
                 self._wake.clear()
                 self._publish_gauges()
                 await self._wake.wait()
-                deadline = self.clock.now()
                 continue
-            now = self.clock.now()
-            for r in batch:
-                self._started_at.setdefault(r.request_id, now)
-            timing = decode_step_time(DecodeBatch(len(batch), self.engine.mean_kv_len()),
-                                      self.deployment)
-            # Chain deadlines; allow catching up at most one step when the host lags.
-            deadline = max(deadline, now - timing.total_s) + timing.total_s
-            await self.clock.sleep_until(deadline)
-            self._finish_step(self.engine.complete_step(), timing)
+            for request_id, _ in step.joined:
+                self._started_at.setdefault(request_id, step.started_at)
+            # A step's tokens are known when it starts: they leave the delivery lead early and
+            # the scheduler releases them at the step's end. The batch itself (KV freed,
+            # requests ended) advances at the step's end, in model time.
+            await self.clock.sleep_until(step.done_at - self._lead_s)
+            outputs = self.instance.step_outputs()
+            self._send(step, outputs)
+            await self.clock.sleep_until(step.done_at)
+            step, outcome, _ = self.instance.complete_step()
+            for finished in outcome.finished:
+                self._on_finished(finished.request_id, finished.finish_reason, step.done_at)
+            self._record_step(step, outcome, outputs)
 
-    def _finish_step(self, outputs: list[TokenOutput], timing: object) -> None:
-        step_s = timing.total_s  # type: ignore[attr-defined]
+    def _send(self, step: Step, outputs: list[TokenOutput]) -> None:
+        """One TokenBatch per subscriber with its requests' tokens of `step`."""
+        first_elapsed = dict(step.joined)
         by_subscriber: dict[str, list[pb.TokenUpdate]] = defaultdict(list)
-        num_tokens = 0
-        now = self.clock.now()
         for out in outputs:
-            num_tokens += len(out.token_ids)
             owner = self._owner.get(out.request_id)
-            ready_at = self._ready_at.pop(out.request_id, None)
             if owner is not None:
                 by_subscriber[owner].append(pb.TokenUpdate(
-                    request_id=out.request_id, token_ids=out.token_ids,
+                    request_id=out.request_id, num_tokens=out.num_tokens,
                     finish_reason=_FINISH_TO_PB[out.finish_reason],
-                    elapsed_s=0.0 if ready_at is None else now - ready_at))
-            if out.finish_reason is not None:
-                self._on_finished(out)
+                    elapsed_s=first_elapsed.get(out.request_id, 0.0)))
+        due_in_s = max(0.0, step.done_at - self.clock.now())
         for subscriber_id, updates in by_subscriber.items():
             queue = self._subscribers.get(subscriber_id)
             if queue is not None:
-                queue.put_nowait(pb.TokenBatch(step_s=step_s, updates=updates))
-        self._record_step(outputs, num_tokens, timing)
+                queue.put_nowait(pb.TokenBatch(step_s=step.timing.total_s, updates=updates,
+                                               due_in_s=due_in_s))
 
-    def _on_finished(self, out: TokenOutput) -> None:
-        self._owner.pop(out.request_id, None)
-        started = self._started_at.pop(out.request_id, None)
+    def _on_finished(self, request_id: str, reason: FinishReason, at: float) -> None:
+        self._owner.pop(request_id, None)
+        started = self._started_at.pop(request_id, None)
         m = self.metrics
         if started is not None:
-            m.decode_time.labels(**m.labels).observe(self.clock.now() - started)
-        m.success.labels(**m.labels, finished_reason=out.finish_reason.value).inc()
+            m.decode_time.labels(**m.labels).observe(at - started)
+        m.success.labels(**m.labels, finished_reason=reason.value).inc()
 
-    def _record_step(self, outputs: list[TokenOutput], num_tokens: int, timing: object) -> None:
-        step_s = timing.total_s  # type: ignore[attr-defined]
-        self.metrics.hw.on_step(timing)  # type: ignore[arg-type]
+    def _record_step(self, step: Step, outcome: StepOutcome, outputs) -> None:
+        step_s = step.timing.total_s
+        self.metrics.hw.on_step(step.timing)
         s = self._series
-        s.generation_tokens.inc(num_tokens)
-        s.iteration_tokens.observe(num_tokens)
+        s.generation_tokens.inc(outcome.num_tokens)
+        s.iteration_tokens.observe(outcome.num_tokens)
         for out in outputs:  # hot: one pass, children resolved once in __init__
             s.itl.observe(step_s)
-            s.tpot.observe(step_s / len(out.token_ids))
+            s.tpot.observe(step_s / out.num_tokens)
         mtp = self.deployment.mtp_tokens
-        if mtp and outputs:
-            s.mtp_proposed.inc(mtp * len(outputs))
-            s.mtp_accepted.inc(num_tokens - len(outputs))
+        if mtp and outcome.num_requests:
+            s.mtp_proposed.inc(mtp * outcome.num_requests)
+            s.mtp_accepted.inc(outcome.num_tokens - outcome.num_requests)
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:

@@ -4,28 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks, WorkerFaults
 from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.metrics_http import serve_metrics
 from services.common.registration import Registrar
 from services.common.worker_main import (
     base_parser,
     config_from_args,
+    credentials_from_flags,
     default_worker_id,
     run_service,
 )
+from services.ems.fault_gate import GatedEmsServicer
 from services.ems.metrics import EmsMetrics
+from services.ems.models import ModelCacheSettings, ModelService
 from services.ems.servicer import EmsServicer
 from supernode.cache.backends import StoreConfig, make_store
-from supernode.config import CacheConfig
+from supernode.cache.models import ModelCatalog
+from supernode.cache.store import StoreUnavailable
+from supernode.clock import WallClock
+from supernode.config import CacheConfig, ClusterConfig
+from supernode.deployment import instance_deployment
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
 GAUGE_REFRESH_S = 1.0
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,7 +48,7 @@ class EmsProcess:
 
     async def stop(self) -> None:
         if self.registrar:
-            await self.registrar.stop()
+            await self.registrar.leave()
         self.refresher.cancel()
         await self.grpc.stop()
         await self.servicer.close()
@@ -52,6 +62,27 @@ def store_config(cache: CacheConfig) -> StoreConfig:
         namespace_capacity_bytes=cache.namespace_capacity_bytes or None,
         redis_url=cache.redis_url,
     )
+
+
+def build_ems(config: ClusterConfig, store_cfg: StoreConfig,
+              registry: CollectorRegistry) -> EmsServicer:
+    """The servicer over a new store, its model cache paced at the config's speedup."""
+    store, metrics = make_store(store_cfg), EmsMetrics(registry)
+    settings = ModelCacheSettings.from_config(config)
+    models = ModelService(ModelCatalog(store, settings.payload_scale), metrics,
+                          WallClock(config.speedup), settings)
+    return EmsServicer(store, metrics, models)
+
+
+async def seed_models(servicer: EmsServicer, config: ClusterConfig) -> None:
+    """With `model_load.source: ems` the pool holds the served model when the run starts."""
+    if config.model_load.source != "ems":
+        return
+    deployments = [instance_deployment(config, role) for role in ("prefill", "decode")]
+    try:
+        await servicer.models.seed(deployments, config.model_load.version)
+    except StoreUnavailable as e:
+        _log.warning("could not seed the model into EMS (loads will read OBS): %s", e)
 
 
 async def _refresh_forever(servicer: EmsServicer, server: GrpcServer) -> None:
@@ -79,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=None, help="use Redis (overrides the config)")
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    token = credentials_from_flags(args, parser).cluster_token
     cache = config.cache
     try:
         if args.redis_url:
@@ -92,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
 
     async def start() -> EmsProcess:
         registry = CollectorRegistry()
-        servicer = EmsServicer(make_store(store_cfg), EmsMetrics(registry))
+        servicer = build_ems(config, store_cfg, registry)
+        await seed_models(servicer, config)
+        gated = GatedEmsServicer(servicer, registry)
         server = await start_grpc_server(
-            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(servicer, s)], args.host, args.port
+            [lambda s: pb_grpc.add_EmsServiceServicer_to_server(gated, s)], args.host, args.port,
+            token,
         )
         metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
         refresher = asyncio.create_task(_refresh_forever(servicer, server))
@@ -110,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                     metrics_address=f"{host}:{metrics_port}",
                 ),
                 pb.Load,
+                on_faults=WorkerFaults(
+                    registry, worker_id, FaultHooks(ems_unreachable=gated.set_mode)
+                ).update,
+                cluster_token=token,
             )
             registrar.start()
         return EmsProcess(servicer, server, registrar, refresher, metrics_server)

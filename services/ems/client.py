@@ -23,7 +23,8 @@ from supernode.cache.hashing import block_keys
 from supernode.cache.payload import checksum, make_payload, payload_num_bytes
 from supernode.config import CacheConfig
 from supernode.engine.registry import WorkerKind, WorkerRegistry
-from supernode.engine.request import RequestRecord
+from supernode.lifecycle.cache import decode_blocks_to_store
+from supernode.lifecycle.request import Request
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -53,20 +54,25 @@ class DecodeKvWriter:
     """Puts finished requests' decode-generated blocks into a live EMS replica; never raises."""
 
     def __init__(self, registry: WorkerRegistry, config: CacheConfig, kv_bytes_per_token: int,
-                 payload_scale: float) -> None:
+                 payload_scale: float, cluster_token: str | None = None) -> None:
         self.registry = registry
+        self.cluster_token = cluster_token
         self.config = config
         self.kv_bytes_per_block = config.block_size * kv_bytes_per_token
         self.payload_scale = payload_scale
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
-    def on_finished(self, record: RequestRecord) -> None:
-        if record.finish_reason not in ("stop", "length") or len(record.output_token_ids) < 2:
+    def on_finished(self, record: Request) -> None:
+        if record.finish_reason not in ("stop", "length"):
             return
-        tokens = record.prompt_token_ids + record.output_token_ids[:-1]
-        first = record.num_prompt_tokens // self.config.block_size
-        keys = block_keys(tokens, self.config.block_size, record.cache_namespace)[first:]
+        span = decode_blocks_to_store(record.num_prompt_tokens, record.num_output_tokens,
+                                      self.config.block_size)
+        if not span:
+            return
+        tokens = record.prompt_token_ids + record.output_token_ids
+        keys = block_keys(tokens[:span.stop * self.config.block_size], self.config.block_size,
+                          record.cache_namespace)[span.start:]
         replicas = self.registry.live(WorkerKind.EMS)
         if not keys or not replicas:
             return
@@ -81,7 +87,7 @@ class DecodeKvWriter:
 
     async def _put(self, address: str, namespace: str, keys: Sequence[bytes]) -> None:
         if address not in self._channels:
-            self._channels[address] = insecure_channel(address)
+            self._channels[address] = insecure_channel(address, self.cluster_token)
         stub = pb_grpc.EmsServiceStub(self._channels[address])
         try:
             await put_blocks(stub, namespace, keys, self.config, self.kv_bytes_per_block,

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from supernode.cache.store import BLOCK_KINDS, StoreStats
+from supernode.perf.load import SOURCES
 
 PLANES = ("ub", "vpc")
 """Planes a client may name in the `x-supernode-plane` metadata."""
@@ -21,6 +24,9 @@ PLANES = ("ub", "vpc")
 MAX_NAMESPACE_LABELS = 64
 """Distinct `namespace` label values one replica exports before folding the rest into
 `OTHER_NAMESPACE`."""
+
+MODEL_LOAD_BUCKETS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+"""Model seconds: EMS and DRAM loads take about a second, OBS loads minutes to an hour."""
 
 OTHER_NAMESPACE = "_other"
 """The `namespace` label of every namespace past the first `max_namespaces`."""
@@ -42,6 +48,8 @@ class EmsMetrics:
         self._add_read_counters(registry)
         self._add_write_counters(registry)
         self._add_backend_series(registry)
+        self._add_kind_gauges(registry)
+        self._add_model_series(registry)
         self._precreate()
 
     def _add_lookup_counters(self, r: CollectorRegistry) -> None:
@@ -153,6 +161,48 @@ class EmsMetrics:
         )
         self.backend_up.set(1)
 
+    def _add_kind_gauges(self, r: CollectorRegistry) -> None:
+        self.kind_blocks = Gauge(
+            "supernode_ems_kind_blocks", "Blocks held in the pool, by kind (kv, model).",
+            ["kind"], registry=r)
+        self.kind_used_bytes = Gauge(
+            "supernode_ems_kind_used_bytes", "Modelled bytes held in the pool, by kind.",
+            ["kind"], registry=r)
+        self.kind_hit_blocks = Gauge(
+            "supernode_ems_kind_hit_blocks",
+            "Leading blocks found by lookups since the pool was created, by kind.",
+            ["kind"], registry=r)
+        self.kind_queried_blocks = Gauge(
+            "supernode_ems_kind_queried_blocks",
+            "Blocks asked about by lookups since the pool was created, by kind.",
+            ["kind"], registry=r)
+        self.kind_evicted_blocks = Gauge(
+            "supernode_ems_kind_evicted_blocks",
+            "Blocks evicted since the pool was created, by kind.", ["kind"], registry=r)
+
+    def _add_model_series(self, r: CollectorRegistry) -> None:
+        self.model_loads = Counter(
+            "supernode_ems_model_loads", "Model loads completed, by source (ems, dram, obs).",
+            ["source"], registry=r)
+        self.model_loads_in_flight = Gauge(
+            "supernode_ems_model_loads_in_flight", "Model loads in progress, by source.",
+            ["source"], registry=r)
+        self.model_load_seconds = Histogram(
+            "supernode_ems_model_load_seconds", "Modelled time of one model load, by source.",
+            ["source"], buckets=MODEL_LOAD_BUCKETS, registry=r)
+        self.model_read_bytes = Counter(
+            "supernode_ems_model_read_bytes", "Modelled model-block bytes served to loads.",
+            registry=r)
+        self.model_written_bytes = Counter(
+            "supernode_ems_model_written_bytes",
+            "Modelled model-block bytes stored by prefetches and warming loads.", registry=r)
+        self.model_prefetches = Counter(
+            "supernode_ems_model_prefetches", "Prefetches from OBS, by outcome.", ["result"],
+            registry=r)
+        self.model_too_large = Counter(
+            "supernode_ems_model_too_large",
+            "Model images that could not be cached because they exceed the pool.", registry=r)
+
     def _precreate(self) -> None:
         """Fixed label values at zero, so rate() panels have data before the first call."""
         for plane in PLANES:
@@ -162,6 +212,16 @@ class EmsMetrics:
                 counter.labels(plane)
         for result in ("stored", "deduplicated", "over_capacity", "bad_checksum", "invalid"):
             self.put_blocks.labels(result)
+        for kind in BLOCK_KINDS:
+            for gauge in (self.kind_blocks, self.kind_used_bytes, self.kind_hit_blocks,
+                          self.kind_queried_blocks, self.kind_evicted_blocks):
+                gauge.labels(kind)
+        for source in SOURCES:
+            for series in (self.model_loads, self.model_loads_in_flight,
+                           self.model_load_seconds):
+                series.labels(source)
+        for result in ("started", "done", "failed"):
+            self.model_prefetches.labels(result)
 
     def namespace_label(self, namespace: str) -> str:
         """`namespace` itself while it is one of the first `max_namespaces` seen, else `_other`."""
@@ -191,3 +251,11 @@ class EmsMetrics:
         for label, num_bytes in by_label.items():
             self.used_bytes.labels(label).set(num_bytes)
         self._used_labels |= by_label.keys()
+
+    def set_kind_stats(self, kind: str, stats: StoreStats) -> None:
+        """Mirror one kind's pool-wide occupancy and counters."""
+        self.kind_blocks.labels(kind).set(stats.num_blocks)
+        self.kind_used_bytes.labels(kind).set(stats.used_bytes)
+        self.kind_hit_blocks.labels(kind).set(stats.num_hit_blocks)
+        self.kind_queried_blocks.labels(kind).set(stats.num_queried_blocks)
+        self.kind_evicted_blocks.labels(kind).set(stats.num_evictions)

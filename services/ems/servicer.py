@@ -10,7 +10,9 @@ Contract (supernode.v1.EmsService):
   blocks (empty namespace or key, true_num_bytes 0) are rejected and counted, never stored. The
   rest of the stream is stored in one store call per namespace when the stream ends (so the
   stream's own blocks never evict each other; the stream's payloads are held until then).
-- Stats(namespace or "" for the pool).
+- Stats(namespace or "" for the pool): KV blocks by namespace; the pool counts both kinds.
+- ModelStatus, PrefetchModel, LoadModel: the model cache (services.ems.models); a request
+  naming an image EMS cannot build ends with INVALID_ARGUMENT.
 - Gauges of the pool's occupancy change only in `refresh_gauges` (the process calls it
   periodically); counters change as the RPCs run.
 - Readers and writers name their plane in metadata `x-supernode-plane` ("ub" default, "vpc").
@@ -29,16 +31,20 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from services.ems.metrics import PLANES, EmsMetrics
+from services.ems.models import BadImage, ModelCacheSettings, ModelService
 from supernode.cache.backends import StoreConfig, make_store
+from supernode.cache.models import ModelCatalog
 from supernode.cache.payload import checksum
 from supernode.cache.redis_store import DEFAULT_KEY_PREFIX
 from supernode.cache.store import (
+    BLOCK_KINDS,
     DEFAULT_LEASE_S,
     BlockStore,
     PutResult,
     StoredBlock,
     StoreUnavailable,
 )
+from supernode.clock import Clock, WallClock
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -52,10 +58,14 @@ _T = TypeVar("_T")
 class EmsServicer(pb_grpc.EmsServiceServicer):
     """Serves one BlockStore (owned: `close` closes it) and records `metrics`."""
 
-    def __init__(self, store: BlockStore, metrics: EmsMetrics) -> None:
+    def __init__(self, store: BlockStore, metrics: EmsMetrics,
+                 models: ModelService | None = None) -> None:
+        """`models` defaults to a model cache on the wall clock at speedup 1."""
         self._store = store
         self._metrics = metrics
         self._backend_up = True
+        self.models = models or ModelService(ModelCatalog(store, ModelCacheSettings.payload_scale),
+                                             metrics, WallClock(), ModelCacheSettings())
 
     @property
     def backend_available(self) -> bool:
@@ -127,6 +137,27 @@ class EmsServicer(pb_grpc.EmsServiceServicer):
             backend=stats.backend,
         )
 
+    async def ModelStatus(self, request: pb.ModelImageRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ModelStatusResponse:
+        return await self._model_call("ModelStatus", self.models.status(request), context)
+
+    async def PrefetchModel(self, request: pb.ModelImageRequest,
+                            context: grpc.aio.ServicerContext) -> pb.PrefetchModelResponse:
+        return await self._model_call("PrefetchModel", self.models.prefetch(request, context),
+                                      context)
+
+    async def LoadModel(self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext
+                        ) -> AsyncIterator[pb.ModelLoadEvent]:
+        try:
+            async with contextlib.aclosing(self.models.load(request, context)) as events:
+                async for event in events:
+                    yield event
+        except BadImage as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except StoreUnavailable as exc:
+            await self._abort_unavailable("LoadModel", exc, context)
+        self._mark_up()
+
     async def refresh_gauges(self) -> None:
         """Mirror the pool's occupancy into the gauges (the RPCs do not: call this periodically).
 
@@ -135,6 +166,7 @@ class EmsServicer(pb_grpc.EmsServiceServicer):
         try:
             pool = await self._store.stats()
             used = await self._store.used_bytes_by_namespace()
+            kinds = {kind: await self._store.stats(kind=kind) for kind in BLOCK_KINDS}
         except StoreUnavailable as exc:
             self._mark_down("refresh", exc)
             return
@@ -146,9 +178,12 @@ class EmsServicer(pb_grpc.EmsServiceServicer):
         m.namespace_capacity_bytes.set(pool.namespace_capacity_bytes)
         m.hit_ratio.set(pool.hit_ratio or 0.0)
         m.set_used_bytes(used)
+        for kind, stats in kinds.items():
+            m.set_kind_stats(kind, stats)
 
     async def close(self) -> None:
-        """Close the store (its connections)."""
+        """Stop the model cache's prefetches and close the store (its connections)."""
+        await self.models.close()
         await self._store.close()
 
     async def _call(
@@ -160,6 +195,15 @@ class EmsServicer(pb_grpc.EmsServiceServicer):
             await self._abort_unavailable(rpc, exc, context)
         self._mark_up()
         return result
+
+    async def _model_call(
+        self, rpc: str, awaitable: Awaitable[_T], context: grpc.aio.ServicerContext
+    ) -> _T:
+        try:
+            return await self._call(rpc, awaitable, context)
+        except BadImage as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("context.abort returned") from exc  # pragma: no cover
 
     async def _abort_unavailable(
         self, rpc: str, exc: StoreUnavailable, context: grpc.aio.ServicerContext
@@ -227,8 +271,12 @@ def build_servicer(
     redis_url: str | None = None,
     key_prefix: str = DEFAULT_KEY_PREFIX,
     lease_s: float = DEFAULT_LEASE_S,
+    models: ModelCacheSettings | None = None,
+    clock: Clock | None = None,
 ) -> EmsServicer:
-    """An EmsServicer over a new store (see `StoreConfig` for the arguments), metrics on `registry`.
+    """An EmsServicer over a new store (see `StoreConfig` for the arguments), metrics on `registry`;
+    its model cache uses `models` (default settings if None) and paces on `clock` (default:
+    wall clock, speedup 1).
 
     Raises ValueError on a bad configuration. Connects lazily: no I/O here.
     """
@@ -240,7 +288,11 @@ def build_servicer(
         key_prefix=key_prefix,
         lease_s=lease_s,
     )
-    return EmsServicer(make_store(config), EmsMetrics(registry))
+    store, metrics = make_store(config), EmsMetrics(registry)
+    models = models or ModelCacheSettings()
+    service = ModelService(ModelCatalog(store, models.payload_scale), metrics,
+                           clock or WallClock(), models)
+    return EmsServicer(store, metrics, service)
 
 
 def _to_message(namespace: str, block: StoredBlock) -> pb.KvBlock:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
+from services.common.faults import FaultHooks
+from services.common.model_loading import ModelLoader
 from services.common.shape import instance_shape
 from services.common.worker_main import (
+    WorkerHooks,
     WorkerProcess,
     add_worker_flags,
     base_parser,
     config_from_args,
+    credentials_from_flags,
     default_worker_id,
     run_service,
     serve_worker,
@@ -26,6 +31,9 @@ from supernode.clock import WallClock
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment, prefill_token_budget
 from supernode.engine.prefill import PrefillEngine
+from supernode.hardware.degrade import degrade_links
+from supernode.lifecycle.cache import cache_source
+from supernode.lifecycle.prefill import PrefillInstance
 from supernode.perf import Deployment, kv_capacity_tokens
 from supernode.policy.kv_affinity import uses_local_cache
 from supernode.v1 import supernode_pb2 as pb
@@ -33,7 +41,8 @@ from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
 
 def build_cache(config: ClusterConfig, deployment: Deployment, ems_address: str | None,
-                metrics: PrefillMetrics) -> PrefixCache | None:
+                metrics: PrefillMetrics, cluster_token: str | None = None
+                ) -> PrefixCache | None:
     """The shared EMS (p2p and the other policies), a local cache (kv-affinity), or none."""
     if not config.cache.enabled:
         return None
@@ -45,16 +54,15 @@ def build_cache(config: ClusterConfig, deployment: Deployment, ems_address: str 
         return None
     link = deployment.hardware.link(f"ems_{config.cache.plane}")
     return PrefixCacheClient(ems_address, config.cache, kv_bytes_per_token,
-                             config.kv_payload_scale, metrics, link)
+                             config.kv_payload_scale, metrics, link, cluster_token)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("prefill")
     add_worker_flags(parser)
-    parser.add_argument("--ems", default=None, metavar="HOST:PORT",
-                        help="EMS gRPC address (absent: no prefix cache)")
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    token = credentials_from_flags(args, parser).cluster_token
     worker_id = args.worker_id or default_worker_id("prefill")
     try:
         deployment = instance_deployment(config, "prefill")
@@ -67,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics = PrefillMetrics(registry, config.model_name, worker_id)
         metrics.hw.on_start(deployment, "prefill", config.speedup, config.cache.block_size,
                             kv_capacity_tokens(deployment), config.cache.enabled)
-        cache = build_cache(config, deployment, args.ems, metrics)
-        sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes)
-        worker = PrefillWorker(PrefillEngine(budget), deployment, WallClock(config.speedup),
-                               metrics, sender, cache)
+        cache = build_cache(config, deployment, args.ems, metrics, token)
+        sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes, token)
+        instance = PrefillInstance(PrefillEngine(budget), deployment, cache_source(config))
+        worker = PrefillWorker(instance, WallClock(config.speedup), metrics, sender, cache,
+                               delivery_lead_s=config.delivery_lead_s)
         worker.start()
 
         def registration(address: str, metrics_address: str) -> pb.RegisterRequest:
@@ -85,10 +94,18 @@ def main(argv: list[str] | None = None) -> int:
                            num_waiting=worker.engine.num_waiting,
                            num_queued_tokens=worker.engine.num_queued_tokens)
 
+        def slow_links(planes: Mapping[str, float]) -> None:
+            worker.use_hardware(deployment.replace(
+                hardware=degrade_links(deployment.hardware, planes)))
+
+        servicer = PrefillServicer(worker)
+        hooks = WorkerHooks(load=load, is_idle=lambda: servicer.num_inflight == 0,
+                            faults=FaultHooks(slow_links=slow_links))
+        loader = ModelLoader(config, deployment, worker_id, args.ems, WallClock(config.speedup),
+                             metrics.model_load, cluster_token=token)
         return await serve_worker(
-            worker,
-            lambda s: pb_grpc.add_PrefillServiceServicer_to_server(PrefillServicer(worker), s),
-            args, registry, registration, load)
+            worker, lambda s: pb_grpc.add_PrefillServiceServicer_to_server(servicer, s),
+            args, registry, registration, hooks, config.drain_timeout_s, token, loader)
 
     return run_service(f"prefill[{worker_id}]", args.log_level, start)
 

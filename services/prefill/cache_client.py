@@ -1,21 +1,26 @@
 """Prefill's use of EMS: look up the prompt's prefix, fetch the hits, store new blocks later.
 
 EMS is optional at every moment: any failed or slow call makes this request run without the
-cache (full compute), marks the cache degraded in metrics and logs, and the next call tries
-again, so the cache comes back by itself. A fetched block whose checksum does not match, or
-that is gone by the time it is read, ends the usable prefix there.
+cache (full compute) and marks the cache degraded in metrics and logs. A circuit breaker
+(services.common.circuit_breaker, `cache.breaker_*`) keeps a frozen or dead EMS from costing
+every request its timeout: after consecutive failures it opens and requests skip the cache at
+once; after a back-off one background lookup probes EMS (no request waits for it), and the
+breaker closes when EMS answers, so the cache comes back by itself. A fetched block whose
+checksum does not match, or that is gone by the time it is read, ends the usable prefix there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
+from services.common.circuit_breaker import BreakerState, CircuitBreaker
 from services.common.grpc_server import insecure_channel
 from services.ems.client import put_blocks
 from services.prefill.metrics import PrefillMetrics
@@ -23,6 +28,7 @@ from supernode.cache.hashing import block_keys
 from supernode.cache.payload import checksum
 from supernode.config import CacheConfig
 from supernode.hardware.spec import Link
+from supernode.lifecycle.cache import keys_to_store, num_usable_blocks
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -57,12 +63,6 @@ class PrefixCache(Protocol):
     async def close(self) -> None: ...
 
 
-def num_usable_blocks(num_prompt_tokens: int, block_size: int) -> int:
-    """Full blocks a prompt may take from the cache: at least one token is left to compute
-    (the last prompt token's logits are needed to sample)."""
-    return (num_prompt_tokens - 1) // block_size
-
-
 class CacheBase:
     """What the shared-EMS client and a local cache have in common: hit accounting and
     background stores. Subclasses implement `fetch` and `_put`."""
@@ -82,8 +82,8 @@ class CacheBase:
 
     def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
         """Put the prompt's uncached full blocks in the background (never delays the request)."""
-        num_full = num_prompt_tokens // self.config.block_size
-        new_keys = hit.keys[hit.num_cached_blocks:num_full]
+        new_keys = keys_to_store(hit.keys, hit.num_cached_blocks, num_prompt_tokens,
+                                 self.config.block_size)
         if not new_keys:
             return
         task = asyncio.create_task(self._put(namespace, new_keys))
@@ -108,15 +108,22 @@ class CacheBase:
 
 
 class PrefixCacheClient(CacheBase):
-    """EMS client for one prefill worker; `link` is the hardware's `ems_ub` or `ems_vpc`."""
+    """EMS client for one prefill worker; `link` is the hardware's `ems_ub` or `ems_vpc`.
+    `now` is the wall clock the circuit breaker runs on (monotonic seconds)."""
 
     def __init__(self, address: str, config: CacheConfig, kv_bytes_per_token: int,
-                 payload_scale: float, metrics: PrefillMetrics, link: Link) -> None:
+                 payload_scale: float, metrics: PrefillMetrics, link: Link,
+                 cluster_token: str | None = None,
+                 now: Callable[[], float] = time.monotonic) -> None:
         super().__init__(config, kv_bytes_per_token, payload_scale, metrics, link)
-        self._channel = insecure_channel(address)
+        self._channel = insecure_channel(address, cluster_token)
         self._stub = pb_grpc.EmsServiceStub(self._channel)
         self._metadata = (("x-supernode-plane", config.plane),)
         self.degraded = False
+        self.now = now
+        self.breaker = CircuitBreaker(config.breaker_failure_threshold, config.breaker_open_s,
+                                      config.breaker_max_open_s, self._on_breaker)
+        metrics.set_breaker_state(BreakerState.CLOSED.value)
 
     async def close(self) -> None:
         for task in list(self._pending):
@@ -126,8 +133,16 @@ class PrefixCacheClient(CacheBase):
 
     async def fetch(self, namespace: str, token_ids: Sequence[int]) -> CacheHit:
         """Longest cached prefix of the prompt, fetched and verified; at least one token is left
-        to compute (the last prompt token's logits are needed to sample)."""
+        to compute (the last prompt token's logits are needed to sample). While the breaker is
+        open: no hit, at once."""
         keys = tuple(block_keys(token_ids, self.config.block_size, namespace))
+        if not self.breaker.allow(self.now()):
+            self.metrics.cache_skipped.labels(**self.metrics.labels).inc()
+            return CacheHit(keys, 0, 0, 0)
+        if self.breaker.state is BreakerState.HALF_OPEN:  # this call holds the probe
+            self._background(self._probe(namespace, keys[:1]))
+            self.metrics.cache_skipped.labels(**self.metrics.labels).inc()
+            return CacheHit(keys, 0, 0, 0)
         usable = num_usable_blocks(len(token_ids), self.config.block_size)
         try:
             num_hits = await self._lookup(namespace, keys[:usable]) if usable else 0
@@ -137,6 +152,39 @@ class PrefixCacheClient(CacheBase):
             return CacheHit(keys, 0, 0, 0)
         self._healthy()
         return self._hit(keys, len(token_ids), num_ok)
+
+    def store_later(self, namespace: str, hit: CacheHit, num_prompt_tokens: int) -> None:
+        """As CacheBase; nothing is sent while the breaker is not closed."""
+        if self.breaker.state is BreakerState.CLOSED:
+            super().store_later(namespace, hit, num_prompt_tokens)
+
+    async def _probe(self, namespace: str, keys: Sequence[bytes]) -> None:
+        """One lookup on behalf of the half-open breaker; its outcome closes or re-opens it."""
+        try:
+            await self._lookup(namespace, keys)
+        except (TimeoutError, grpc.aio.AioRpcError) as e:
+            self._degraded("probe", e)
+            return
+        self._healthy()
+
+    def _background(self, call: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(call)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _on_breaker(self, old: BreakerState, new: BreakerState) -> None:
+        m = self.metrics
+        m.set_breaker_state(new.value)
+        m.cache_breaker_transitions.labels(**m.labels, to=new.value).inc()
+        if new is BreakerState.OPEN:
+            log.warning("EMS circuit breaker open (%s): prefill skips the cache for %.1fs, then "
+                        "probes", "probe failed" if old is BreakerState.HALF_OPEN else
+                        f"{self.breaker.failure_threshold} failures in a row",
+                        self.breaker.open_s)
+        elif new is BreakerState.HALF_OPEN:
+            log.info("EMS circuit breaker half-open: probing EMS")
+        else:
+            log.warning("EMS circuit breaker closed: EMS answers again")
 
     async def _lookup(self, namespace: str, keys: Sequence[bytes]) -> int:
         response = await self._stub.Lookup(
@@ -168,6 +216,7 @@ class PrefixCacheClient(CacheBase):
         except grpc.aio.AioRpcError as e:
             self._degraded("put", e)
             return
+        self._healthy()
         self._count_stored(len(keys))
 
     def _degraded(self, op: str, error: Exception) -> None:
@@ -178,6 +227,7 @@ class PrefixCacheClient(CacheBase):
                         getattr(error, "code", lambda: error)())
         m.cache_degraded.labels(**m.labels).set(1)
         self.degraded = True
+        self.breaker.record_failure(self.now())
 
     def _healthy(self) -> None:
         m = self.metrics
@@ -185,4 +235,5 @@ class PrefixCacheClient(CacheBase):
             log.info("EMS reachable again; prefix cache back in use")
         m.cache_degraded.labels(**m.labels).set(0)
         self.degraded = False
+        self.breaker.record_success()
 

@@ -24,8 +24,10 @@ class KvTransferError(Exception):
 class KvSender:
     """Streams KV to decode instances, one channel per decode address."""
 
-    def __init__(self, worker_id: str, payload_scale: float, chunk_bytes: int) -> None:
+    def __init__(self, worker_id: str, payload_scale: float, chunk_bytes: int,
+                 cluster_token: str | None = None) -> None:
         self.worker_id = worker_id
+        self.cluster_token = cluster_token
         self.payload_scale = payload_scale
         self.chunk_bytes = chunk_bytes
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -36,11 +38,12 @@ class KvSender:
 
     async def send(self, address: str, request_id: str, num_tokens: int,
                    true_num_bytes: int, timeout_s: float,
-                   not_before: Callable[[], Awaitable[None]] | None = None) -> int:
+                   ready: Callable[[], Awaitable[float]] | None = None) -> int:
         """Send one request's KV; returns payload bytes sent. Raises KvTransferError.
 
-        The last chunk waits for `not_before()` (the end of the modelled transfer), so the
-        real bytes travel while the modelled time runs and decode never sees the KV early.
+        The last chunk waits for `ready()` (the end of the modelled transfer), so the real
+        bytes travel while the modelled time runs and decode never sees the KV early; what
+        `ready()` returns (model seconds since that end) rides on the last chunk.
         """
         size = payload_num_bytes(true_num_bytes, self.payload_scale)
         payload = make_payload(request_id.encode(), size)
@@ -49,12 +52,13 @@ class KvSender:
 
         async def stream() -> AsyncIterator[pb.KvChunk]:
             for seq, part in enumerate(chunks):
-                if seq == len(chunks) - 1 and not_before is not None:
-                    await not_before()
+                age_s = 0.0
+                if seq == len(chunks) - 1 and ready is not None:
+                    age_s = await ready()
                 yield pb.KvChunk(request_id=request_id, seq=seq, num_chunks=len(chunks),
                                  payload=part, crc32=checksum(part),
                                  true_num_bytes=true_num_bytes, num_tokens=num_tokens,
-                                 source_worker_id=self.worker_id)
+                                 source_worker_id=self.worker_id, ready_age_s=age_s)
 
         stub = pb_grpc.DecodeServiceStub(self._channel(address))
         try:
@@ -67,5 +71,5 @@ class KvSender:
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = insecure_channel(address)
+            self._channels[address] = insecure_channel(address, self.cluster_token)
         return self._channels[address]

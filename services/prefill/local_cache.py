@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import aclosing
 
-from services.prefill.cache_client import CacheBase, CacheHit, num_usable_blocks
+from services.prefill.cache_client import CacheBase, CacheHit
 from services.prefill.metrics import PrefillMetrics
 from supernode.cache.hashing import block_keys
 from supernode.cache.memory_store import MemoryBlockStore
@@ -21,6 +21,7 @@ from supernode.cache.payload import checksum, make_payload, payload_num_bytes
 from supernode.cache.store import StoredBlock
 from supernode.config import CacheConfig
 from supernode.hardware import LOCAL_DRAM_LINK, Link
+from supernode.lifecycle.cache import num_usable_blocks
 
 
 class LocalPrefixCache(CacheBase):

@@ -12,6 +12,8 @@ from services.common.vllm_metrics import (
 )
 from services.common.worker_metrics import WorkerMetrics
 
+BREAKER_STATES = ("closed", "open", "half_open")
+
 
 class PrefillMetrics(WorkerMetrics):
     running_help = "Requests in the computing batch."
@@ -47,6 +49,16 @@ class PrefillMetrics(WorkerMetrics):
         self.cache_errors = Counter("supernode_cache_errors",
                                     "Failed EMS calls (prefill went on without the cache).",
                                     (*LABELS, "op"), registry=r)
+        self.cache_breaker = Gauge("supernode_cache_breaker_state",
+                                   "1 for the current state of the circuit breaker in front of "
+                                   "EMS (closed, open, half_open), 0 for the others.",
+                                   (*LABELS, "state"), registry=r)
+        self.cache_breaker_transitions = Counter(
+            "supernode_cache_breaker_transitions", "Circuit breaker state changes, by new state.",
+            (*LABELS, "to"), registry=r)
+        self.cache_skipped = Counter("supernode_cache_skipped",
+                                     "Lookups skipped at once because the breaker was open.",
+                                     LABELS, registry=r)
         self.cache_rejected_blocks = Counter("supernode_cache_rejected_blocks",
                                              "Fetched blocks refused (bad checksum or evicted).",
                                              LABELS, registry=r)
@@ -55,3 +67,7 @@ class PrefillMetrics(WorkerMetrics):
                                             registry=r)
         precreate(self, self.labels)
         precreate(self.hw, self.labels)
+
+    def set_breaker_state(self, state: str) -> None:
+        for name in BREAKER_STATES:
+            self.cache_breaker.labels(**self.labels, state=name).set(1 if name == state else 0)

@@ -17,11 +17,14 @@ log = logging.getLogger(__name__)
 class PrefillServicer(pb_grpc.PrefillServiceServicer):
     def __init__(self, worker: PrefillWorker) -> None:
         self.worker = worker
+        self.num_inflight = 0
+        """Prefill calls in progress (a drain waits for them: they end with the KV handoff)."""
 
     async def Prefill(self, request: pb.PrefillRequest, context: grpc.aio.ServicerContext
                       ) -> pb.PrefillResponse:
         if not request.prompt_token_ids:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty prompt")
+        self.num_inflight += 1
         try:
             return await self.worker.prefill(request)
         except KvTransferError as e:
@@ -30,6 +33,8 @@ class PrefillServicer(pb_grpc.PrefillServiceServicer):
             log.warning("KV transfer for %s failed: %s", request.request_id, e)
             await context.abort(grpc.StatusCode.ABORTED, str(e))
             raise  # unreachable: abort raises
+        finally:
+            self.num_inflight -= 1
 
     async def Abort(self, request: pb.AbortRequest, context: grpc.aio.ServicerContext
                     ) -> pb.AbortResponse:

@@ -1,55 +1,58 @@
-"""One prefill instance: token-budget batches on the modelled clock, then the KV handoff.
+"""One prefill instance: the lifecycle's `PrefillInstance` on the modelled clock, then the KV
+hand-off.
 
-Per request: fetch the cached prefix from the prefix cache (the shared EMS, modelled on the
-hardware's `ems_ub` or `ems_vpc` link; or, under kv-affinity, this instance's local cache on
-PCIe) -> wait in the FCFS queue -> one packed batch priced by `supernode.perf.prefill_time` ->
-store new blocks in the cache in the background -> send the KV to the chosen decode instance
-(modelled on RDMA) -> reply.
+Per request: fetch the cached prefix from the prefix cache (the shared EMS over the `ems_ub` or
+`ems_vpc` link, or under kv-affinity this instance's local cache on PCIe) -> wait in the FCFS
+queue -> one packed batch priced by the instance model -> store new blocks in the cache in the
+background -> send the KV to the chosen decode instance (modelled on RDMA) -> reply. Every stage
+is anchored to the request's timeline (its `stage_age_s`), so the emulator's own delays are
+absorbed while they are shorter than the modelled work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from dataclasses import dataclass
 
 from services.common.crash import stop_process_if_crashed
 from services.prefill.cache_client import CacheHit, PrefixCache
 from services.prefill.kv_sender import KvSender
 from services.prefill.metrics import PrefillMetrics
 from supernode.clock import Clock
-from supernode.engine.prefill import PrefillEngine, PrefillJob
-from supernode.hardware.spec import Link
-from supernode.perf import Deployment, PrefillBatch, prefill_time, transfer_time
-from supernode.tokenizer import sample_token
+from supernode.engine.prefill import PrefillJob
+from supernode.lifecycle.prefill import Batch, Handoff, PrefillInstance
+from supernode.perf import Deployment
 from supernode.v1 import supernode_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class BatchResult:
-    queue_s: float
-    compute_s: float
-
-
 class PrefillWorker:
-    def __init__(self, engine: PrefillEngine, deployment: Deployment, clock: Clock,
-                 metrics: PrefillMetrics, sender: KvSender,
-                 cache: PrefixCache | None, kv_transfer_timeout_s: float = 30.0) -> None:
-        self.engine = engine
-        self.deployment = deployment
+    def __init__(self, instance: PrefillInstance, clock: Clock, metrics: PrefillMetrics,
+                 sender: KvSender, cache: PrefixCache | None,
+                 kv_transfer_timeout_s: float = 30.0, delivery_lead_s: float = 0.0) -> None:
+        """`delivery_lead_s`: wall seconds a request's last KV chunk (hence its reply) leaves
+        ahead of the modelled transfer's end; decode and the scheduler hold it until then."""
+        self.instance = instance
+        self.engine = instance.engine
         self.clock = clock
         self.metrics = metrics
         self.sender = sender
         self.cache = cache
         self.kv_transfer_timeout_s = kv_transfer_timeout_s
-        self.kv_bytes_per_token = deployment.model.kv_bytes_per_token(deployment.kv_dtype)
-        self._futures: dict[str, tuple[float, asyncio.Future[BatchResult]]] = {}
+        self._lead_s = clock.to_model_s(delivery_lead_s)
+        self._futures: dict[str, asyncio.Future[tuple[Batch, Handoff]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.num_running = 0
+
+    @property
+    def num_running(self) -> int:
+        return self.instance.num_running
+
+    @property
+    def deployment(self) -> Deployment:
+        """What the instance prices on now (see `use_hardware`)."""
+        return self.instance.deployment
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._batch_loop(), name="prefill-batches")
@@ -65,99 +68,104 @@ class PrefillWorker:
 
     async def prefill(self, request: pb.PrefillRequest) -> pb.PrefillResponse:
         """Run one request through this instance; raises KvTransferError if decode refuses."""
-        m = self.metrics
+        anchor = self.clock.now() - request.stage_age_s
         tokens = list(request.prompt_token_ids)
         hit = CacheHit((), 0, 0, 0)
-        fetch_s = 0.0
-        if self.cache is not None:
-            started = self.clock.now()  # the real lookup and read overlap the modelled time
+        if self.cache is not None:  # the real lookup and read overlap the modelled fetch
             hit = await self.cache.fetch(request.cache_namespace, tokens)
-            if hit.num_bytes:
-                fetch_s = self._move(hit.num_bytes, self.cache.link, "in")
-                await self.clock.sleep_until(started + fetch_s)
-        result = await self._compute(PrefillJob(request.request_id, len(tokens),
-                                                hit.num_cached_tokens))
+        if hit.num_bytes:
+            self._count_link(hit.num_bytes, 0.0, self.cache.link.name, "in")
+        job = PrefillJob(request.request_id, len(tokens), hit.num_cached_tokens,
+                         arrived_at=anchor, sends_kv=bool(request.decode_address))
+        batch, handoff = await self._compute(job)
+        m = self.metrics
         m.prompt_tokens.labels(**m.labels).inc(len(tokens))
         m.generation_tokens.labels(**m.labels).inc()  # the first token is sampled here
         if self.cache is not None:
             self.cache.store_later(request.cache_namespace, hit, len(tokens))
-        kv_bytes, transfer_s = 0, 0.0
-        if request.decode_address:  # else the request ends at its first token: no KV handoff
-            kv_bytes = len(tokens) * self.kv_bytes_per_token
-            transfer_s = self._move(kv_bytes, self.deployment.hardware.link("rdma"), "out")
-            m.kv_transfer_seconds.labels(**m.labels).observe(transfer_s)
-            deadline = self.clock.now() + transfer_s
-            await self.sender.send(request.decode_address, request.request_id, len(tokens),
-                                   kv_bytes,
-                                   self.kv_transfer_timeout_s + self.clock.to_wall_s(transfer_s),
-                                   not_before=lambda: self.clock.sleep_until(deadline))
-        first_token = sample_token(random.Random(f"{request.seed}:0"),
-                                   self.deployment.model.vocab_size)
+        if job.sends_kv:  # else the request ends at its first token: no KV handoff
+            await self._hand_off(request, len(tokens), handoff)
         return pb.PrefillResponse(
             num_prompt_tokens=len(tokens), num_cached_tokens=hit.num_cached_tokens,
-            first_token_id=first_token, queue_s=result.queue_s, compute_s=result.compute_s,
-            cache_fetch_s=fetch_s, transfer_s=transfer_s, kv_num_bytes=kv_bytes)
+            queue_s=batch.queue_s(job), compute_s=batch.compute_s, cache_fetch_s=batch.fetch_s,
+            transfer_s=handoff.transfer_s, kv_num_bytes=handoff.kv_num_bytes)
+
+    async def _hand_off(self, request: pb.PrefillRequest, num_tokens: int,
+                        handoff: Handoff) -> None:
+        """Send the KV; its last chunk leaves at the modelled transfer's end."""
+        m = self.metrics
+        self._count_link(handoff.kv_num_bytes, handoff.transfer_s, "rdma", "out")
+        m.kv_transfer_seconds.labels(**m.labels).observe(handoff.transfer_s)
+
+        async def ready() -> float:
+            await self.clock.sleep_until(handoff.ready_at - self._lead_s)
+            return self.clock.now() - handoff.ready_at
+
+        timeout_s = self.kv_transfer_timeout_s + self.clock.to_wall_s(handoff.transfer_s)
+        await self.sender.send(request.decode_address, request.request_id, num_tokens,
+                               handoff.kv_num_bytes, timeout_s, ready=ready)
+
+    def use_hardware(self, deployment: Deployment) -> None:
+        """Price the next batches, cache reads and transfers on `deployment`: the instance's
+        own, or a copy with slowed links while an injected fault lasts
+        (services.common.faults)."""
+        self.instance.use_hardware(deployment)
 
     def abort(self, request_id: str) -> bool:
-        entry = self._futures.pop(request_id, None)
-        found = self.engine.abort(request_id)
-        if entry is not None and not entry[1].done():
-            entry[1].cancel()
+        future = self._futures.pop(request_id, None)
+        found = self.instance.abort(request_id)
+        if future is not None and not future.done():
+            future.cancel()
         self._publish_gauges()
         return found
 
-    def _move(self, num_bytes: int, link: Link, direction: str) -> float:
-        """Model seconds to move `num_bytes` on `link`; counted in the link metrics."""
-        seconds = transfer_time(num_bytes, link).total_s
+    def _count_link(self, num_bytes: int, seconds: float, plane: str, direction: str) -> None:
         m = self.metrics
-        m.link_bytes.labels(**m.labels, plane=link.name, direction=direction).inc(num_bytes)
-        m.link_seconds.labels(**m.labels, plane=link.name).inc(seconds)
-        return seconds
+        m.link_bytes.labels(**m.labels, plane=plane, direction=direction).inc(num_bytes)
+        m.link_seconds.labels(**m.labels, plane=plane).inc(seconds)
 
-    async def _compute(self, job: PrefillJob) -> BatchResult:
-        future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._futures[job.request_id] = (self.clock.now(), future)
-        self.engine.add(job)
+    async def _compute(self, job: PrefillJob) -> tuple[Batch, Handoff]:
+        future: asyncio.Future[tuple[Batch, Handoff]] = \
+            asyncio.get_running_loop().create_future()
+        self._futures[job.request_id] = future
+        self.instance.add(job)
         self._publish_gauges()
         self._wake.set()
         try:
             return await future
         finally:
             self._futures.pop(job.request_id, None)
-            if self.engine.abort(job.request_id):  # cancelled while still queued
+            if self.instance.abort(job.request_id):  # cancelled while still queued
                 self._publish_gauges()
 
     async def _batch_loop(self) -> None:
         while True:
-            batch = self.engine.next_batch()
-            if not batch:
+            batch = self.instance.start_batch(self.clock.now())
+            if batch is None:
                 self._wake.clear()
                 self._publish_gauges()
                 await self._wake.wait()
                 continue
-            start = self.clock.now()
-            timing = prefill_time(PrefillBatch(
-                tuple(j.num_prompt_tokens for j in batch),
-                tuple(j.num_cached_tokens for j in batch)), self.deployment)
-            self.num_running = len(batch)
             self._publish_gauges()
-            self._record_batch(batch, timing)
-            await self.clock.sleep_until(start + timing.total_s)
-            self.num_running = 0
-            for job in batch:
-                entry = self._futures.get(job.request_id)
-                if entry is not None and not entry[1].done():
-                    entry[1].set_result(BatchResult(start - entry[0], timing.total_s))
-                    m = self.metrics
-                    m.queue_time.labels(**m.labels).observe(start - entry[0])
-                    m.prefill_time.labels(**m.labels).observe(timing.total_s)
+            self._record_batch(batch)
+            await self.clock.sleep_until(batch.done_at)
+            self.instance.finish_batch()
+            m = self.metrics
+            for job, handoff in zip(batch.jobs, batch.handoffs):
+                future = self._futures.get(job.request_id)
+                if future is not None and not future.done():
+                    future.set_result((batch, handoff))
+                    m.queue_time.labels(**m.labels).observe(batch.queue_s(job))
+                    m.prefill_time.labels(**m.labels).observe(batch.timing.total_s)
 
-    def _record_batch(self, batch: list[PrefillJob], timing: object) -> None:
+    def _record_batch(self, batch: Batch) -> None:
         m, labels = self.metrics, self.metrics.labels
-        m.hw.on_step(timing)  # type: ignore[arg-type]
-        num_new = sum(j.num_new_tokens for j in batch)
+        m.hw.on_step(batch.timing)
+        if batch.fetch_s and self.cache is not None:
+            m.link_seconds.labels(**labels, plane=self.cache.link.name).inc(batch.fetch_s)
+        num_new = sum(j.num_new_tokens for j in batch.jobs)
         m.iteration_tokens.labels(**labels).observe(num_new)
         m.set_usage(min(1.0, num_new / self.engine.max_num_batched_tokens))
 
     def _publish_gauges(self) -> None:
-        self.metrics.set_queues(self.num_running, self.engine.num_waiting)
+        self.metrics.set_queues(self.instance.num_running, self.engine.num_waiting)

@@ -9,11 +9,12 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI
+from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
-from services.scheduler.flow import NoWorkers, RequestFailed, RequestFlow, RequestTooLarge
+from services.scheduler import auth
+from services.scheduler.admin import InjectedFailures, admin_router
+from services.scheduler.fault_book import FaultBook
+from services.scheduler.flow import RequestFlow
+from services.scheduler.health import health_report, ready_report
 from services.scheduler.info_routes import add_info_routes
 from services.scheduler.limits import BodyLimits
 from services.scheduler.metrics import SchedulerMetrics
@@ -48,8 +53,10 @@ from services.scheduler.responses import (
     full_response,
 )
 from supernode.config import ApiConfig
-from supernode.engine.registry import WorkerKind, WorkerRegistry
-from supernode.engine.request import RequestRecord
+from supernode.engine.registry import WorkerKind, WorkerRegistry, WorkerState
+from supernode.lifecycle.cache import cache_namespace
+from supernode.lifecycle.errors import LifecycleError, NoWorkers, Overloaded, RequestTimedOut
+from supernode.lifecycle.request import Request
 from supernode.text.sampler import Sampler, SamplingParams, prompt_hash, prompt_logprobs
 from supernode.tokenizer import TextTokenizer
 
@@ -67,36 +74,52 @@ class FrontEnd:
     registry: WorkerRegistry
     metrics: SchedulerMetrics
     prometheus: CollectorRegistry
-    speedup: float
     created: int
+    faults: FaultBook
+    expected_workers: Mapping[WorkerKind, int]
+    """Configured pool sizes: /health is degraded while a pool has fewer live workers."""
+    instance_id: str
+    """This scheduler process's id, in /health and /ready."""
+    api_keys: auth.ApiKeys = field(default_factory=auth.ApiKeys)
     chat_template: str = "deepseek-r1"
-    limits: ApiConfig = dataclasses.field(default_factory=ApiConfig)
+    limits: ApiConfig = field(default_factory=ApiConfig)
 
 
 @dataclass
 class Job:
-    """One choice of a response: its request record and what its reply will be."""
+    """One choice of a response: its request, what its reply will be, and the finish reason
+    the client sees (the request's own is the engine's: stop, length or abort)."""
 
     index: int
-    record: RequestRecord
+    record: Request
     output: OutputPlan
     echo_text: str | None = None
+    finish_reason: str | None = None
 
 
 def build_app(fe: FrontEnd) -> FastAPI:
+    """The HTTP app; operator routes (/metrics, /workers, /sd/targets, /admin/*) need the
+    admin key when one is configured (services.scheduler.auth).
+
+    Middleware, outermost first: API keys (an unauthenticated request is refused before its
+    body is read), body limits (size, read time, JSON shape), injected request failures."""
     app = FastAPI(title="supernode", docs_url=None, redoc_url=None)
+    app.include_router(admin_router(fe.faults, auth.require_admin))
+    app.add_middleware(InjectedFailures, book=fe.faults)
     app.add_middleware(BodyLimits, limits=fe.limits)
+    auth.install(app, fe.api_keys)
+    admin = [Depends(auth.require_admin)]
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: HttpRequest, exc: ApiError) -> JSONResponse:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: HttpRequest, exc: RequestValidationError) -> JSONResponse:
         return validation_error(exc).response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: HttpRequest, exc: StarletteHTTPException) -> JSONResponse:
         message = {404: f"route {request.url.path} not found",
                    405: f"method {request.method} not allowed on {request.url.path}"}
         return ApiError(exc.status_code, message.get(exc.status_code, str(exc.detail)),
@@ -104,25 +127,31 @@ def build_app(fe: FrontEnd) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Response:
-        ok = all(fe.registry.live(k) for k in (WorkerKind.PREFILL, WorkerKind.DECODE))
-        return JSONResponse({"status": "ok" if ok else "degraded",
-                             "workers": {k.value: len(fe.registry.live(k)) for k in WorkerKind}},
-                            status_code=200 if ok else 503)
+        body, status = health_report(fe.registry, fe.expected_workers, fe.instance_id)
+        return JSONResponse(body, status_code=status)
 
-    @app.get("/metrics")
+    @app.get("/ready")
+    async def ready() -> Response:
+        body, status = ready_report(fe.registry, fe.instance_id)
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/metrics", dependencies=admin)
     async def metrics() -> Response:
+        fe.metrics.count_states(fe.flow.active)
         return Response(exposition(fe.prometheus), media_type=METRICS_CONTENT_TYPE)
 
-    @app.get("/workers")
+    @app.get("/workers", dependencies=admin)
     async def workers() -> list[dict[str, Any]]:
         """The live registry: every worker's address, shape and last reported load."""
         return [{"worker_id": w.worker_id, "kind": w.kind.value, "address": w.address,
                  "metrics_address": w.metrics_address, "num_devices": w.num_devices,
                  "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
-                 "num_inflight": w.num_inflight, "load": dataclasses.asdict(w.load)}
+                 "num_inflight": w.num_inflight, "draining": w.draining,
+                 "load": dataclasses.asdict(w.load), "state": w.state.value,
+                 "model_load": dataclasses.asdict(w.model_load) if w.model_load else None}
                 for w in fe.registry.all()]
 
-    @app.get("/sd/targets")
+    @app.get("/sd/targets", dependencies=admin)
     async def sd_targets() -> list[dict[str, Any]]:
         """Prometheus http_sd: every registered worker's /metrics address."""
         return [{"targets": [w.metrics_address],
@@ -132,7 +161,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
     add_info_routes(app, fe)
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: Request) -> Response:
+    async def completions(body: CompletionRequest, request: HttpRequest) -> Response:
         _check_model(fe, body.model)
         check_request(body, fe.limits)
         jobs = []
@@ -150,7 +179,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
         return await _generate(fe, request, COMPLETION, body, jobs)
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatCompletionRequest, request: Request) -> Response:
+    async def chat(body: ChatCompletionRequest, request: HttpRequest) -> Response:
         _check_model(fe, body.model)
         check_request(body, fe.limits)
         tokens = await chat_ids(fe.tokenizer, fe.limits, fe.chat_template, body.messages,
@@ -177,7 +206,7 @@ def _check_model(fe: FrontEnd, model: str) -> None:
         raise ApiError(404, f"The model `{model}` does not exist.", "model")
 
 
-def _new_job(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
+def _new_job(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int],
              max_tokens: int | None, index: int) -> Job:
     temperature = 1.0 if body.temperature is None else body.temperature
     seed = body.internal_seed()
@@ -193,8 +222,8 @@ def _new_job(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
     return Job(index, record, output)
 
 
-def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
-                max_tokens: int | None, seed: int, output: OutputPlan) -> RequestRecord:
+def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int],
+                max_tokens: int | None, seed: int, output: OutputPlan) -> Request:
     room = fe.max_model_len - len(tokens)
     if room < 1:
         raise ApiError(400, f"This model's maximum context length is {fe.max_model_len} tokens. "
@@ -208,25 +237,62 @@ def _new_record(fe: FrontEnd, request: Request, body: Any, tokens: list[int],
     if output.plan is not None:  # decode produces exactly the plan, or max_tokens of it
         max_tokens = min(max_tokens or room, len(output.plan), room)
         ignore_eos = True
-    namespace = request.headers.get("x-supernode-namespace", "")
-    return RequestRecord(
+    return Request(
         request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
-        prompt_token_ids=tokens, max_tokens=max_tokens or room, seed=seed,
-        ignore_eos=ignore_eos, eos_token_id=fe.tokenizer.eos_token_id,
-        cache_namespace=f"{fe.model_name}/{namespace}", arrived_at=time.monotonic())
+        num_prompt_tokens=len(tokens), max_tokens=max_tokens or room, seed=seed,
+        arrived_at=fe.flow.clock.now(), ignore_eos=ignore_eos,
+        cache_namespace=cache_namespace(fe.model_name, auth.tenant_namespace(request)),
+        prompt_token_ids=tokens, output_token_ids=[])
 
 
-async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, jobs: list[Job]
-                    ) -> Response:
+_REJECTION_REASONS = {429: "overloaded", 400: "too_large", 503: "no_workers"}
+
+
+def _api_error(fe: FrontEnd, error: LifecycleError) -> ApiError:
+    """The OpenAI error JSON for a request the lifecycle refused or gave up on."""
+    m = fe.metrics
+    reason = ("timeout" if isinstance(error, RequestTimedOut)
+              else _REJECTION_REASONS.get(error.status, "failed"))
+    m.rejected.labels(**m.labels, reason=reason).inc()
+    if error.status >= 500:
+        m.failed.labels(**m.labels, status=str(error.status)).inc()
+    retry_after_s = None
+    if isinstance(error, Overloaded):
+        retry_after_s = fe.flow.clock.to_wall_s(error.retry_after_s)
+    elif error.status == 503:
+        retry_after_s = 1.0
+    message = (_no_workers_message(fe.registry, error) if isinstance(error, NoWorkers)
+               else str(error))
+    return ApiError(error.status, message, "max_tokens" if error.status == 400 else None,
+                    retry_after_s=retry_after_s)
+
+
+def _no_workers_message(registry: WorkerRegistry, error: NoWorkers) -> str:
+    """Why a pool is empty: nothing registered, or every worker still loading its model."""
+    loading = [w for w in registry.registered(WorkerKind(error.kind))
+               if w.state is WorkerState.LOADING]
+    if not loading:
+        return str(error)
+    return (f"no {error.kind} workers ready: {len(loading)} still loading the model "
+            f"(see /workers); retry later")
+
+
+def _accept(fe: FrontEnd, jobs: list[Job]) -> None:
+    """Take every choice of a response into the lifecycle, or none of them."""
+    accepted: list[Request] = []
     try:
-        fe.flow.check_pools()
         for job in jobs:
-            fe.flow.check_fits(job.record)
-    except NoWorkers as e:
-        fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
-        raise ApiError(503, str(e), retry_after_s=1.0) from None
-    except RequestTooLarge as e:
-        raise ApiError(400, str(e), "max_tokens") from None
+            fe.flow.accept(job.record)
+            accepted.append(job.record)
+    except LifecycleError as e:
+        for record in accepted:
+            fe.flow.discard(record)
+        raise _api_error(fe, e) from None
+
+
+async def _generate(fe: FrontEnd, request: HttpRequest, kind: Kind, body: Any, jobs: list[Job]
+                    ) -> Response:
+    _accept(fe, jobs)
     m = fe.metrics
     for job in jobs:
         m.prompt_len.labels(**m.labels).observe(job.record.num_prompt_tokens)
@@ -239,12 +305,24 @@ async def _generate(fe: FrontEnd, request: Request, kind: Kind, body: Any, jobs:
         return StreamingResponse(_stream(fe, jobs, writer, body), headers=headers,
                                  media_type="text/event-stream")
     try:
-        choices = await asyncio.gather(*(_collect(fe, job, body) for job in jobs))
-    except (NoWorkers, RequestFailed) as e:
-        m.failed.labels(**m.labels, status="503").inc()
-        raise ApiError(503, str(e), retry_after_s=1.0) from None
+        choices = await _collect_all(fe, jobs, body)
+    except LifecycleError as e:
+        raise _api_error(fe, e) from None
     return JSONResponse(full_response(kind, response_id, created, fe.model_name, choices,
                                       [j.record for j in jobs]), headers=headers)
+
+
+async def _collect_all(fe: FrontEnd, jobs: list[Job], body: Any) -> list[ChoiceOut]:
+    """Every choice run to the end, concurrently; one failing ends the others."""
+    if len(jobs) == 1:
+        return [await _collect(fe, jobs[0], body)]
+    tasks = [asyncio.create_task(_collect(fe, job, body)) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _collect(fe: FrontEnd, job: Job, body: Any) -> ChoiceOut:
@@ -258,8 +336,8 @@ async def _collect(fe: FrontEnd, job: Job, body: Any) -> ChoiceOut:
     tool = None
     if job.output.tool is not None:
         tool = ToolCallOut(job.output.tool_call_id, job.output.tool.name,
-                           job.output.tool.arguments_upto(len(record.output_token_ids)))
-    return ChoiceOut(job.index, (job.echo_text or "") + "".join(text), record.finish_reason,
+                           job.output.tool.arguments_upto(record.num_output_tokens))
+    return ChoiceOut(job.index, (job.echo_text or "") + "".join(text), job.finish_reason,
                      lp, tool)
 
 
@@ -286,9 +364,9 @@ async def _stream(fe: FrontEnd, jobs: list[Job], writer: ChunkWriter, body: Any
         else:
             async for chunk in _merged(fe, jobs, writer, body):
                 yield chunk
-    except (NoWorkers, RequestFailed) as e:
-        fe.metrics.failed.labels(**fe.metrics.labels, status="503").inc()
-        yield writer.error(str(e), 503)
+    except LifecycleError as e:
+        error = _api_error(fe, e)
+        yield writer.error(error.message, error.status)
         yield writer.DONE
         return
     if body.include_usage:
@@ -337,7 +415,7 @@ async def _choice_chunks(fe: FrontEnd, job: Job, writer: ChunkWriter, body: Any
         async for piece, finish, ids in texts:
             details = emulator_details(record) if finish else None
             if tool is not None and call is not None:
-                args = tool.arguments_upto(len(record.output_token_ids))
+                args = tool.arguments_upto(record.num_output_tokens)
                 if not named or args != sent_args or finish:
                     yield writer.tool_call(index, call, args[len(sent_args):], not named,
                                            finish, details)
@@ -345,7 +423,7 @@ async def _choice_chunks(fe: FrontEnd, job: Job, writer: ChunkWriter, body: Any
                 continue
             lp = None
             if with_lp and sampler is not None:
-                end = len(record.output_token_ids)
+                end = record.num_output_tokens
                 lp = _logprobs(fe, job, body, sampler.logprobs[end - len(ids):end], list(ids),
                                False)
             yield writer.content(piece, finish, index, lp, details)
@@ -353,8 +431,9 @@ async def _choice_chunks(fe: FrontEnd, job: Job, writer: ChunkWriter, body: Any
 
 async def _texts(fe: FrontEnd, job: Job, stops: list[str]
                  ) -> AsyncIterator[tuple[str, str | None, tuple[int, ...]]]:
-    """(text delta, finish_reason, token ids) per emission, cut at stop strings; records
-    metrics at the end. A planned reply emitted whole finishes with its planned reason."""
+    """(text delta, finish_reason, token ids) per emission, cut at stop strings. A planned
+    reply emitted whole finishes with its planned reason (the request itself with "stop":
+    a model ends a tool call or JSON with EOS)."""
     record = job.record
     matcher = StopMatcher(stops)
     sampler = record.sampler
@@ -367,13 +446,11 @@ async def _texts(fe: FrontEnd, job: Job, stops: list[str]
             finish = "stop" if stopped else emitted.finish_reason
             if finish and not stopped:
                 piece += matcher.flush()
-                if plan is not None and len(record.output_token_ids) >= len(plan):
+                if plan is not None and record.num_output_tokens >= len(plan):
                     finish = job.output.planned_finish
-            if record.first_token_at is not None and len(record.output_token_ids) == len(
-                    emitted.token_ids):
-                _observe_ttft(fe, record)
             if finish:
-                record.finish_reason = finish
+                job.finish_reason = finish
+                record.finish_reason = "stop" if finish == "tool_calls" else finish
             yield piece, finish, emitted.token_ids
             if finish:
                 break
@@ -383,26 +460,3 @@ async def _texts(fe: FrontEnd, job: Job, stops: list[str]
         raise
     finally:
         await generation.aclose()
-        _observe_end(fe, record)
-
-
-def _observe_ttft(fe: FrontEnd, record: RequestRecord) -> None:
-    m = fe.metrics
-    m.ttft.labels(**m.labels).observe((record.first_token_at - record.arrived_at) * fe.speedup)
-
-
-def _observe_end(fe: FrontEnd, record: RequestRecord) -> None:
-    m = fe.metrics
-    reason = record.finish_reason or "abort"
-    if reason == "tool_calls":
-        reason = "stop"  # vLLM's finished_reason label values
-    m.success.labels(**m.labels, finished_reason=reason).inc()
-    if reason == "abort":
-        return
-    now = time.monotonic()
-    m.e2e.labels(**m.labels).observe((now - record.arrived_at) * fe.speedup)
-    n_out = len(record.output_token_ids)
-    m.generation_len.labels(**m.labels).observe(n_out)
-    if n_out > 1 and record.first_token_at is not None:
-        m.request_tpot.labels(**m.labels).observe(
-            (now - record.first_token_at) * fe.speedup / (n_out - 1))

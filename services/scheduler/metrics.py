@@ -3,6 +3,9 @@ routing, admission, pools and KV transfers. Latencies are model seconds (wall x 
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.hw_metrics import precreate
@@ -14,11 +17,14 @@ from services.common.vllm_metrics import (
     TTFT_BUCKETS,
     token_count_buckets,
 )
-from supernode.engine.registry import WorkerKind
-from supernode.engine.request import RequestStatus
+from supernode.engine.registry import WorkerKind, WorkerState
+from supernode.lifecycle.request import Request, RequestStatus
 from supernode.v1 import supernode_pb2 as pb
 
 LABELS = ("model_name",)
+IN_FLIGHT_STATES = (RequestStatus.QUEUED, RequestStatus.PREFILLING, RequestStatus.DECODING)
+REJECTION_REASONS = ("overloaded", "too_large", "no_workers", "timeout", "failed")
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class SchedulerMetrics:
@@ -45,6 +51,15 @@ class SchedulerMetrics:
                                (*LABELS, "finished_reason"), registry=r)
         self.requests = Gauge("supernode_requests", "Requests in flight by state.",
                               (*LABELS, "state"), registry=r)
+        self.rejected = Counter("supernode_requests_rejected",
+                                "Requests refused or ended before their first token, by reason "
+                                "(overloaded: 429; too_large: 400; no_workers: 503; timeout: "
+                                "their deadline passed; failed: retries exhausted).",
+                                (*LABELS, "reason"), registry=r)
+        self.lag = Histogram("supernode_lag_seconds",
+                             "Model seconds by which the emulator delivered a first token later "
+                             "than its modelled time (its own overhead, not absorbed).", LABELS,
+                             buckets=LAG_BUCKETS, registry=r)
         self.failed = Counter("supernode_request_failures",
                               "Requests that ended in an error, by HTTP status.",
                               (*LABELS, "status"), registry=r)
@@ -55,8 +70,19 @@ class SchedulerMetrics:
                                             ("worker",), registry=r)
         self.failovers = Counter("supernode_failovers", "Requests moved after a worker loss.",
                                  registry=r)
-        self.workers = Gauge("supernode_workers", "Registered workers per pool.", ("pool",),
-                             registry=r)
+        self.workers = Gauge("supernode_workers",
+                             "Ready (routable) workers per pool; draining ones do not count.",
+                             ("pool",), registry=r)
+        self.workers_expected = Gauge("supernode_workers_expected",
+                                      "Configured workers per pool (/health is degraded below).",
+                                      ("pool",), registry=r)
+        self.workers_by_state = Gauge("supernode_workers_by_state",
+                                      "Registered workers per pool and state (loading, ready).",
+                                      ("pool", "state"), registry=r)
+        self.registrations_refused = Counter(
+            "supernode_registrations_refused",
+            "Register calls refused because a live worker holds the id at another address.",
+            registry=r)
         self.kv_transfer_bytes = Counter("supernode_kv_transfer_bytes",
                                          "Modelled KV bytes moved prefill -> decode.",
                                          registry=r)
@@ -74,17 +100,41 @@ class SchedulerMetrics:
         precreate(self, self.labels)
         for reason in FINISHED_REASONS:
             self.success.labels(**self.labels, finished_reason=reason)
-        for state in (RequestStatus.QUEUED, RequestStatus.PREFILLING, RequestStatus.DECODING):
+        for state in IN_FLIGHT_STATES:
             self.requests.labels(**self.labels, state=state.value)
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(**self.labels, reason=reason)
         self.failed.labels(**self.labels, status="503")
         for kind in WorkerKind:
             self.workers.labels(pool=kind.value)
+            for state in WorkerState:
+                self.workers_by_state.labels(pool=kind.value, state=state.value)
 
     def set_policies(self, prefill: str, decode: str) -> None:
         self._policy = {"prefill": prefill, "decode": decode}
 
-    def on_state(self, state: RequestStatus, delta: int) -> None:
-        self.requests.labels(**self.labels, state=state.value).inc(delta)
+    def count_states(self, active: Mapping[str, Request]) -> None:
+        """Set the in-flight gauge from the lifecycle's requests (called before each scrape)."""
+        counts = Tally(r.status for r in list(active.values()))
+        for state in IN_FLIGHT_STATES:
+            self.requests.labels(**self.labels, state=state.value).set(counts.get(state, 0))
+
+    def on_first_token(self, request: Request) -> None:
+        self.ttft.labels(**self.labels).observe(request.first_token_at - request.arrived_at)
+        self.lag.labels(**self.labels).observe(request.lag_s)
+
+    def on_end(self, request: Request, status: RequestStatus) -> None:
+        """A request left the lifecycle (model-second latencies, as vLLM names them)."""
+        reason = request.finish_reason or "abort"
+        self.success.labels(**self.labels, finished_reason=reason).inc()
+        if status is not RequestStatus.FINISHED:
+            return
+        n_out = request.num_output_tokens
+        self.e2e.labels(**self.labels).observe(request.finished_at - request.arrived_at)
+        self.generation_len.labels(**self.labels).observe(n_out)
+        if n_out > 1 and request.first_token_at is not None:
+            self.request_tpot.labels(**self.labels).observe(
+                (request.finished_at - request.first_token_at) / (n_out - 1))
 
     def on_prefill(self, worker_id: str, response: pb.PrefillResponse) -> None:
         self.kv_transfer_bytes.inc(response.kv_num_bytes)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.scheduler.responses import ERROR_TYPES
 from supernode.config import ApiConfig
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -23,11 +24,7 @@ SEED_MODULUS = 2**63
 class ApiError(Exception):
     """An error the client sees as OpenAI's error JSON with `status`."""
 
-    TYPES: ClassVar[dict[int, str]] = {
-        400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError",
-        405: "MethodNotAllowedError", 408: "RequestTimeoutError", 413: "RequestTooLargeError",
-        415: "UnsupportedMediaTypeError", 429: "RateLimitError", 500: "InternalServerError",
-        503: "ServiceUnavailableError"}
+    TYPES: ClassVar[dict[int, str]] = ERROR_TYPES
 
     def __init__(self, status: int, message: str, param: str | None = None,
                  retry_after_s: float | None = None,

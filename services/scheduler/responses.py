@@ -7,8 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from supernode.engine.request import RequestRecord
+from supernode.lifecycle.request import Request
 from supernode.text.sampler import TokenLogprob
+
+ERROR_TYPES = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError",
+               405: "MethodNotAllowedError", 408: "TimeoutError", 413: "BadRequestError",
+               415: "UnsupportedMediaTypeError", 429: "RateLimitError",
+               500: "InternalServerError", 503: "ServiceUnavailableError"}
+"""OpenAI's error `type` per HTTP status."""
 
 
 @dataclass(frozen=True)
@@ -60,21 +66,18 @@ class StopMatcher:
         return out
 
 
-def usage(records: Sequence[RequestRecord]) -> dict[str, Any]:
+def usage(records: Sequence[Request]) -> dict[str, Any]:
     """Usage of one request, or summed over a batch's requests."""
     n_in = sum(r.num_prompt_tokens for r in records)
-    n_out = sum(len(r.output_token_ids) for r in records)
+    n_out = sum(r.num_output_tokens for r in records)
     return {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out,
             "prompt_tokens_details": {"cached_tokens": sum(r.num_cached_tokens
                                                            for r in records)}}
 
 
-def emulator_details(record: RequestRecord) -> dict[str, Any]:
+def emulator_details(record: Request) -> dict[str, Any]:
     """supernode's own extension: where the request ran and what the model said it takes."""
-    return {"prefill_worker": record.prefill_worker_id, "decode_worker": record.decode_worker_id,
-            "modelled_ttft_s": record.modelled_ttft_s,
-            "modelled_tpot_s": record.modelled_tpot_s(), "num_failovers": record.num_failovers,
-            "kv_transfer_bytes": record.kv_num_bytes}
+    return record.details()
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class ChoiceOut:
 
 
 def full_response(kind: Kind, response_id: str, created: int, model: str,
-                  choices: Sequence[ChoiceOut], records: Sequence[RequestRecord]
+                  choices: Sequence[ChoiceOut], records: Sequence[Request]
                   ) -> dict[str, Any]:
     """A whole response; `supernode` is one request's details, or a list for a batch."""
     out = []
@@ -200,7 +203,7 @@ class ChunkWriter:
                              "finish_reason": finish_reason}, separators=(",", ":"))
         return self._chunk(choice, details)
 
-    def usage_chunk(self, records: Sequence[RequestRecord]) -> str:
+    def usage_chunk(self, records: Sequence[Request]) -> str:
         """The include_usage chunk; it repeats the `supernode` details (a list for a batch)."""
         details: Any = [emulator_details(r) for r in records]
         body = json.dumps({"choices": [], "usage": usage(records),
@@ -221,7 +224,7 @@ class ChunkWriter:
 
     @staticmethod
     def error(message: str, status: int) -> str:
-        body = {"error": {"message": message, "type": "ServiceUnavailableError",
+        body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "Error"),
                           "param": None, "code": status}}
         return f"data: {json.dumps(body)}\n\n"
 

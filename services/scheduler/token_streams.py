@@ -18,15 +18,16 @@ from dataclasses import dataclass
 import grpc
 
 from services.common.grpc_server import insecure_channel
+from supernode.clock import Clock
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenEvent:
-    token_ids: tuple[int, ...]
+    num_tokens: int
     finish_reason: int  # pb.FinishReason
     elapsed_s: float
     """Model seconds since the request's previous tokens (its first: since its KV arrived)."""
@@ -78,7 +79,7 @@ class DecodeLink:
                  streams: TokenStreams) -> None:
         self.worker_id = worker_id
         self.address = address
-        self.channel = insecure_channel(address)
+        self.channel = insecure_channel(address, streams.cluster_token)
         self.stub = pb_grpc.DecodeServiceStub(self.channel)
         self.ready = asyncio.Event()
         self._streams = streams
@@ -91,14 +92,14 @@ class DecodeLink:
         await self.channel.close()
 
     async def _pump(self) -> None:
-        reason = "token stream ended"
+        reason, broken = "token stream ended", True
         try:
             call = self.stub.StreamTokens(pb.StreamTokensRequest(subscriber_id=self._subscriber_id))
             await call.wait_for_connection()
             self.ready.set()
             touched_at = 0.0
             async for batch in call:
-                self._streams.dispatch(batch)
+                self._streams.dispatch(batch, self.worker_id)
                 now = time.monotonic()
                 if now - touched_at > LIVENESS_INTERVAL_S:
                     touched_at = now
@@ -106,19 +107,30 @@ class DecodeLink:
         except grpc.aio.AioRpcError as e:
             reason = f"token stream failed: {e.code().name}"
         except asyncio.CancelledError:
-            reason = "worker left the registry"
+            reason, broken = "worker left the registry", False
             raise
         finally:
-            self._streams.on_link_lost(self, reason)
+            self._streams.on_link_lost(self, reason, broken)
 
 
 class TokenStreams:
-    """Per-request event queues, fed by one DecodeLink per decode worker."""
+    """Per-request event queues, fed by one DecodeLink per decode worker.
+
+    A TokenBatch that arrives before its step's modelled end (`due_in_s`, decode sends it the
+    delivery lead early) is held until then on `clock`, so every request's tokens reach its
+    client at the modelled time."""
 
     def __init__(self, subscriber_id: str,
-                 on_alive: Callable[[str, float], None] = lambda worker_id, now_s: None) -> None:
+                 on_alive: Callable[[str, float], None] = lambda worker_id, now_s: None,
+                 on_broken: Callable[[str, str], None] = lambda worker_id, address: None,
+                 clock: Clock | None = None, cluster_token: str | None = None) -> None:
+        """`on_alive(worker_id, now)`: a stream is flowing. `on_broken(worker_id, address)`: a
+        worker's current stream broke (not closed from here): it is likely gone."""
         self.subscriber_id = subscriber_id
         self.on_alive = on_alive
+        self.on_broken = on_broken
+        self.clock = clock
+        self.cluster_token = cluster_token
         self.links: dict[str, DecodeLink] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._queues: dict[str, Mailbox] = {}
@@ -154,17 +166,29 @@ class TokenStreams:
         self._queues.pop(request_id, None)
         self._worker_of.pop(request_id, None)
 
-    def dispatch(self, batch: pb.TokenBatch) -> None:
+    def dispatch(self, batch: pb.TokenBatch, worker_id: str) -> None:
+        """Deliver `batch` from decode `worker_id` to its requests' queues at its due time."""
+        if batch.due_in_s > 0 and self.clock is not None:
+            asyncio.get_running_loop().call_later(self.clock.to_wall_s(batch.due_in_s),
+                                                  self._deliver, batch, worker_id)
+        else:
+            self._deliver(batch, worker_id)
+
+    def _deliver(self, batch: pb.TokenBatch, worker_id: str) -> None:
+        worker_of = self._worker_of
         for update in batch.updates:
             queue = self._queues.get(update.request_id)
-            if queue is not None:
-                queue.put_nowait(TokenEvent(tuple(update.token_ids), update.finish_reason,
+            # A request that failed over meanwhile no longer listens to this worker.
+            if queue is not None and worker_of.get(update.request_id) == worker_id:
+                queue.put_nowait(TokenEvent(update.num_tokens, update.finish_reason,
                                             update.elapsed_s or batch.step_s))
 
-    def on_link_lost(self, link: DecodeLink, reason: str) -> None:
+    def on_link_lost(self, link: DecodeLink, reason: str, broken: bool = True) -> None:
         """Fail every request on the link's worker over; forget the link if it is current."""
         if self.links.get(link.worker_id) is link:
             del self.links[link.worker_id]
+            if broken:
+                self.on_broken(link.worker_id, link.address)
         lost = [r for r, w in self._worker_of.items() if w == link.worker_id]
         if lost:
             log.warning("decode %s lost (%s): %d requests affected", link.worker_id, reason,

@@ -11,9 +11,18 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from supernode.cache.store import DEFAULT_LEASE_S, PutResult, StoredBlock, StoreStats
+from supernode.cache.store import (
+    DEFAULT_LEASE_S,
+    PutResult,
+    StoredBlock,
+    StoreStats,
+    check_kind,
+)
 
-_BlockId = tuple[str, bytes]
+_SpaceId = tuple[str, str]
+"""(kind, namespace)."""
+_BlockId = tuple[str, str, bytes]
+"""(kind, namespace, key)."""
 
 
 @dataclass
@@ -59,25 +68,34 @@ class MemoryBlockStore:
         )
         self._lease_s = lease_s
         self._clock = clock
-        self._namespaces: dict[str, _Namespace] = {}
+        self._namespaces: dict[_SpaceId, _Namespace] = {}
+        self._manifests: dict[str, str] = {}
         self._lru: OrderedDict[_BlockId, None] = OrderedDict()
         self._leases: dict[_BlockId, _Lease] = {}
         self._used_bytes = 0
 
-    async def lookup(self, namespace: str, keys: Sequence[bytes]) -> int:
-        space = self._namespace(namespace)
-        hits = self._leading_hits(namespace, keys)
-        self._touch(namespace, [block.key for block in hits])
+    async def lookup(self, namespace: str, keys: Sequence[bytes], kind: str = "kv") -> int:
+        return self.lookup_now(namespace, keys, kind)
+
+    def lookup_now(self, namespace: str, keys: Sequence[bytes], kind: str = "kv") -> int:
+        """`lookup` without the coroutine (the simulator's synchronous use)."""
+        space_id = (check_kind(kind), namespace)
+        space = self._namespace(space_id)
+        hits = self._leading_hits(space_id, keys)
+        self._touch(space_id, [block.key for block in hits])
         space.num_lookups += 1
         space.num_queried_blocks += len(keys)
         space.num_hit_blocks += len(hits)
         return len(hits)
 
-    async def get(self, namespace: str, keys: Sequence[bytes]) -> AsyncIterator[StoredBlock | None]:
-        blocks = self._leading_hits(namespace, keys)
-        self._touch(namespace, [block.key for block in blocks])
+    async def get(
+        self, namespace: str, keys: Sequence[bytes], kind: str = "kv"
+    ) -> AsyncIterator[StoredBlock | None]:
+        space_id = (check_kind(kind), namespace)
+        blocks = self._leading_hits(space_id, keys)
+        self._touch(space_id, [block.key for block in blocks])
         for block in blocks:
-            self._lease((namespace, block.key))
+            self._lease((*space_id, block.key))
         try:
             for block in blocks:
                 yield block
@@ -85,28 +103,48 @@ class MemoryBlockStore:
                 yield None
         finally:
             for block in blocks:
-                self._release((namespace, block.key))
+                self._release((*space_id, block.key))
 
-    async def put(self, namespace: str, blocks: Sequence[StoredBlock]) -> PutResult:
-        result = PutResult()
+    async def put(
+        self, namespace: str, blocks: Sequence[StoredBlock], kind: str = "kv"
+    ) -> PutResult:
+        return self.put_now(namespace, blocks, kind)
+
+    def put_now(
+        self, namespace: str, blocks: Sequence[StoredBlock], kind: str = "kv"
+    ) -> PutResult:
+        """`put` without the coroutine (the simulator's synchronous use)."""
+        space_id = (check_kind(kind), namespace)
+        space = self._namespace(space_id)
+        num_stored = num_deduplicated = num_rejected = num_evicted = 0
         present: list[bytes] = []
         protected: set[_BlockId] = set()
         for block in blocks:
-            outcome = self._put_one(namespace, block, protected)
-            if outcome.num_rejected == 0:
-                present.append(block.key)
-                protected.add((namespace, block.key))
-            result += outcome
-        self._touch(namespace, present)
-        return result
+            if block.key in space.lru:
+                num_deduplicated += 1
+            else:
+                victims = self._plan_eviction(space_id, block.true_num_bytes, protected)
+                if victims is None:
+                    num_rejected += 1
+                    continue
+                for victim in victims:
+                    self._evict(victim)
+                num_evicted += len(victims)
+                self._insert(space_id, space, block)
+                num_stored += 1
+            present.append(block.key)
+            protected.add((*space_id, block.key))
+        self._touch(space_id, present)
+        return PutResult(num_stored, num_deduplicated, num_rejected, num_evicted)
 
-    async def stats(self, namespace: str | None = None) -> StoreStats:
+    async def stats(self, namespace: str | None = None, kind: str | None = None) -> StoreStats:
         if namespace is None:
-            spaces = list(self._namespaces.values())
+            spaces = [s for (k, _), s in self._namespaces.items() if kind in (None, k)]
             capacity_bytes = self._capacity_bytes
         else:
-            spaces = [self._namespaces.get(namespace, _Namespace())]
-            capacity_bytes = self._namespace_capacity_bytes
+            space_id = (check_kind(kind or "kv"), namespace)
+            spaces = [self._namespaces.get(space_id, _Namespace())]
+            capacity_bytes = self._limit(space_id[0])
         return StoreStats(
             backend=self.backend,
             num_blocks=sum(len(s.lru) for s in spaces),
@@ -120,17 +158,32 @@ class MemoryBlockStore:
             num_evictions=sum(s.num_evictions for s in spaces),
         )
 
-    async def used_bytes_by_namespace(self) -> dict[str, int]:
-        return {name: space.used_bytes for name, space in self._namespaces.items()}
+    async def used_bytes_by_namespace(self, kind: str = "kv") -> dict[str, int]:
+        check_kind(kind)
+        return {name: space.used_bytes for (k, name), space in self._namespaces.items()
+                if k == kind}
+
+    async def put_manifest(self, model_key: str, manifest: str) -> None:
+        self._manifests[model_key] = manifest
+
+    async def get_manifest(self, model_key: str) -> str | None:
+        return self._manifests.get(model_key)
+
+    async def manifests(self) -> dict[str, str]:
+        return dict(self._manifests)
 
     async def close(self) -> None:
         pass
 
-    def _namespace(self, namespace: str) -> _Namespace:
-        return self._namespaces.setdefault(namespace, _Namespace())
+    def _namespace(self, space_id: _SpaceId) -> _Namespace:
+        return self._namespaces.setdefault(space_id, _Namespace())
 
-    def _leading_hits(self, namespace: str, keys: Sequence[bytes]) -> list[StoredBlock]:
-        space = self._namespaces.get(namespace)
+    def _limit(self, kind: str) -> int:
+        """Capacity of one namespace of `kind`: the tenant limit for KV, the pool for models."""
+        return self._namespace_capacity_bytes if kind == "kv" else self._capacity_bytes
+
+    def _leading_hits(self, space_id: _SpaceId, keys: Sequence[bytes]) -> list[StoredBlock]:
+        space = self._namespaces.get(space_id)
         hits: list[StoredBlock] = []
         for key in keys:
             block = space.lru.get(key) if space is not None else None
@@ -139,68 +192,69 @@ class MemoryBlockStore:
             hits.append(block)
         return hits
 
-    def _touch(self, namespace: str, keys: Sequence[bytes]) -> None:
+    def _touch(self, space_id: _SpaceId, keys: Sequence[bytes]) -> None:
         """Make `keys` the most recent, keys[0] most of all."""
         if not keys:
             return
-        space = self._namespaces[namespace]
+        space = self._namespaces[space_id]
         for key in reversed(keys):
             space.lru.move_to_end(key)
-            self._lru.move_to_end((namespace, key))
+            self._lru.move_to_end((*space_id, key))
 
-    def _put_one(self, namespace: str, block: StoredBlock, protected: set[_BlockId]) -> PutResult:
-        space = self._namespaces.setdefault(namespace, _Namespace())
-        if block.key in space.lru:
-            return PutResult(num_deduplicated=1)
-        victims = self._plan_eviction(namespace, block.true_num_bytes, protected)
-        if victims is None:
-            return PutResult(num_rejected=1)
-        for victim in victims:
-            self._evict(victim)
+    def _insert(self, space_id: _SpaceId, space: _Namespace, block: StoredBlock) -> None:
         space.lru[block.key] = block
-        self._lru[(namespace, block.key)] = None
+        self._lru[(*space_id, block.key)] = None
         space.used_bytes += block.true_num_bytes
         space.payload_bytes += len(block.payload)
         self._used_bytes += block.true_num_bytes
-        return PutResult(num_stored=1, num_evicted=len(victims))
 
     def _plan_eviction(
-        self, namespace: str, num_bytes: int, protected: set[_BlockId]
+        self, space_id: _SpaceId, num_bytes: int, protected: set[_BlockId]
     ) -> list[_BlockId] | None:
-        """LRU victims that make room for `num_bytes` in `namespace`; None if impossible."""
-        if num_bytes > self._namespace_capacity_bytes:
+        """LRU victims that make room for `num_bytes` in `space_id`; None if impossible."""
+        limit = self._limit(space_id[0])
+        if num_bytes > limit:
             return None
-        space = self._namespaces[namespace]
-        excluded = set(protected)
-        namespace_excess = space.used_bytes + num_bytes - self._namespace_capacity_bytes
-        freed = self._choose(((namespace, k) for k in space.lru), namespace_excess, excluded)
-        if freed is None:
-            return None
-        pool_excess = self._used_bytes - freed + num_bytes - self._capacity_bytes
-        if self._choose(iter(self._lru), pool_excess, excluded) is None:
-            return None
-        return list(excluded - protected)
+        space = self._namespaces[space_id]
+        namespace_excess = space.used_bytes + num_bytes - limit
+        pool_excess = self._used_bytes + num_bytes - self._capacity_bytes
+        if namespace_excess <= 0 and pool_excess <= 0:
+            return []
+        victims: dict[_BlockId, int] = {}  # insertion-ordered: block -> its bytes
+        if namespace_excess > 0:
+            candidates = (((*space_id, key), block.true_num_bytes)
+                          for key, block in space.lru.items())
+            if not self._choose(candidates, namespace_excess, protected, victims):
+                return None
+        pool_excess -= sum(victims.values())
+        if pool_excess > 0:
+            spaces = self._namespaces
+            candidates = ((block_id, spaces[block_id[:2]].lru[block_id[2]].true_num_bytes)
+                          for block_id in self._lru)
+            if not self._choose(candidates, pool_excess, protected, victims):
+                return None
+        return list(victims)
 
     def _choose(
-        self, candidates: Iterable[_BlockId], num_bytes: int, excluded: set[_BlockId]
-    ) -> int | None:
-        """Add unleased candidates not in `excluded` to it until they free `num_bytes`.
-
-        Returns the bytes freed, or None if the candidates run out first.
-        """
+        self, candidates: Iterable[tuple[_BlockId, int]], num_bytes: int,
+        protected: set[_BlockId], victims: dict[_BlockId, int],
+    ) -> bool:
+        """Add unleased candidates that are neither protected nor victims yet to `victims`
+        until they free `num_bytes`; False if the candidates run out first."""
         freed = 0
-        for block_id in candidates:
+        leased = self._is_leased if self._leases else None
+        for block_id, size in candidates:
             if freed >= num_bytes:
-                break
-            if block_id in excluded or self._is_leased(block_id):
+                return True
+            if block_id in protected or block_id in victims or (leased and leased(block_id)):
                 continue
-            excluded.add(block_id)
-            freed += self._namespaces[block_id[0]].lru[block_id[1]].true_num_bytes
-        return freed if freed >= num_bytes else None
+            victims[block_id] = size
+            freed += size
+        return freed >= num_bytes
 
     def _evict(self, block_id: _BlockId) -> None:
-        namespace, key = block_id
-        space = self._namespaces[namespace]
+        space = self._namespaces[block_id[:2]]
+        key = block_id[2]
         block = space.lru.pop(key)
         del self._lru[block_id]
         space.used_bytes -= block.true_num_bytes

@@ -1,16 +1,20 @@
 """The Redis backend's key layout and Lua scripts (each script runs atomically in Redis).
 
-Layout under a key prefix P, with R = P + ":ns:" + len(namespace) + ":" + namespace (the length
-keeps namespaces containing ":" from colliding):
+Layout under a key prefix P, with R = P + ":" + T + ":" + len(namespace) + ":" + namespace, where
+T is "ns" for KV blocks and "model" for model blocks (the length keeps namespaces containing
+":" from colliding; T keeps the two kinds apart):
 
     R:b:<block key>  HASH  p payload, c crc32, t true_num_bytes, n num_tokens, s R,
-                           r readers holding a lease, l lease expiry (Redis server ms)
+                           k the kind's stats key, r readers holding a lease,
+                           l lease expiry (Redis server ms)
     R:lru            ZSET  block hash name -> recency score (higher = more recent)
     R:st             HASH  blocks, used, payload, lookups, queried, hits, evictions
     P:lru            ZSET  the same members over every namespace (pool-wide LRU)
     P:st             HASH  the same counters over every namespace
+    P:st:<kind>      HASH  the same counters over every namespace of one kind
     P:tick           STRING  recency counter; each touch takes fresh scores from it
-    P:nss            SET   namespace names ever used
+    P:nss            SET   KV namespace names ever used (P:nss:model: model namespaces)
+    P:models         HASH  model key -> manifest text (metadata: never evicted)
 
 Recency is a counter, not a timestamp, so ties never happen and replicas need no shared clock;
 touches use ZADD GT, so a key repeated within one call keeps the score of its first occurrence
@@ -51,12 +55,13 @@ end
 LOOKUP = (
     _COMMON
     + """
--- KEYS: tick, ns lru, pool lru, ns stats, pool stats, nss, block names...  ARGV: namespace
-local n = leading_hits(7)
-touch(KEYS[1], KEYS[2], KEYS[3], 7, n)
-for _, st in ipairs({KEYS[4], KEYS[5]}) do
+-- KEYS: tick, ns lru, pool lru, ns stats, pool stats, nss, kind stats, block names...
+-- ARGV: namespace
+local n = leading_hits(8)
+touch(KEYS[1], KEYS[2], KEYS[3], 8, n)
+for _, st in ipairs({KEYS[4], KEYS[5], KEYS[7]}) do
   redis.call('HINCRBY', st, 'lookups', 1)
-  redis.call('HINCRBY', st, 'queried', #KEYS - 6)
+  redis.call('HINCRBY', st, 'queried', #KEYS - 7)
   redis.call('HINCRBY', st, 'hits', n)
 end
 redis.call('SADD', KEYS[6], ARGV[1])
@@ -96,11 +101,12 @@ return #KEYS
 PUT = (
     _COMMON
     + """
--- KEYS: block name, ns lru, pool lru, ns stats, pool stats, nss
+-- KEYS: block name, ns lru, pool lru, ns stats, pool stats, nss, kind stats
 -- ARGV: payload, crc32, true bytes, tokens, ns root, ns capacity, pool capacity, namespace,
 --       score, protected block names...
 -- Returns {status, num evicted}; status 1 stored, 2 deduplicated, 0 rejected.
 local block, ns_lru, pool_lru, ns_st, pool_st = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local kind_st = KEYS[7]
 local size = tonumber(ARGV[3])
 local score = tonumber(ARGV[9])
 redis.call('SADD', KEYS[6], ARGV[8])
@@ -140,22 +146,23 @@ local freed = choose(ns_lru, ns_used + size - tonumber(ARGV[6]))
 if not freed then return {0, 0} end
 if not choose(pool_lru, pool_used - freed + size - tonumber(ARGV[7])) then return {0, 0} end
 for _, name in ipairs(victims) do
-  local f = redis.call('HMGET', name, 't', 's')
+  local f = redis.call('HMGET', name, 't', 's', 'k')
   local num_payload = redis.call('HSTRLEN', name, 'p')
   redis.call('DEL', name)
   redis.call('ZREM', f[2] .. ':lru', name)
   redis.call('ZREM', pool_lru, name)
-  for _, st in ipairs({f[2] .. ':st', pool_st}) do
+  for _, st in ipairs({f[2] .. ':st', pool_st, f[3]}) do
     redis.call('HINCRBY', st, 'blocks', -1)
     redis.call('HINCRBY', st, 'used', '-' .. f[1])
     redis.call('HINCRBY', st, 'payload', -num_payload)
     redis.call('HINCRBY', st, 'evictions', 1)
   end
 end
-redis.call('HSET', block, 'p', ARGV[1], 'c', ARGV[2], 't', ARGV[3], 'n', ARGV[4], 's', ARGV[5])
+redis.call('HSET', block, 'p', ARGV[1], 'c', ARGV[2], 't', ARGV[3], 'n', ARGV[4], 's', ARGV[5],
+           'k', kind_st)
 redis.call('ZADD', ns_lru, score, block)
 redis.call('ZADD', pool_lru, score, block)
-for _, st in ipairs({ns_st, pool_st}) do
+for _, st in ipairs({ns_st, pool_st, kind_st}) do
   redis.call('HINCRBY', st, 'blocks', 1)
   redis.call('HINCRBY', st, 'used', ARGV[3])
   redis.call('HINCRBY', st, 'payload', #ARGV[1])

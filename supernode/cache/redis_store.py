@@ -23,12 +23,14 @@ from supernode.cache.store import (
     StoredBlock,
     StoreStats,
     StoreUnavailable,
+    check_kind,
 )
 
 DEFAULT_KEY_PREFIX = "supernode:ems"
 
 _T = TypeVar("_T")
 _PUT_STATUS = {1: PutResult(num_stored=1), 2: PutResult(num_deduplicated=1)}
+_ROOT_TAGS = {"kv": b"ns", "model": b"model"}
 
 
 def connect(redis_url: str, timeout_s: float = 2.0) -> aioredis.Redis:
@@ -70,21 +72,24 @@ class RedisBlockStore:
         self._put = client.register_script(redis_lua.PUT)
         self._closed = False
 
-    async def lookup(self, namespace: str, keys: Sequence[bytes]) -> int:
-        root = self._root(namespace)
+    async def lookup(self, namespace: str, keys: Sequence[bytes], kind: str = "kv") -> int:
+        root = self._root(namespace, kind)
         script_keys = [
             self._key(b"tick"),
             root + b":lru",
             self._key(b"lru"),
             root + b":st",
             self._key(b"st"),
-            self._key(b"nss"),
+            self._nss(kind),
+            self._kind_stats(kind),
             *(self._block(root, key) for key in keys),
         ]
         return int(await _call(self._lookup(keys=script_keys, args=[namespace])))
 
-    async def get(self, namespace: str, keys: Sequence[bytes]) -> AsyncIterator[StoredBlock | None]:
-        root = self._root(namespace)
+    async def get(
+        self, namespace: str, keys: Sequence[bytes], kind: str = "kv"
+    ) -> AsyncIterator[StoredBlock | None]:
+        root = self._root(namespace, kind)
         names = [self._block(root, key) for key in keys]
         script_keys = [self._key(b"tick"), root + b":lru", self._key(b"lru"), *names]
         num_leased = int(await _call(self._lease(keys=script_keys, args=[self._lease_ms])))
@@ -107,10 +112,13 @@ class RedisBlockStore:
                 except RedisError:
                     pass  # the lease expires by itself after lease_s
 
-    async def put(self, namespace: str, blocks: Sequence[StoredBlock]) -> PutResult:
+    async def put(
+        self, namespace: str, blocks: Sequence[StoredBlock], kind: str = "kv"
+    ) -> PutResult:
+        root = self._root(namespace, kind)
         if not blocks:
             return PutResult()
-        root = self._root(namespace)
+        namespace_limit = self._namespace_capacity_bytes if kind == "kv" else self._capacity_bytes
         top = int(await _call(self._client.incrby(self._key(b"tick"), len(blocks))))
         result = PutResult()
         present: list[bytes] = []
@@ -122,7 +130,8 @@ class RedisBlockStore:
                 self._key(b"lru"),
                 root + b":st",
                 self._key(b"st"),
-                self._key(b"nss"),
+                self._nss(kind),
+                self._kind_stats(kind),
             ]
             args = [
                 block.payload,
@@ -130,7 +139,7 @@ class RedisBlockStore:
                 block.true_num_bytes,
                 block.num_tokens,
                 root,
-                self._namespace_capacity_bytes,
+                namespace_limit,
                 self._capacity_bytes,
                 namespace,
                 top - index,
@@ -143,12 +152,14 @@ class RedisBlockStore:
             result += PutResult(num_evicted=int(num_evicted))
         return result
 
-    async def stats(self, namespace: str | None = None) -> StoreStats:
+    async def stats(self, namespace: str | None = None, kind: str | None = None) -> StoreStats:
+        capacity_bytes = self._capacity_bytes
         if namespace is None:
-            stats_key, capacity_bytes = self._key(b"st"), self._capacity_bytes
+            stats_key = self._key(b"st") if kind is None else self._kind_stats(kind)
         else:
-            stats_key = self._root(namespace) + b":st"
-            capacity_bytes = self._namespace_capacity_bytes
+            stats_key = self._root(namespace, kind or "kv") + b":st"
+            if (kind or "kv") == "kv":
+                capacity_bytes = self._namespace_capacity_bytes
         raw = await _call(self._client.hgetall(stats_key))
         fields = {k.decode(): int(v) for k, v in raw.items()}
         return StoreStats(
@@ -164,15 +175,26 @@ class RedisBlockStore:
             num_evictions=fields.get("evictions", 0),
         )
 
-    async def used_bytes_by_namespace(self) -> dict[str, int]:
+    async def used_bytes_by_namespace(self, kind: str = "kv") -> dict[str, int]:
         names = sorted(
-            n.decode("utf-8") for n in await _call(self._client.smembers(self._key(b"nss")))
+            n.decode("utf-8") for n in await _call(self._client.smembers(self._nss(kind)))
         )
         async with self._client.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.hget(self._root(name) + b":st", "used")
+                pipe.hget(self._root(name, kind) + b":st", "used")
             used = await _call(pipe.execute())
         return {name: int(value or 0) for name, value in zip(names, used)}
+
+    async def put_manifest(self, model_key: str, manifest: str) -> None:
+        await _call(self._client.hset(self._key(b"models"), model_key, manifest))
+
+    async def get_manifest(self, model_key: str) -> str | None:
+        value = await _call(self._client.hget(self._key(b"models"), model_key))
+        return None if value is None else value.decode("utf-8")
+
+    async def manifests(self) -> dict[str, str]:
+        raw = await _call(self._client.hgetall(self._key(b"models")))
+        return {k.decode("utf-8"): v.decode("utf-8") for k, v in raw.items()}
 
     async def close(self) -> None:
         if not self._closed:
@@ -182,9 +204,16 @@ class RedisBlockStore:
     def _key(self, suffix: bytes) -> bytes:
         return self._prefix + b":" + suffix
 
-    def _root(self, namespace: str) -> bytes:
+    def _root(self, namespace: str, kind: str = "kv") -> bytes:
         encoded = namespace.encode("utf-8")
-        return self._prefix + b":ns:" + str(len(encoded)).encode() + b":" + encoded
+        tag = _ROOT_TAGS[check_kind(kind)]
+        return self._prefix + b":" + tag + b":" + str(len(encoded)).encode() + b":" + encoded
+
+    def _nss(self, kind: str) -> bytes:
+        return self._key(b"nss") if check_kind(kind) == "kv" else self._key(b"nss:" + kind.encode())
+
+    def _kind_stats(self, kind: str) -> bytes:
+        return self._key(b"st:" + check_kind(kind).encode())
 
     @staticmethod
     def _block(root: bytes, key: bytes) -> bytes:

@@ -21,6 +21,14 @@ rules, identical for every backend (tests/cache runs the same cases against each
   them when the iterator is closed, so a block being read is never evicted mid-read. A lease
   expires after `lease_s` even if never released (a reader that crashed).
 - **Namespaces** are isolated: the same key in two namespaces is two blocks.
+- **Kinds.** Every call names a block kind (`BLOCK_KINDS`: "kv" by default, or "model" for
+  model weights, see `supernode.cache.models`); a kind is a separate set of namespaces, so a
+  model namespace never collides with a KV one. Both kinds share the pool capacity and the
+  one LRU order; the per-namespace capacity is a tenant limit and applies to KV only (a model
+  namespace is limited by the pool alone). Stats are kept per kind as well as overall.
+- **Model manifests** (`put_manifest`, `get_manifest`, `manifests`) are small texts by model
+  key, kept beside the blocks in the same backend (so a Redis pool keeps them across EMS
+  restarts). They are metadata: never evicted, not counted in capacity.
 - **Failures** of a remote backend surface as `StoreUnavailable`, never as a wrong answer.
 """
 
@@ -30,8 +38,18 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+BLOCK_KINDS = ("kv", "model")
+"""What a block holds: a KV-cache block, or a block of a model's weights."""
+
 DEFAULT_LEASE_S = 30.0
 """How long a `get` lease outlives a reader that never releases it (wall seconds)."""
+
+
+def check_kind(kind: str) -> str:
+    """`kind` if it is one of `BLOCK_KINDS`, else ValueError naming it."""
+    if kind not in BLOCK_KINDS:
+        raise ValueError(f"unknown block kind {kind!r}; expected one of {BLOCK_KINDS}")
+    return kind
 
 
 class StoreUnavailable(Exception):
@@ -120,11 +138,13 @@ class BlockStore(Protocol):
         """The backend's name in `STORE_BACKENDS` ("memory", "redis")."""
         ...
 
-    async def lookup(self, namespace: str, keys: Sequence[bytes]) -> int:
+    async def lookup(self, namespace: str, keys: Sequence[bytes], kind: str = "kv") -> int:
         """Number of leading `keys` present; touches them; counts a lookup, queries and hits."""
         ...
 
-    def get(self, namespace: str, keys: Sequence[bytes]) -> AsyncIterator[StoredBlock | None]:
+    def get(
+        self, namespace: str, keys: Sequence[bytes], kind: str = "kv"
+    ) -> AsyncIterator[StoredBlock | None]:
         """Yield the leading present blocks in order, then None once if a key was missing.
 
         Nothing is yielded after the None. The present blocks are leased until the iterator is
@@ -133,16 +153,31 @@ class BlockStore(Protocol):
         """
         ...
 
-    async def put(self, namespace: str, blocks: Sequence[StoredBlock]) -> PutResult:
+    async def put(
+        self, namespace: str, blocks: Sequence[StoredBlock], kind: str = "kv"
+    ) -> PutResult:
         """Store `blocks` (dedup by key, evicting LRU blocks to fit); see the module rules."""
         ...
 
-    async def stats(self, namespace: str | None = None) -> StoreStats:
-        """Stats of one namespace (zeros if never used), or of the whole pool for None."""
+    async def stats(self, namespace: str | None = None, kind: str | None = None) -> StoreStats:
+        """Stats of one namespace of `kind` ("kv" if None; zeros if never used); with no
+        namespace, of every block of `kind`, or of the whole pool when `kind` is None too."""
         ...
 
-    async def used_bytes_by_namespace(self) -> dict[str, int]:
-        """Modelled bytes held per namespace, for every namespace ever written."""
+    async def used_bytes_by_namespace(self, kind: str = "kv") -> dict[str, int]:
+        """Modelled bytes held per namespace of `kind`, for every namespace ever written."""
+        ...
+
+    async def put_manifest(self, model_key: str, manifest: str) -> None:
+        """Record (or replace) the manifest text of `model_key`."""
+        ...
+
+    async def get_manifest(self, model_key: str) -> str | None:
+        """The manifest text of `model_key`, or None if never recorded."""
+        ...
+
+    async def manifests(self) -> dict[str, str]:
+        """Every recorded manifest, by model key."""
         ...
 
     async def close(self) -> None:

@@ -9,10 +9,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("services.launcher", "start every role as a local process on loopback"),
     "serve": ("services.serve", "run one role: scheduler | prefill | decode | ems"),
-    "estimate": ("supernode.cli.estimate", "price one decode step or prefill batch"),
+    "estimate": ("supernode.cli.estimate", "price a decode step, a prefill batch or a model load"),
     "calibrate": ("supernode.cli.calibrate", "fit the hardware model to the paper's targets"),
     "bench": ("loadgen.cli", "drive an OpenAI endpoint and report SLO metrics"),
     "sim": ("supernode.sim.cli", "run the offline simulator in virtual time"),
+    "fault": ("supernode.cli.fault", "inject, list or clear faults on a running supernode"),
 }
 
 

@@ -14,13 +14,18 @@ from collections import deque
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PrefillJob:
-    """A prompt waiting for compute: `num_cached_tokens` of it came from the cache."""
+    """A prompt waiting for compute: `num_cached_tokens` of it came from the cache.
+
+    `arrived_at` is the model time it joined the queue; `sends_kv` is False for a request that
+    ends with its first token (no decode instance receives its KV)."""
 
     request_id: str
     num_prompt_tokens: int
     num_cached_tokens: int = 0
+    arrived_at: float = 0.0
+    sends_kv: bool = True
 
     @property
     def num_new_tokens(self) -> int:
@@ -35,14 +40,18 @@ class PrefillEngine:
             raise ValueError("max_num_batched_tokens must be >= 1")
         self.max_num_batched_tokens = max_num_batched_tokens
         self.waiting: deque[PrefillJob] = deque()
+        self.num_queued_tokens = 0
+        """Uncached prompt tokens waiting."""
 
     def add(self, job: PrefillJob) -> None:
         self.waiting.append(job)
+        self.num_queued_tokens += job.num_new_tokens
 
     def abort(self, request_id: str) -> bool:
         for job in self.waiting:
             if job.request_id == request_id:
                 self.waiting.remove(job)
+                self.num_queued_tokens -= job.num_new_tokens
                 return True
         return False
 
@@ -50,19 +59,17 @@ class PrefillEngine:
     def num_waiting(self) -> int:
         return len(self.waiting)
 
-    @property
-    def num_queued_tokens(self) -> int:
-        return sum(j.num_new_tokens for j in self.waiting)
-
-    def next_batch(self) -> list[PrefillJob]:
-        """Pop the next batch (empty when nothing waits)."""
+    def next_batch(self, arrived_by: float = float("inf")) -> list[PrefillJob]:
+        """Pop the next batch (empty when nothing waits): waiting jobs in order, up to the
+        budget, that had arrived by model time `arrived_by`."""
         batch: list[PrefillJob] = []
         budget = self.max_num_batched_tokens
         while self.waiting:
             job = self.waiting[0]
-            if batch and job.num_new_tokens > budget:
+            if (batch and job.num_new_tokens > budget) or job.arrived_at > arrived_by:
                 break
             batch.append(self.waiting.popleft())
+            self.num_queued_tokens -= job.num_new_tokens
             budget -= job.num_new_tokens
             if budget <= 0:
                 break

@@ -1,12 +1,15 @@
 """The scheduler's live view of the worker pools.
 
 Workers register, then heartbeat with their load; a worker whose last heartbeat is older than
-the lease leaves routing. Times are passed in (wall seconds, monotonic), never read here.
+the lease leaves routing. A worker is `loading` (its model's weights) or `ready`; only ready
+workers are routed to (`live`), while `registered` and `all` list every state. A draining
+worker (it is shutting down) also leaves routing at once but stays known, heartbeating, until
+its running requests finish. Times are passed in (wall seconds, monotonic), never read here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -14,6 +17,25 @@ class WorkerKind(str, Enum):
     PREFILL = "prefill"
     DECODE = "decode"
     EMS = "ems"
+
+
+class WorkerState(str, Enum):
+    """Whether a worker may be routed to: `loading` its weights, or `ready`."""
+
+    LOADING = "loading"
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class ModelLoadInfo:
+    """A worker's model load as it reported it (model seconds)."""
+
+    model_id: str = ""
+    source: str = ""
+    """"obs" | "dram" | "ems"; "" until the source is chosen."""
+    estimated_s: float = 0.0
+    load_s: float = 0.0
+    """0 while loading."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +61,24 @@ class WorkerInfo:
     max_num_seqs: int = 0
     max_num_batched_tokens: int = 0
     load: WorkerLoad = WorkerLoad()
+    state: WorkerState = WorkerState.READY
+    model_load: ModelLoadInfo | None = None
+    """None when the worker models no load."""
     num_inflight: int = 0
     """Requests the scheduler has sent and not yet seen finish (fresher than heartbeats)."""
     last_seen_s: float = 0.0
+    draining: bool = False
+    """Shutting down: no new requests are routed to it; its running ones go on."""
+
+
+def _evolve(info: WorkerInfo, **changes: object) -> WorkerInfo:
+    """`dataclasses.replace` for WorkerInfo, without its per-call introspection (the
+    simulator updates loads on every routing decision)."""
+    fields = dict(info.__dict__)
+    fields.update(changes)
+    new = object.__new__(WorkerInfo)
+    new.__dict__.update(fields)
+    return new
 
 
 class WorkerRegistry:
@@ -54,26 +91,43 @@ class WorkerRegistry:
     def register(self, info: WorkerInfo, now_s: float) -> None:
         previous = self._workers.get(info.worker_id)
         inflight = previous.num_inflight if previous else 0
-        self._workers[info.worker_id] = replace(info, last_seen_s=now_s, num_inflight=inflight)
+        self._workers[info.worker_id] = _evolve(info, last_seen_s=now_s, num_inflight=inflight)
 
-    def heartbeat(self, worker_id: str, load: WorkerLoad, now_s: float) -> bool:
-        """Record a heartbeat; False when the worker is unknown (it must register again)."""
+    def heartbeat(self, worker_id: str, load: WorkerLoad, now_s: float,
+                  state: WorkerState | None = None,
+                  model_load: ModelLoadInfo | None = None) -> bool:
+        """Record a heartbeat (with the worker's state and load status when given); False when
+        the worker is unknown (it must register again)."""
         info = self._workers.get(worker_id)
         if info is None:
             return False
-        self._workers[worker_id] = replace(info, load=load, last_seen_s=now_s)
+        changes: dict[str, object] = {"load": load, "last_seen_s": now_s}
+        if state is not None:
+            changes["state"] = state
+        if model_load is not None:
+            changes["model_load"] = model_load
+        self._workers[worker_id] = _evolve(info, **changes)
         return True
 
     def touch(self, worker_id: str, now_s: float) -> None:
         """Other proof of life (e.g. a token stream still flowing) renews the lease too."""
         info = self._workers.get(worker_id)
         if info is not None:
-            self._workers[worker_id] = replace(info, last_seen_s=now_s)
+            self._workers[worker_id] = _evolve(info, last_seen_s=now_s)
 
     def add_inflight(self, worker_id: str, delta: int) -> None:
         info = self._workers.get(worker_id)
         if info is not None:
-            self._workers[worker_id] = replace(info, num_inflight=max(0, info.num_inflight + delta))
+            self._workers[worker_id] = _evolve(info, num_inflight=max(0, info.num_inflight + delta))
+
+    def drain(self, worker_id: str) -> bool:
+        """Take a worker out of routing while it finishes its running requests (it
+        registers again only as a new process). False when unknown."""
+        info = self._workers.get(worker_id)
+        if info is None:
+            return False
+        self._workers[worker_id] = _evolve(info, draining=True)
+        return True
 
     def remove(self, worker_id: str) -> WorkerInfo | None:
         return self._workers.pop(worker_id, None)
@@ -88,7 +142,20 @@ class WorkerRegistry:
     def get(self, worker_id: str) -> WorkerInfo | None:
         return self._workers.get(worker_id)
 
+    def holder(self, worker_id: str, now_s: float) -> WorkerInfo | None:
+        """The worker holding `worker_id` while its lease runs; None once it lapsed (even if
+        `expire` has not removed it yet)."""
+        info = self._workers.get(worker_id)
+        return info if info is not None and now_s - info.last_seen_s <= self.lease_s else None
+
     def live(self, kind: WorkerKind) -> list[WorkerInfo]:
+        """The routing view: ready workers of `kind` that take new requests (a loading
+        worker is never routed to, nor a draining one)."""
+        return [w for w in self.registered(kind)
+                if w.state is WorkerState.READY and not w.draining]
+
+    def registered(self, kind: WorkerKind) -> list[WorkerInfo]:
+        """Every registered worker of `kind`, whatever its state."""
         return sorted((w for w in self._workers.values() if w.kind == kind),
                       key=lambda w: w.worker_id)
 

@@ -6,7 +6,7 @@ profile files cites its source (spec sheet or the calibration notes).
 
 from supernode.hardware.kv_centric import LOCAL_DRAM_LINK
 from supernode.hardware.loader import available_hardware, hardware_from_dict, load_hardware
-from supernode.hardware.spec import PLANES, HardwareSpec, Link, OpCosts
+from supernode.hardware.spec import EP_PATHS, PLANES, EpPaths, HardwareSpec, Link, OpCosts
 
-__all__ = ["LOCAL_DRAM_LINK", "PLANES", "HardwareSpec", "Link", "OpCosts", "available_hardware",
-           "hardware_from_dict", "load_hardware"]
+__all__ = ["EP_PATHS", "LOCAL_DRAM_LINK", "PLANES", "EpPaths", "HardwareSpec", "Link", "OpCosts",
+           "available_hardware", "hardware_from_dict", "load_hardware"]

@@ -7,7 +7,7 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-from supernode.hardware.spec import PLANES, HardwareSpec, Link, OpCosts
+from supernode.hardware.spec import PLANES, EpPaths, HardwareSpec, Link, OpCosts
 
 _PACKAGE = "supernode.hardware.profiles"
 
@@ -34,10 +34,11 @@ def hardware_from_dict(data: dict[str, Any]) -> HardwareSpec:
             if key.endswith("_flops_per_die") and key != "vector_flops_per_die"}
     links = {plane: Link(name=plane, bandwidth_bytes_per_s=float(spec["bandwidth_bytes_per_s"]),
                          latency_s=float(spec["latency_s"]),
-                         efficiency=float(spec.get("efficiency", 1.0)))
+                         efficiency=float(spec.get("efficiency", 1.0)),
+                         write_efficiency=_optional_float(spec.get("write_efficiency")))
              for plane, spec in data["links"].items()}
-    node_bw = {plane: float(spec["node_bandwidth_bytes_per_s"])
-               for plane, spec in data["links"].items() if "node_bandwidth_bytes_per_s" in spec}
+    node_bw = _per_plane(data["links"], "node_bandwidth_bytes_per_s")
+    source_bw = _per_plane(data["links"], "source_node_bandwidth_bytes_per_s")
     split = compute.get("decode_core_split")
     if split is not None:
         split = (split[0] / sum(split), split[1] / sum(split))
@@ -56,10 +57,20 @@ def hardware_from_dict(data: dict[str, Any]) -> HardwareSpec:
         links=links,
         node_bandwidth_bytes_per_s=node_bw,
         op_costs=OpCosts(**{k: float(v) for k, v in data["op_costs"].items()}),
+        ep_paths=EpPaths(**data["ep"]),
         decode_core_split=split,
         host_dram_bytes_per_node=None if host_dram is None else float(host_dram),
+        source_bandwidth_bytes_per_s_per_node=source_bw,
         notes=data.get("notes", ""),
     )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _per_plane(links: dict[str, Any], key: str) -> dict[str, float]:
+    return {plane: float(spec[key]) for plane, spec in links.items() if key in spec}
 
 
 __all__ = ["PLANES", "available_hardware", "hardware_from_dict", "load_hardware"]

@@ -11,13 +11,19 @@ Conventions (every quantity is a spec-sheet or measured figure, never a fitted o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 #: The plane roles every profile defines. ``ub`` is the scale-up plane (UB on CloudMatrix,
 #: NVLink on GPUs), ``rdma`` the scale-out plane, ``vpc`` the front-end/storage network,
 #: ``ems_ub`` and ``ems_vpc`` an NPU's reach into the pooled host DRAM over UB or VPC.
 PLANES = ("ub", "rdma", "vpc", "ems_ub", "ems_vpc")
+#: How an expert-parallel all-to-all reaches its peers (``EpPaths``): ``scale_up`` sends every
+#: token-expert pair over the scale-up plane (UB reaches all 384 NPUs); ``scale_out`` sends every
+#: pair over the scale-out NICs, even to peers in the same node (DeepEP's low-latency kernels);
+#: ``hierarchical`` crosses the scale-out plane once per destination node and fans out over the
+#: scale-up plane inside it (DeepEP's normal kernels with node-limited routing).
+EP_PATHS = ("scale_up", "scale_out", "hierarchical")
 
 
 @dataclass(frozen=True)
@@ -33,19 +39,28 @@ class Link:
     bandwidth_bytes_per_s: float
     latency_s: float
     efficiency: float = 1.0
+    write_efficiency: float | None = None
+    """Achievable fraction for remote writes (pushes), where it differs from reads."""
 
     def __post_init__(self) -> None:
         if not self.bandwidth_bytes_per_s > 0:
             raise ValueError(f"link {self.name}: bandwidth_bytes_per_s must be > 0")
         if self.latency_s < 0:
             raise ValueError(f"link {self.name}: latency_s must be >= 0")
-        if not 0 < self.efficiency <= 1:
-            raise ValueError(f"link {self.name}: efficiency must be in (0, 1]")
+        for name in ("efficiency", "write_efficiency"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 1:
+                raise ValueError(f"link {self.name}: {name} must be in (0, 1]")
 
     @property
     def effective_bandwidth_bytes_per_s(self) -> float:
         """Bandwidth actually achieved for bulk transfers."""
         return self.bandwidth_bytes_per_s * self.efficiency
+
+    @property
+    def effective_write_bytes_per_s(self) -> float:
+        """Bandwidth achieved by bulk remote writes (all-to-all pushes)."""
+        return self.bandwidth_bytes_per_s * (self.write_efficiency or self.efficiency)
 
     def scaled(self, factor: float, name: str | None = None) -> Link:
         """The same link with its bandwidth multiplied by ``factor`` (latency unchanged)."""
@@ -63,6 +78,38 @@ class OpCosts:
 
 
 @dataclass(frozen=True)
+class EpPaths:
+    """How the expert-parallel all-to-all of each phase travels (``EP_PATHS``), and its cost.
+
+    ``decode``: the latency-optimised kernels of decode (small per-token messages);
+    ``prefill``: the throughput kernels of prefill (large batched transfers).
+    ``prefill_comm_core_fraction``: share of the matrix cores the prefill all-to-all occupies
+    while it overlaps compute (0 when a copy engine moves the data).
+    Dispatch messages carry per-token scales: one per ``scale_group_size`` hidden elements
+    (0: one per token), 4 bytes each, padded to ``scale_slot_bytes``.
+    """
+
+    decode: str
+    prefill: str
+    prefill_comm_core_fraction: float = 0.0
+    scale_group_size: int = 0
+    scale_slot_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        for phase in ("decode", "prefill"):
+            if getattr(self, phase) not in EP_PATHS:
+                raise ValueError(f"ep.{phase} must be one of {EP_PATHS} "
+                                 f"(got {getattr(self, phase)!r})")
+        if not 0 <= self.prefill_comm_core_fraction < 1:
+            raise ValueError("ep.prefill_comm_core_fraction must be in [0, 1)")
+
+    def scale_bytes(self, hidden_size: int) -> int:
+        """Scale bytes sent with one 8-bit token of ``hidden_size`` elements."""
+        groups = -(-hidden_size // self.scale_group_size) if self.scale_group_size else 1
+        return max(self.scale_slot_bytes, 4 * groups)
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     """One accelerator type and the system it sits in.
 
@@ -72,6 +119,8 @@ class HardwareSpec:
     and the MoE stream when two decode microbatches overlap (Ascend: 16 + 8 of 24 AIC);
     ``None`` means the streams time-share all cores and only communication overlaps.
     ``scale_up_domain_devices`` is how many devices share the scale-up plane (``ub``).
+    ``source_bandwidth_bytes_per_s_per_node`` is, per plane, how fast one node's host DRAM
+    can serve remote readers over that plane (EMS: the CPU side of UB, or the node's VPC NIC).
     """
 
     name: str
@@ -87,8 +136,10 @@ class HardwareSpec:
     links: Mapping[str, Link]
     node_bandwidth_bytes_per_s: Mapping[str, float]
     op_costs: OpCosts
+    ep_paths: EpPaths = EpPaths("scale_up", "scale_up")
     decode_core_split: tuple[float, float] | None = None
     host_dram_bytes_per_node: float | None = None
+    source_bandwidth_bytes_per_s_per_node: Mapping[str, float] = field(default_factory=dict)
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -96,6 +147,8 @@ class HardwareSpec:
         object.__setattr__(self, "links", MappingProxyType(dict(self.links)))
         object.__setattr__(self, "node_bandwidth_bytes_per_s",
                            MappingProxyType(dict(self.node_bandwidth_bytes_per_s)))
+        object.__setattr__(self, "source_bandwidth_bytes_per_s_per_node",
+                           MappingProxyType(dict(self.source_bandwidth_bytes_per_s_per_node)))
         for name in ("num_dies_per_device", "num_devices_per_node", "scale_up_domain_devices"):
             if getattr(self, name) < 1:
                 raise ValueError(f"hardware {self.name}: {name} must be >= 1")
@@ -118,7 +171,8 @@ class HardwareSpec:
         return all(getattr(self, f) == getattr(other, f) for f in
                    ("name", "num_dies_per_device", "peak_flops_per_die", "hbm_bytes_per_die",
                     "hbm_bandwidth_bytes_per_s_per_die", "links", "op_costs",
-                    "decode_core_split", "scale_up_domain_devices"))
+                    "decode_core_split", "scale_up_domain_devices", "ep_paths",
+                    "node_bandwidth_bytes_per_s", "source_bandwidth_bytes_per_s_per_node"))
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s of one die for ``dtype``; ValueError if not native."""

@@ -27,7 +27,9 @@ class ModelSpec:
     """A decoder-only transformer, dense or MoE, with MLA or GQA attention.
 
     Dense layers come first (``num_dense_layers``), the rest are MoE layers when
-    ``num_routed_experts > 0``. MLA dimensions are zero for GQA models.
+    ``num_routed_experts > 0``. MLA dimensions are zero for GQA models. Group-limited routing
+    (DeepSeek-V3) splits the routed experts into ``num_expert_groups`` groups and routes each
+    token within its best ``num_limited_groups`` of them; 0 means unrestricted top-k.
     """
 
     name: str
@@ -52,6 +54,8 @@ class ModelSpec:
     v_head_dim: int = 0
     num_mtp_layers: int = 0
     tie_word_embeddings: bool = False
+    num_expert_groups: int = 0
+    num_limited_groups: int = 0
 
     def __post_init__(self) -> None:
         if self.attention not in ("mla", "gqa"):
@@ -64,6 +68,9 @@ class ModelSpec:
             raise ValueError(f"model {self.name}: MLA needs kv_lora_rank and v_head_dim")
         if self.attention == "gqa" and self.num_attention_heads % self.num_kv_heads:
             raise ValueError(f"model {self.name}: num_kv_heads must divide num_attention_heads")
+        if not 0 <= self.num_limited_groups <= self.num_expert_groups:
+            raise ValueError(f"model {self.name}: num_limited_groups must be in "
+                             f"[0, num_expert_groups]")
 
     # ---- structure -------------------------------------------------------------------
     @functools.cached_property
@@ -160,3 +167,13 @@ class ModelSpec:
         if absorbed:
             return 2 * heads * (2 * self.kv_lora_rank + self.qk_rope_head_dim)
         return 2 * heads * (self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)
+
+    def attention_io_elems_per_query(self, absorbed: bool) -> int:
+        """Elements the attention kernel reads and writes per query token besides the KV: its
+        query (every head) and its output (every head), one layer."""
+        heads = self.num_attention_heads
+        if self.attention == "gqa":
+            return heads * 2 * self.head_dim
+        if absorbed:
+            return heads * (2 * self.kv_lora_rank + self.qk_rope_head_dim)
+        return heads * (self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)

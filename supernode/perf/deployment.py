@@ -19,8 +19,9 @@ from supernode.models.spec import dtype_bytes
 from supernode.perf.calibration import Calibration, load_calibration
 
 QUANTS = ("int8", "fp8", "bf16", "fp16")
-#: Dispatch scale slot: the INT8 per-token scale is padded to 512 B (P3 s4.2.1).
-SCALE_SLOT_BYTES = 512
+#: Nodes whose host DRAM forms the EMS pool in the paper's evaluation: the 32 nodes of the
+#: 256-NPU slice (calibration notes s3, P3 s5.1).
+PAPER_EMS_POOL_NODES = 32
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class Deployment:
     ``calibration`` defaults to the shipped fit for the hardware.
     ``ep_buffer_tokens_per_die`` sizes the pre-allocated dispatch/combine buffers (P3 Eq. 1-2);
     ``hbm_reserve_fraction`` of HBM is kept for activations and the runtime.
+    ``kv_block_tokens`` is the context cache's block size (P3 s4.4.2: 128-512 tokens) and
+    ``ems_pool_nodes`` the nodes whose host DRAM backs the EMS pool; both price cache fetches.
     Weights that do not fit in HBM raise ValueError when ``strict_memory``; otherwise (small
     emulated instances of a big model) every Timing carries a ``memory:`` note saying so and
     ``kv_capacity_tokens`` clamps to a named floor (see ``memory.memory_budget``).
@@ -73,6 +76,8 @@ class Deployment:
     ep_buffer_tokens_per_die: int = 96
     hbm_reserve_fraction: float = 0.08
     strict_memory: bool = False
+    kv_block_tokens: int = 128
+    ems_pool_nodes: int = PAPER_EMS_POOL_NODES
 
     def __hash__(self) -> int:
         # Cached: the model functions are memoised on (batch, deployment) and run every step.
@@ -112,17 +117,21 @@ class Deployment:
     def num_dies(self) -> int:
         return self.num_devices * self.hardware.num_dies_per_device
 
-    @property
+    @functools.cached_property
     def weight_bytes_per_param(self) -> int:
         return dtype_bytes(self.quant)
 
-    @property
+    @functools.cached_property
     def dispatch_msg_bytes(self) -> int:
-        """Bytes sent per token per expert in dispatch (P3 s4.2.1: 7,168 B INT8 + 512 B slot)."""
+        """Bytes sent per token per expert in dispatch: 8-bit activations plus their scales as
+        the hardware's kernels lay them out (P3 s4.2.1: 7,168 B + a 512 B slot on Ascend;
+        DSV3 s3.3: 7,168 B + 56 FP32 tile scales on Hopper), or BF16 when not quantized."""
         h = self.model.hidden_size
-        return h + SCALE_SLOT_BYTES if self.weight_bytes_per_param == 1 else 2 * h
+        if self.weight_bytes_per_param == 1:
+            return h + self.hardware.ep_paths.scale_bytes(h)
+        return 2 * h
 
-    @property
+    @functools.cached_property
     def combine_msg_bytes(self) -> int:
         """Bytes returned per token per expert in combine (BF16: 14 KB for DeepSeek)."""
         return 2 * self.model.hidden_size
@@ -137,15 +146,25 @@ class Deployment:
         """Tokens each request feeds per decode iteration (1 + speculative)."""
         return 1 + self.mtp_tokens
 
-    @property
+    @functools.cached_property
     def tokens_per_request_step(self) -> float:
-        """Expected tokens each request emits per decode iteration."""
-        return 1 + self.mtp_tokens * self.mtp_acceptance
+        """Expected tokens each request emits per decode iteration.
+
+        Speculative tokens are accepted as a chain: draft ``i`` counts only if drafts 1..i-1
+        did, each with probability ``mtp_acceptance`` = a, so the expectation is
+        ``1 + a + a^2 + ... + a^k`` for ``k = mtp_tokens``.
+        """
+        return chained_tokens(self.mtp_tokens, self.mtp_acceptance)
 
     @functools.cached_property
     def placement(self) -> ExpertPlacement | None:
         """Expert layout of one EP group; ``None`` for dense models."""
         return _placement(self) if self.model.is_moe else None
+
+
+def chained_tokens(mtp_tokens: int, acceptance: float) -> float:
+    """``1 + a + ... + a^k``: tokens emitted per step when k drafts are accepted as a chain."""
+    return sum(acceptance ** i for i in range(mtp_tokens + 1))
 
 
 def _placement(d: Deployment) -> ExpertPlacement:
@@ -194,6 +213,9 @@ def _validate(d: Deployment) -> None:
         raise ValueError(f"hbm_reserve_fraction must be in [0, 1) (got {d.hbm_reserve_fraction})")
     if d.ep_buffer_tokens_per_die < 1:
         raise ValueError("ep_buffer_tokens_per_die must be >= 1")
+    if d.kv_block_tokens < 1 or d.ems_pool_nodes < 1:
+        raise ValueError(f"kv_block_tokens and ems_pool_nodes must be >= 1 "
+                         f"(got {d.kv_block_tokens}, {d.ems_pool_nodes})")
     if m.is_moe:
         _validate_placement(d)
     if d.strict_memory:

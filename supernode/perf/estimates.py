@@ -1,7 +1,8 @@
 """Serving-level figures derived from a ``Timing``: TPOT and tokens/s per device.
 
 Convention (calibration notes s4): tokens/s per device = requests per device / TPOT, and
-TPOT = iteration time / (1 + mtp_tokens * mtp_acceptance).
+TPOT = iteration time / expected tokens per step (``Deployment.tokens_per_request_step``:
+``1 + a + ... + a^k`` for k speculative tokens accepted as a chain with probability a).
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ def estimate_decode(d: Deployment, batch_per_device: float, kv_len: float) -> De
 
 
 def estimate_prefill(d: Deployment, prompt_len: int, tokens_per_device: int,
-                     cached_prefix_len: int = 0) -> PrefillEstimate:
+                     cached_prefix_len: int = 0, cache_source: str = "ems_ub") -> PrefillEstimate:
     """Prefill figures for a batch of ``tokens_per_device * num_devices`` prompt tokens
-    packed as prompts of ``prompt_len`` (at least one prompt)."""
+    packed as prompts of ``prompt_len`` (at least one prompt), each with ``cached_prefix_len``
+    tokens read from ``cache_source`` (the fetch is part of the batch time)."""
     if tokens_per_device < 1 or prompt_len < 1:
         raise ValueError("prompt_len and tokens_per_device must be >= 1")
     num_prompts = max(1, tokens_per_device * d.num_devices // prompt_len)
-    batch = PrefillBatch((prompt_len,) * num_prompts, (cached_prefix_len,) * num_prompts)
+    batch = PrefillBatch((prompt_len,) * num_prompts, (cached_prefix_len,) * num_prompts,
+                         cache_source)
     timing = prefill_time(batch, d)
     prompt_tokens = prompt_len * num_prompts
     per_device = d.num_devices * timing.total_s

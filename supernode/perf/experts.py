@@ -8,6 +8,7 @@ extreme of a Poisson load), so imbalance grows as batches shrink.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -57,6 +58,7 @@ def imbalance_factor(d: Deployment, mean_pairs_per_rank: float, num_ranks: int) 
     return systematic_skew(d) * statistical
 
 
+@functools.lru_cache(maxsize=8192)
 def expert_load(d: Deployment, tokens_per_die: float) -> ExpertLoad:
     """Load of the busiest routed rank and of a shared rank, one MoE layer."""
     p, m = d.placement, d.model
@@ -69,3 +71,25 @@ def expert_load(d: Deployment, tokens_per_die: float) -> ExpertLoad:
     active = slots * -math.expm1(-pairs_max / slots)
     shared = group_tokens * m.num_shared_experts / p.num_shared_ranks if p.num_shared_ranks else 0.0
     return ExpertLoad(pairs_max, active, shared, pairs_max / mean_pairs)
+
+
+@functools.lru_cache(maxsize=1024)
+def remote_nodes_per_token(d: Deployment) -> float:
+    """Expected scale-up domains (nodes), other than the sender's, that one token's routed
+    experts sit on: what a node-deduplicating all-to-all sends over the scale-out plane.
+
+    The ``ep`` ranks fill nodes of ``scale_up_domain_devices`` devices. Group-limited routing
+    lets a token reach at most ``num_limited_groups`` expert groups, each spread over
+    ``nodes / num_expert_groups`` nodes (at least one); within its reach, each of the top-k
+    experts lands on a uniformly random node, so ``reach * (1 - (1 - 1/reach)^k)`` nodes are
+    hit on average.
+    """
+    hw, m = d.hardware, d.model
+    nodes = d.ep / (hw.scale_up_domain_devices * hw.num_dies_per_device)
+    if nodes <= 1:
+        return 0.0
+    reach = nodes
+    if m.num_limited_groups:
+        reach = min(nodes, m.num_limited_groups * max(1.0, nodes / m.num_expert_groups))
+    hit = reach * -math.expm1(m.num_experts_per_tok * math.log1p(-1 / reach))
+    return hit * (nodes - 1) / nodes

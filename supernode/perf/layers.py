@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from supernode.perf.comm import all_to_all_s
 from supernode.perf.deployment import Deployment
-from supernode.perf.experts import expert_load
+from supernode.perf.experts import expert_load, remote_nodes_per_token
 from supernode.perf.memory import HIGH_PRECISION_BYTES
 from supernode.perf.ops import Op, Rates, roofline, static_op
 
@@ -71,14 +71,16 @@ def moe_compute_ops(d: Deployment, rates: Rates, tokens: float) -> list[Op]:
     return [router, routed, shared, static_op("launch", "moe", d)]
 
 
-def moe_network_ops(d: Deployment, tokens: float) -> tuple[Op, Op]:
-    """Dispatch and combine all-to-alls for ``tokens`` tokens per die (busiest of send/receive)."""
-    m, p, cal = d.model, d.placement, d.calibration
+def moe_network_ops(d: Deployment, tokens: float, phase: str) -> tuple[Op, Op]:
+    """Dispatch and combine all-to-alls for ``tokens`` tokens per die (busiest of send/receive)
+    with the ``phase``'s kernels ("decode": per-token messages; "prefill": bulk transfers)."""
+    m, p = d.model, d.placement
     load = expert_load(d, tokens)
     copies = m.num_experts_per_tok + (m.num_shared_experts if p.num_shared_ranks else 0)
     pairs = max(tokens * copies, load.routed_pairs_max, load.shared_tokens)
-    dispatch = all_to_all_s(d.hardware, d.ep, pairs * d.dispatch_msg_bytes, cal.dispatch_efficiency)
-    combine = all_to_all_s(d.hardware, d.ep, pairs * d.combine_msg_bytes, cal.combine_efficiency)
+    share = remote_nodes_per_token(d) / copies
+    dispatch = all_to_all_s(d, phase, "dispatch", pairs * d.dispatch_msg_bytes, share)
+    combine = all_to_all_s(d, phase, "combine", pairs * d.combine_msg_bytes, share)
     return Op("dispatch", dispatch, "network"), Op("combine", combine, "network")
 
 

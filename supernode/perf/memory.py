@@ -66,6 +66,7 @@ def ep_buffer_bytes_per_die(d: Deployment) -> float:
     return d.ep * max_tokens * (d.dispatch_msg_bytes + d.combine_msg_bytes)
 
 
+@functools.lru_cache(maxsize=1024)
 def kv_bytes_per_token_per_die(d: Deployment) -> float:
     """KV bytes one cached token occupies on each die that holds it (MTP layer included)."""
     m = d.model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from supernode.hardware import OpCosts
 from supernode.perf.deployment import Deployment
 from supernode.perf.timing import Timing
 
@@ -20,9 +20,11 @@ OP_COUNTS = {
 }
 
 
-@dataclass(frozen=True)
-class Op:
-    """One kernel (or a fused group) on the critical die: ``time_s`` and what bounds it."""
+class Op(NamedTuple):
+    """One kernel (or a fused group) on the critical die: ``time_s`` and what bounds it.
+
+    A named tuple rather than a dataclass: a decode step builds about a hundred of them, on
+    the simulator's hot path."""
 
     part: str
     time_s: float
@@ -42,10 +44,16 @@ class Rates:
 
     def share(self, fraction: float) -> Rates:
         """Rates of a stream that owns ``fraction`` of the matrix cores (HBM is shared)."""
-        return Rates(self.gemm_flops_per_s * fraction, self.bf16_flops_per_s * fraction,
-                     self.attention_flops_per_s * fraction, self.hbm_bytes_per_s)
+        return _share(self, fraction)
 
 
+@functools.lru_cache(maxsize=256)
+def _share(rates: Rates, fraction: float) -> Rates:
+    return Rates(rates.gemm_flops_per_s * fraction, rates.bf16_flops_per_s * fraction,
+                 rates.attention_flops_per_s * fraction, rates.hbm_bytes_per_s)
+
+
+@functools.lru_cache(maxsize=256)
 def die_rates(d: Deployment, pipeline_efficiency: float) -> Rates:
     """Full-die effective rates for ``d``.
 
@@ -72,12 +80,7 @@ def roofline(part: str, flops: float, num_bytes: float, flops_per_s: float,
 
 def static_op(part: str, kind: str, d: Deployment) -> Op:
     """Fixed launch cost of the kernels of one layer section (``OP_COUNTS[kind]``)."""
-    return _static_op(part, kind, d.hardware.op_costs)
-
-
-@functools.lru_cache(maxsize=64)
-def _static_op(part: str, kind: str, costs: OpCosts) -> Op:
-    counts = OP_COUNTS[kind]
+    counts, costs = OP_COUNTS[kind], d.hardware.op_costs
     return Op(part, counts["matmul"] * costs.matmul_s + counts["vector"] * costs.vector_s, "fixed")
 
 
@@ -122,6 +125,17 @@ class Tally:
             if name not in best or t > best[name][0]:
                 best[name] = (t, bound)
         return busy, {name: b for name, (_, b) in best.items()}, flops, num_bytes
+
+
+class _Discard(Tally):
+    """A tally that keeps nothing: for alternatives computed only for their total."""
+
+    def add(self, ops: Iterable[Op], times: float = 1.0, part: str | None = None) -> None:
+        return None
+
+
+#: Pass where a ``Tally`` is expected and only the total matters.
+DISCARD: Tally = _Discard()
 
 
 def tally_timing(d: Deployment, total: float, tally: Tally, num_tokens: int,

@@ -8,6 +8,9 @@ from types import MappingProxyType
 
 #: What limits a part of the work.
 BOUNDS = ("compute", "memory", "network", "fixed")
+#: Where a prefill batch reads its cached prefixes from: the EMS pool over UB or over VPC, or
+#: the prefill instance's own host DRAM over PCIe (a KV-centric design, ``LOCAL_DRAM_LINK``).
+CACHE_SOURCES = ("ems_ub", "ems_vpc", "local_dram")
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,13 @@ class PrefillBatch:
 
     ``cached_prefix_lens[i]`` tokens of prompt ``i`` come from the context cache: only the
     suffix is computed, but the suffix still attends over the full prefix. An empty tuple
-    means nothing is cached.
+    means nothing is cached. ``cache_source`` (one of ``CACHE_SOURCES``) is where the batch
+    reads those prefixes from; the fetch is priced as part of the batch.
     """
 
     prompt_lens: tuple[int, ...]
     cached_prefix_lens: tuple[int, ...] = ()
+    cache_source: str = "ems_ub"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt_lens", tuple(int(n) for n in self.prompt_lens))
@@ -46,6 +51,9 @@ class PrefillBatch:
         object.__setattr__(self, "cached_prefix_lens", cached)
         if not self.prompt_lens:
             raise ValueError("prompt_lens must not be empty")
+        if self.cache_source not in CACHE_SOURCES:
+            raise ValueError(f"cache_source must be one of {CACHE_SOURCES} "
+                             f"(got {self.cache_source!r})")
         if len(cached) != len(self.prompt_lens):
             raise ValueError("cached_prefix_lens must have one entry per prompt")
         for n, c in zip(self.prompt_lens, cached):

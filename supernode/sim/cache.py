@@ -1,48 +1,70 @@
-"""The prefix cache in the simulator: an LRU of block keys, sized in blocks.
+"""The prefix caches in the simulator: the live EMS's own store (`MemoryBlockStore`: the same
+longest-prefix, LRU, capacity and namespace rules), holding keys with empty payloads.
 
-It follows the live caches' rules (services.prefill.cache_client / local_cache): a lookup takes
-the longest run of leading cached blocks, at most `(num_prompt_tokens - 1) // block_size` of
-them (the last prompt token is always computed); after the prefill the prompt's full blocks are
-stored; least recently used blocks leave first. Only keys are kept: the simulator moves no KV.
+One store is shared by every prefill instance (EMS), or each instance has its own with its
+share of the capacity (kv-affinity), as in the live deployment. The rules of what is looked up
+and stored are the lifecycle's (`supernode.lifecycle.cache`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import hashlib
 from collections.abc import Sequence
 
+from supernode.cache.memory_store import MemoryBlockStore
+from supernode.cache.store import StoredBlock
+from supernode.config import ClusterConfig
+from supernode.lifecycle.cache import (
+    decode_blocks_to_store,
+    keys_to_store,
+    num_usable_blocks,
+    uses_local_cache,
+)
 
-def num_usable_blocks(num_prompt_tokens: int, block_size: int) -> int:
-    """Full blocks a prompt may take from the cache (at least one token left to compute)."""
-    return (num_prompt_tokens - 1) // block_size
+
+class SimPrefixCache:
+    """A prefix cache of block keys; `kv_bytes_per_block` is what capacity is charged."""
+
+    def __init__(self, store: MemoryBlockStore, block_size: int, kv_bytes_per_block: int) -> None:
+        self.store = store
+        self.block_size = block_size
+        self.kv_bytes_per_block = kv_bytes_per_block
+
+    def lookup(self, namespace: str, keys: Sequence[bytes], num_prompt_tokens: int) -> int:
+        """Leading cached blocks of the prompt that the prefill may use."""
+        usable = num_usable_blocks(num_prompt_tokens, self.block_size)
+        return self.store.lookup_now(namespace, keys[:usable]) if usable else 0
+
+    def store_prompt(self, namespace: str, keys: Sequence[bytes], num_cached_blocks: int,
+                     num_prompt_tokens: int) -> None:
+        self._put(namespace, keys_to_store(keys, num_cached_blocks, num_prompt_tokens,
+                                           self.block_size))
+
+    def store_decode(self, namespace: str, request_id: str, num_prompt_tokens: int,
+                     num_output_tokens: int) -> None:
+        """Decode-generated blocks take their room in the pool. Their keys are the request's
+        own: synthetic outputs never reappear in a later prompt of a simulated workload."""
+        blocks = decode_blocks_to_store(num_prompt_tokens, num_output_tokens, self.block_size)
+        self._put(namespace, [hashlib.blake2b(f"{request_id}:{i}".encode(), digest_size=16)
+                              .digest() for i in blocks])
+
+    def _put(self, namespace: str, keys: Sequence[bytes]) -> None:
+        if keys:
+            self.store.put_now(namespace, [
+                StoredBlock(key, b"", 0, self.kv_bytes_per_block, self.block_size)
+                for key in keys])
 
 
-class BlockLru:
-    """Block keys in LRU order; `capacity_blocks` bounds how many are held."""
-
-    def __init__(self, capacity_blocks: int) -> None:
-        if capacity_blocks < 1:
-            raise ValueError(f"capacity_blocks must be >= 1, got {capacity_blocks}")
-        self.capacity_blocks = capacity_blocks
-        self._keys: OrderedDict[bytes, None] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def lookup(self, keys: Sequence[bytes], num_usable: int) -> int:
-        """Leading blocks of `keys[:num_usable]` held here; each hit becomes most recent."""
-        num_hits = 0
-        for key in keys[:num_usable]:
-            if key not in self._keys:
-                break
-            self._keys.move_to_end(key)
-            num_hits += 1
-        return num_hits
-
-    def store(self, keys: Sequence[bytes]) -> None:
-        """Hold `keys` as most recent, evicting the least recent beyond capacity."""
-        for key in keys:
-            self._keys[key] = None
-            self._keys.move_to_end(key)
-        while len(self._keys) > self.capacity_blocks:
-            self._keys.popitem(last=False)
+def build_caches(config: ClusterConfig, kv_bytes_per_token: int) -> list[SimPrefixCache | None]:
+    """One cache per prefill instance: the shared EMS, or local ones under kv-affinity."""
+    cache, n = config.cache, config.num_prefill
+    if not cache.enabled:
+        return [None] * n
+    block_bytes = cache.block_size * kv_bytes_per_token
+    per_namespace = cache.namespace_capacity_bytes or None
+    if uses_local_cache(config.routing_policy):
+        return [SimPrefixCache(MemoryBlockStore(max(1, cache.capacity_bytes // n), per_namespace),
+                               cache.block_size, block_bytes) for _ in range(n)]
+    shared = SimPrefixCache(MemoryBlockStore(cache.capacity_bytes, per_namespace),
+                            cache.block_size, block_bytes)
+    return [shared] * n

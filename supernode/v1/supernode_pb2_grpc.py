@@ -44,18 +44,31 @@ class RegistryServiceStub:
                 request_serializer=supernode_dot_v1_dot_supernode__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=supernode_dot_v1_dot_supernode__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.Deregister = channel.unary_unary(
+                '/supernode.v1.RegistryService/Deregister',
+                request_serializer=supernode_dot_v1_dot_supernode__pb2.DeregisterRequest.SerializeToString,
+                response_deserializer=supernode_dot_v1_dot_supernode__pb2.DeregisterResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Register(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """ALREADY_EXISTS when a worker whose lease has not lapsed holds worker_id at another
+        address (or registered from another host): an id cannot be taken over while alive.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Deregister(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,6 +86,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=supernode_dot_v1_dot_supernode__pb2.HeartbeatRequest.FromString,
                     response_serializer=supernode_dot_v1_dot_supernode__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'Deregister': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deregister,
+                    request_deserializer=supernode_dot_v1_dot_supernode__pb2.DeregisterRequest.FromString,
+                    response_serializer=supernode_dot_v1_dot_supernode__pb2.DeregisterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +147,33 @@ class RegistryService:
             '/supernode.v1.RegistryService/Heartbeat',
             supernode_dot_v1_dot_supernode__pb2.HeartbeatRequest.SerializeToString,
             supernode_dot_v1_dot_supernode__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deregister(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/supernode.v1.RegistryService/Deregister',
+            supernode_dot_v1_dot_supernode__pb2.DeregisterRequest.SerializeToString,
+            supernode_dot_v1_dot_supernode__pb2.DeregisterResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -486,6 +531,21 @@ class EmsServiceStub:
                 request_serializer=supernode_dot_v1_dot_supernode__pb2.StatsRequest.SerializeToString,
                 response_deserializer=supernode_dot_v1_dot_supernode__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.ModelStatus = channel.unary_unary(
+                '/supernode.v1.EmsService/ModelStatus',
+                request_serializer=supernode_dot_v1_dot_supernode__pb2.ModelImageRequest.SerializeToString,
+                response_deserializer=supernode_dot_v1_dot_supernode__pb2.ModelStatusResponse.FromString,
+                _registered_method=True)
+        self.PrefetchModel = channel.unary_unary(
+                '/supernode.v1.EmsService/PrefetchModel',
+                request_serializer=supernode_dot_v1_dot_supernode__pb2.ModelImageRequest.SerializeToString,
+                response_deserializer=supernode_dot_v1_dot_supernode__pb2.PrefetchModelResponse.FromString,
+                _registered_method=True)
+        self.LoadModel = channel.unary_stream(
+                '/supernode.v1.EmsService/LoadModel',
+                request_serializer=supernode_dot_v1_dot_supernode__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=supernode_dot_v1_dot_supernode__pb2.ModelLoadEvent.FromString,
+                _registered_method=True)
 
 
 class EmsServiceServicer:
@@ -515,6 +575,27 @@ class EmsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelStatus(self, request, context):
+        """Whether a model image is cached (is-cached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrefetchModel(self, request, context):
+        """Start fetching a model image from OBS into EMS in the background (prefetch).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadModel(self, request, context):
+        """Load a model image onto an instance from the best tier, paced at its modelled time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -537,6 +618,21 @@ def add_EmsServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=supernode_dot_v1_dot_supernode__pb2.StatsRequest.FromString,
                     response_serializer=supernode_dot_v1_dot_supernode__pb2.StatsResponse.SerializeToString,
+            ),
+            'ModelStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelStatus,
+                    request_deserializer=supernode_dot_v1_dot_supernode__pb2.ModelImageRequest.FromString,
+                    response_serializer=supernode_dot_v1_dot_supernode__pb2.ModelStatusResponse.SerializeToString,
+            ),
+            'PrefetchModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrefetchModel,
+                    request_deserializer=supernode_dot_v1_dot_supernode__pb2.ModelImageRequest.FromString,
+                    response_serializer=supernode_dot_v1_dot_supernode__pb2.PrefetchModelResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=supernode_dot_v1_dot_supernode__pb2.LoadModelRequest.FromString,
+                    response_serializer=supernode_dot_v1_dot_supernode__pb2.ModelLoadEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -647,6 +743,87 @@ class EmsService:
             '/supernode.v1.EmsService/Stats',
             supernode_dot_v1_dot_supernode__pb2.StatsRequest.SerializeToString,
             supernode_dot_v1_dot_supernode__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/supernode.v1.EmsService/ModelStatus',
+            supernode_dot_v1_dot_supernode__pb2.ModelImageRequest.SerializeToString,
+            supernode_dot_v1_dot_supernode__pb2.ModelStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrefetchModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/supernode.v1.EmsService/PrefetchModel',
+            supernode_dot_v1_dot_supernode__pb2.ModelImageRequest.SerializeToString,
+            supernode_dot_v1_dot_supernode__pb2.PrefetchModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/supernode.v1.EmsService/LoadModel',
+            supernode_dot_v1_dot_supernode__pb2.LoadModelRequest.SerializeToString,
+            supernode_dot_v1_dot_supernode__pb2.ModelLoadEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from supernode.cache.payload import checksum, make_payload
 from supernode.cache.store import BlockStore, StoredBlock
 
@@ -22,8 +24,8 @@ def keys(*names: str) -> list[bytes]:
     return [name.encode() for name in names]
 
 
-async def read_all(store: BlockStore, namespace: str, names: list[bytes]) -> list:
-    async with contextlib.aclosing(store.get(namespace, names)) as blocks:
+async def read_all(store: BlockStore, namespace: str, names: list[bytes], kind: str = "kv") -> list:
+    async with contextlib.aclosing(store.get(namespace, names, kind)) as blocks:
         return [block async for block in blocks]
 
 
@@ -205,3 +207,77 @@ async def test_stats_count_lookups_queries_and_hits(store_factory) -> None:
     assert (pool.num_blocks, pool.used_bytes, pool.capacity_bytes) == (2, 200, 1000)
     assert (await store.stats("never-used")).num_blocks == 0
     assert (await store.stats("never-used")).hit_ratio is None
+
+
+async def test_kinds_are_separate_sets_of_namespaces(store_factory) -> None:
+    """The same namespace and key as a KV block and as a model block are two blocks."""
+    store = store_factory(capacity_bytes=1000)
+    await store.put("m", [make_block("a")])
+    assert await store.lookup("m", keys("a"), kind="model") == 0
+    model_block = make_block("a", 2 * BLOCK_BYTES)
+    assert (await store.put("m", [model_block], kind="model")).num_stored == 1
+    assert await read_all(store, "m", keys("a"), kind="model") == [model_block]
+    assert (await read_all(store, "m", keys("a")))[0].true_num_bytes == BLOCK_BYTES
+
+
+async def test_stats_are_kept_per_kind(store_factory) -> None:
+    """Blocks, bytes, lookups and hits of each kind add up to the pool's."""
+    store = store_factory(capacity_bytes=1000)
+    await store.put("t/1", [make_block("a"), make_block("b")])
+    await store.put("r1@v1", [make_block("w0", 300)], kind="model")
+    await store.lookup("t/1", keys("a", "x"))
+    await store.lookup("r1@v1", keys("w0", "w1"), kind="model")
+    kv, model, pool = (await store.stats(kind="kv"), await store.stats(kind="model"),
+                       await store.stats())
+    assert (kv.num_blocks, kv.used_bytes, kv.num_hit_blocks) == (2, 200, 1)
+    assert (model.num_blocks, model.used_bytes, model.num_queried_blocks) == (1, 300, 2)
+    assert pool.num_blocks == 3 and pool.used_bytes == 500 and pool.num_lookups == 2
+    assert (await store.stats("r1@v1", kind="model")).used_bytes == 300
+    assert await store.used_bytes_by_namespace() == {"t/1": 200}
+    assert await store.used_bytes_by_namespace("model") == {"r1@v1": 300}
+
+
+async def test_model_and_kv_blocks_share_one_capacity_and_lru(store_factory) -> None:
+    """A model block evicts the least recent KV blocks to fit, and KV evicts a stale model."""
+    store = store_factory(capacity_bytes=4 * BLOCK_BYTES)
+    await store.put("t", [make_block(n) for n in "abc"])
+    await store.lookup("t", keys("c", "a"))  # b is the least recent
+    result = await store.put("r1@v1", [make_block("w0", 2 * BLOCK_BYTES)], kind="model")
+    assert (result.num_stored, result.num_evicted) == (1, 1)
+    assert await present(store, "t", *"abc") == ["a", "c"]  # the model block is least recent
+    assert (await store.put("t", [make_block("d")])).num_evicted == 1
+    assert await store.lookup("r1@v1", keys("w0"), kind="model") == 0
+    assert await present(store, "t", *"acd") == ["a", "c", "d"]
+    assert (await store.stats(kind="model")).num_evictions == 1
+
+
+async def test_the_namespace_limit_is_for_kv_only(store_factory) -> None:
+    """A tenant's namespace limit does not cap a model: the pool does."""
+    store = store_factory(capacity_bytes=10 * BLOCK_BYTES, namespace_capacity_bytes=BLOCK_BYTES)
+    assert (await store.put("t", [make_block("a", 2 * BLOCK_BYTES)])).num_rejected == 1
+    blocks = [make_block(f"w{i}", 2 * BLOCK_BYTES) for i in range(4)]
+    assert (await store.put("r1@v1", blocks, kind="model")).num_stored == 4
+    assert (await store.stats("r1@v1", kind="model")).capacity_bytes == 10 * BLOCK_BYTES
+    too_big = make_block("w9", 11 * BLOCK_BYTES)
+    assert (await store.put("r1@v1", [too_big], kind="model")).num_rejected == 1
+
+
+async def test_manifests_are_metadata_beside_the_blocks(store_factory) -> None:
+    """Manifests are kept by model key, replaced on rewrite, and take no capacity."""
+    store = store_factory(capacity_bytes=BLOCK_BYTES)
+    assert await store.get_manifest("r1@v1/int8") is None
+    await store.put_manifest("r1@v1/int8", '{"num_blocks": 3}')
+    await store.put_manifest("r1@v1/int8", '{"num_blocks": 4}')
+    await store.put_manifest("r1@v2/int8", "{}")
+    assert await store.get_manifest("r1@v1/int8") == '{"num_blocks": 4}'
+    assert await store.manifests() == {"r1@v1/int8": '{"num_blocks": 4}', "r1@v2/int8": "{}"}
+    assert (await store.stats()).used_bytes == 0
+
+
+async def test_an_unknown_kind_is_named(store_factory) -> None:
+    """A kind outside BLOCK_KINDS raises ValueError naming it."""
+    store = store_factory()
+    with pytest.raises(ValueError, match="lora"):
+        await store.lookup("m", keys("a"), kind="lora")
+    with pytest.raises(ValueError, match="lora"):
+        await store.put("m", [make_block("a")], kind="lora")

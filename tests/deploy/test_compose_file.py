@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from supernode.config import ClusterConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -47,12 +51,13 @@ def test_every_service_has_a_healthcheck(services: dict) -> None:
 
 
 def test_grpc_roles_probe_the_grpc_health_service(services: dict) -> None:
-    """gRPC roles are probed through the gRPC health service, the scheduler on HTTP /health."""
+    """gRPC roles are probed through the gRPC health service, the scheduler on HTTP /ready
+    (serving: every pool has a live worker; /health's `degraded` is for alerting)."""
     for role in ("prefill", "decode", "ems"):
         test = services[role]["healthcheck"]["test"]
         assert test[1:5] == ["python", "-m", "services.healthcheck", "grpc"], (role, test)
     scheduler = services["scheduler"]["healthcheck"]["test"]
-    assert scheduler[-1].endswith("/health")
+    assert scheduler[-1].endswith("/ready")
 
 
 def test_depends_on_uses_conditions(services: dict) -> None:
@@ -202,3 +207,73 @@ def test_dockerfile_is_cacheable_and_non_root() -> None:
     assert 'ENTRYPOINT ["supernode-entrypoint"]' in text
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") + 1:], "the .dockerignore allow-list is empty"
+
+
+def test_stopped_workers_have_time_to_drain(services: dict) -> None:
+    """A stopped prefill or decode drains for up to drain_timeout_s before its requests fail
+    over; compose's grace period before SIGKILL must be longer."""
+    for role in SCALED:
+        grace = services[role]["stop_grace_period"]
+        seconds = float(re.fullmatch(r"(\d+)s", grace).group(1))
+        assert seconds > ClusterConfig().drain_timeout_s, (role, grace)
+
+
+def test_roles_bind_all_interfaces_only_with_the_cluster_token(services: dict) -> None:
+    """Every role asks for 0.0.0.0 explicitly (the entry point defaults to loopback) and reads
+    the cluster token from the `cluster_token` secret, as a file, never as a value."""
+    for role in ROLES:
+        env, secrets = services[role]["environment"], services[role]["secrets"]
+        assert env["SUPERNODE_BIND_HOST"] == "0.0.0.0", role
+        assert "cluster_token" in secrets, role
+        assert env["SUPERNODE_CLUSTER_TOKEN_FILE"] == "/run/secrets/cluster_token", role
+        assert "SUPERNODE_CLUSTER_TOKEN" not in env, role
+
+
+def test_scheduler_and_prometheus_share_the_admin_key(services: dict) -> None:
+    """The scheduler reads the admin key from the `admin_key` secret; Prometheus mounts the same
+    secret and sends it as a Bearer token for the scheduler's /metrics and /sd/targets."""
+    scheduler = services["scheduler"]
+    assert "admin_key" in scheduler["secrets"]
+    assert scheduler["environment"]["SUPERNODE_ADMIN_KEY_FILE"] == "/run/secrets/admin_key"
+    assert scheduler["environment"]["VLLM_API_KEY"] == "${VLLM_API_KEY:-}"
+    assert services["prometheus"]["secrets"] == ["admin_key"]
+    config = load(ROOT / "deploy" / "prometheus" / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    want = {"type": "Bearer", "credentials_file": "/run/secrets/admin_key"}
+    assert jobs["supernode-scheduler"]["authorization"] == want
+    (sd,) = jobs["supernode-workers"]["http_sd_configs"]
+    assert sd["authorization"] == want
+    assert "authorization" not in jobs["supernode-workers"]  # workers' /metrics need no key
+
+
+def test_secret_files_are_made_by_the_script(compose: dict, tmp_path: Path) -> None:
+    """Compose reads each secret from SUPERNODE_SECRETS_DIR, and deploy/make-secrets.sh makes
+    exactly those files there (random, private directory, readable by the containers' users),
+    keeping them on a second run; the secrets are git-ignored."""
+    names = {name: spec["file"] for name, spec in compose["secrets"].items()}
+    assert names == {name: f"${{SUPERNODE_SECRETS_DIR:-./deploy/secrets}}/{name}"
+                     for name in ("cluster_token", "admin_key")}
+    out, k8s_env = tmp_path / "secrets", tmp_path / "auth.env"
+    subprocess.run(["sh", str(ROOT / "deploy" / "make-secrets.sh"), str(out), str(k8s_env)],
+                   check=True, capture_output=True)
+    values = {name: (out / name).read_text() for name in names}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in values.values()), values
+    assert values["cluster_token"] != values["admin_key"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE((out / n).stat().st_mode) == 0o644 for n in names)
+    subprocess.run(["sh", str(ROOT / "deploy" / "make-secrets.sh"), str(out), str(k8s_env)],
+                   check=True, capture_output=True)
+    assert {name: (out / name).read_text() for name in names} == values
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "/deploy/secrets/" in ignored and "/deploy/k8s/auth.env" in ignored
+
+
+def test_every_replica_pays_its_model_load(services: dict) -> None:
+    """SUPERNODE_MODEL_LOAD reaches every role (default skip), and decode, like prefill, knows
+    EMS, which picks and paces the load of each replica `--scale` adds."""
+    for role in ROLES:
+        assert services[role]["environment"]["SUPERNODE_MODEL_LOAD"] == \
+            "${SUPERNODE_MODEL_LOAD:-skip}"
+    decode = services["decode"]["command"]
+    assert decode[decode.index("--ems") + 1] == "ems:50051"
+    assert services["decode"]["depends_on"]["ems"] == {"condition": "service_healthy"}

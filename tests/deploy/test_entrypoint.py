@@ -29,11 +29,23 @@ def run(args: list[str], env: dict[str, str], tmp_path: Path) -> list[str]:
     return out.splitlines()
 
 
-def test_serve_gets_bind_and_advertise_host_from_the_container(tmp_path: Path) -> None:
-    """With no environment, `serve` binds 0.0.0.0 and advertises the container's hostname."""
+def test_serve_binds_loopback_unless_asked(tmp_path: Path) -> None:
+    """With no environment, `serve` binds loopback (nothing is exposed unless asked) and
+    advertises the container's hostname; SUPERNODE_BIND_HOST asks for another address."""
     argv = run(["serve", "decode", "--port", "50051"], {}, tmp_path)
-    assert argv == ["serve", "decode", "--host", "0.0.0.0", "--advertise-host", "c0ffee123456",
-                    "--port", "50051"]
+    assert argv == ["serve", "decode", "--host", "127.0.0.1", "--advertise-host",
+                    "c0ffee123456", "--port", "50051"]
+    argv = run(["serve", "decode"], {"SUPERNODE_BIND_HOST": "0.0.0.0"}, tmp_path)
+    assert argv[2:4] == ["--host", "0.0.0.0"]
+
+
+def test_secrets_never_reach_the_command_line(tmp_path: Path) -> None:
+    """The cluster token, API and admin keys stay in the environment (the process reads them
+    itself), so they never show in the process list."""
+    env = {"SUPERNODE_CLUSTER_TOKEN": "tok-s3cret", "SUPERNODE_ADMIN_KEY": "adm-s3cret",
+           "VLLM_API_KEY": "key-s3cret", "SUPERNODE_CLUSTER_TOKEN_FILE": "/run/secrets/t"}
+    argv = run(["serve", "scheduler"], env, tmp_path)
+    assert not [a for a in argv if "s3cret" in a or "/run/secrets" in a], argv
 
 
 def test_environment_becomes_flags_before_the_commands_own(tmp_path: Path) -> None:
@@ -42,12 +54,13 @@ def test_environment_becomes_flags_before_the_commands_own(tmp_path: Path) -> No
     env = {"SUPERNODE_ADVERTISE_HOST": "10.0.0.7", "SUPERNODE_SPEEDUP": "0.5",
            "SUPERNODE_MODEL": "deepseek-r1", "SUPERNODE_SERVED_MODEL_NAME": "",
            "SUPERNODE_CONFIG": "/etc/supernode/deployment.yaml", "SUPERNODE_LOG_LEVEL": "DEBUG",
+           "SUPERNODE_NUM_DECODE": "3", "SUPERNODE_NUM_PREFILL": "",
            "SUPERNODE_ARGS": "--set cache.block_size=256 --set decode.mtp_tokens=0"}
     argv = run(["serve", "prefill", "--set", "speedup=2"], env, tmp_path)
-    assert argv == ["serve", "prefill", "--host", "0.0.0.0", "--advertise-host", "10.0.0.7",
+    assert argv == ["serve", "prefill", "--host", "127.0.0.1", "--advertise-host", "10.0.0.7",
                     "--config", "/etc/supernode/deployment.yaml", "--log-level", "DEBUG",
                     "--set", "speedup=0.5", "--set", "model=deepseek-r1",
-                    "--set", "speedup=2",
+                    "--set", "num_decode=3", "--set", "speedup=2",
                     "--set", "cache.block_size=256", "--set", "decode.mtp_tokens=0"]
 
 
@@ -57,3 +70,10 @@ def test_other_commands_pass_through_unchanged(tmp_path: Path) -> None:
     assert run(["bench", "--base-url", "http://a b"], env, tmp_path) == [
         "bench", "--base-url", "http://a b"]
     assert run(["--help"], env, tmp_path) == ["--help"]
+
+
+def test_model_load_comes_from_the_environment(tmp_path: Path) -> None:
+    """SUPERNODE_MODEL_LOAD sets where every replica loads its weights from."""
+    argv = run(["serve", "decode"], {"SUPERNODE_ADVERTISE_HOST": "h",
+                                     "SUPERNODE_MODEL_LOAD": "obs"}, tmp_path)
+    assert argv[-2:] == ["--set", "model_load.source=obs"]

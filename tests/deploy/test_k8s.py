@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from supernode.config import load_config
+from supernode.config import ClusterConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -79,12 +81,12 @@ def test_pools_have_replicas_and_resource_requests() -> None:
 
 
 def test_grpc_roles_use_native_grpc_readiness_probes() -> None:
-    """gRPC roles use native gRPC readiness probes on 50051; the scheduler is ready on HTTP /health
-    and live on gRPC."""
+    """gRPC roles use native gRPC readiness probes on 50051; the scheduler is ready on HTTP /ready
+    (every pool has a live worker) and live on gRPC."""
     for role in ("prefill", "decode", "ems"):
         assert container(role)["readinessProbe"]["grpc"] == {"port": 50051}, role
     scheduler = container("scheduler")
-    assert scheduler["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert scheduler["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert scheduler["livenessProbe"]["grpc"] == {"port": 50051}
 
 
@@ -177,3 +179,83 @@ def test_dashboards_config_map_is_up_to_date() -> None:
     assert (config_map.get("data") or {}) == files
     size = sum(len(k) + len(v.encode()) for k, v in files.items())
     assert size < 1_000_000, f"dashboards ConfigMap is {size} bytes; the API limit is 1 MiB"
+
+
+def test_worker_pods_have_time_to_drain() -> None:
+    """terminationGracePeriodSeconds outlasts a worker's drain (drain_timeout_s)."""
+    for role in ("prefill", "decode"):
+        spec = find("Deployment", f"supernode-{role}")["spec"]["template"]["spec"]
+        assert spec["terminationGracePeriodSeconds"] > ClusterConfig().drain_timeout_s, role
+
+
+def secret_refs(role: str) -> dict[str, dict[str, Any]]:
+    """env var name -> secretKeyRef, for the role's container."""
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(role)["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def test_every_role_takes_the_cluster_token_from_the_secret() -> None:
+    """Each role binds 0.0.0.0 explicitly (the entry point defaults to loopback) and reads a
+    required cluster token from the supernode-auth Secret; the scheduler may also read the admin
+    and API keys from it."""
+    for role in ROLES:
+        env = {e["name"]: e for e in container(role)["env"]}
+        assert env["SUPERNODE_BIND_HOST"]["value"] == "0.0.0.0", role
+        refs = secret_refs(role)
+        assert refs["SUPERNODE_CLUSTER_TOKEN"] == {"name": "supernode-auth",
+                                                   "key": "cluster-token"}, role
+    refs = secret_refs("scheduler")
+    assert refs["SUPERNODE_ADMIN_KEY"] == {"name": "supernode-auth", "key": "admin-key",
+                                           "optional": True}
+    assert refs["VLLM_API_KEY"]["key"] == "api-key" and refs["VLLM_API_KEY"]["optional"]
+    assert refs["SUPERNODE_API_KEYS"]["key"] == "api-keys"
+
+
+def test_the_secret_is_generated_from_a_file_the_script_writes(tmp_path: Path) -> None:
+    """kustomize generates supernode-auth (namespace supernode) from auth.env, git-ignored, and
+    deploy/make-secrets.sh writes that file with every key a role requires."""
+    (kustomization,) = [d for _, d in documents() if d["kind"] == "Kustomization"]
+    (generator,) = kustomization["secretGenerator"]
+    assert generator == {"name": "supernode-auth", "namespace": "supernode",
+                         "envs": ["auth.env"]}
+    assert "/deploy/k8s/auth.env" in (ROOT / ".gitignore").read_text().split()
+    env_file = tmp_path / "auth.env"
+    subprocess.run(["sh", str(ROOT / "deploy" / "make-secrets.sh"), str(tmp_path / "s"),
+                    str(env_file)], check=True, capture_output=True)
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    required = {ref["key"] for role in ROLES for ref in secret_refs(role).values()
+                if not ref.get("optional")}
+    assert required <= set(written) and all(len(v) == 64 for v in written.values())
+    assert written["cluster-token"] == (tmp_path / "s" / "cluster_token").read_text()
+
+
+def test_scheduler_is_not_scraped_by_annotation() -> None:
+    """The scheduler's /metrics needs the admin key, which annotation-based scraping cannot
+    send, so only the workers (open /metrics on 9400) carry prometheus.io annotations."""
+    pod = find("Deployment", "supernode-scheduler")["spec"]["template"]["metadata"]
+    assert "prometheus.io/scrape" not in pod.get("annotations", {})
+    for role in ("prefill", "decode", "ems"):
+        pod = find("Deployment", f"supernode-{role}")["spec"]["template"]["metadata"]
+        assert pod["annotations"]["prometheus.io/port"] == "9400", role
+
+
+def test_pods_pay_their_model_load_and_ems_can_cache_it(tmp_path: Path) -> None:
+    """The ConfigMap models loads from OBS; EMS can hold both instances' images, whose payloads
+    fit Redis's cap; decode pods know EMS, so a pod the HPA adds loads through it."""
+    from supernode.cache.models import manifest_for
+    from supernode.deployment import instance_deployment
+
+    path = tmp_path / "deployment.yaml"
+    path.write_text(find("ConfigMap", "supernode-config")["data"]["deployment.yaml"])
+    config = load_config(path)
+    assert config.model_load.source == "obs"
+    images = [manifest_for(instance_deployment(config, role), config.model_load.version,
+                           config.model_load.block_bytes).model_bytes
+              for role in ("prefill", "decode")]
+    assert sum(images) < config.cache.capacity_bytes
+    redis = container("redis")["args"]
+    maxmemory = int(redis[redis.index("--maxmemory") + 1].removesuffix("gb")) * 2**30
+    assert sum(images) * config.kv_payload_scale < maxmemory / 4
+    decode = container("decode")["args"]
+    assert decode[decode.index("--ems") + 1] == "supernode-ems:50051"

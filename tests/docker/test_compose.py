@@ -1,10 +1,11 @@
 """The compose stack for real: build, bring up (offline override), stream, scale, lose a worker.
 
-Prepares Docker with ../shared/tools/local-docker (installs the engine and a local
+Prepares Docker with scripts/local-docker (installs the engine and a local
 python:3.11-slim stand-in where they are missing; needs root), builds the image, starts
 docker-compose.yml + deploy/compose.offline.yml under its own project name, and drives the
-OpenAI endpoint on 127.0.0.1:8000 with the `openai` client. Skips only where no Docker engine
-can be started at all. Everything the stack created (containers, network, volumes) is removed
+OpenAI endpoint on 127.0.0.1:8000 with the `openai` client. The stack's secrets (cluster
+token, admin key) are made by deploy/make-secrets.sh in a temporary directory. Skips only
+where no Docker engine can be started at all. Everything the stack created (containers, network, volumes) is removed
 at the end; the built images stay, so the next run's builds are cache hits.
 """
 
@@ -30,7 +31,7 @@ from openai import AsyncOpenAI, OpenAI
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL_DOCKER = ROOT.parent / "shared" / "tools" / "local-docker"
+LOCAL_DOCKER = ROOT / "scripts" / "local-docker"
 # Per-run project name: two runs on one engine (two sessions, two CI jobs) never touch each
 # other's containers; a dead run's leftovers are removed by the next run (see _remove_stale).
 PROJECT_PREFIX = "supernode-citest-"
@@ -90,6 +91,7 @@ class Stack:
         self.http_port = http_port
         self.base_url = f"http://127.0.0.1:{http_port}"
         self.prometheus_url = "http://127.0.0.1:9090"
+        self.admin_key = ""
 
     def run(self, *args: str, timeout: float = 300, check: bool = True
             ) -> subprocess.CompletedProcess[str]:
@@ -108,9 +110,13 @@ class Stack:
         return _run(["docker", "inspect", "-f", "{{.Config.Hostname}}", container],
                     60).stdout.strip()
 
-    def get_json(self, path: str, base_url: str | None = None) -> tuple[int, object]:
+    def get_json(self, path: str, base_url: str | None = None,
+                 admin: bool = True) -> tuple[int, object]:
+        """GET as JSON; to the scheduler with the admin key unless `admin` is False."""
+        headers = {"authorization": f"Bearer {self.admin_key}"} if admin and not base_url else {}
+        request = urllib.request.Request((base_url or self.base_url) + path, headers=headers)
         try:
-            with urllib.request.urlopen((base_url or self.base_url) + path, timeout=5) as r:
+            with urllib.request.urlopen(request, timeout=5) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
@@ -194,6 +200,11 @@ def stack() -> Iterator[Stack]:
     stack.http_port = _port_or_free(8000)
     stack.base_url = f"http://127.0.0.1:{stack.http_port}"
     env["SUPERNODE_HTTP_PORT"] = str(stack.http_port)
+    secrets_dir = Path(tempfile.mkdtemp(prefix="supernode-citest-secrets-")) / "secrets"
+    _run(["sh", "deploy/make-secrets.sh", str(secrets_dir), str(secrets_dir.parent / "auth.env")],
+         60)
+    env["SUPERNODE_SECRETS_DIR"] = str(secrets_dir)
+    stack.admin_key = (secrets_dir / "admin_key").read_text()
     env["PROMETHEUS_PORT"] = str(_port_or_free(9090))
     stack.prometheus_url = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"
     # One build of the supernode image (the other roles share its tag), plus the offline
@@ -278,16 +289,37 @@ def test_scaled_decode_pool_serves_on_both_containers(stack: Stack) -> None:
         if len(served) == 2:
             break
     assert served == set(workers.values()), (served, workers)
-    # Prometheus discovers both replicas (through the scheduler's /sd/targets) and scrapes them.
-    deadline, up = time.monotonic() + 45, set()
+    # Prometheus discovers both replicas (through the scheduler's /sd/targets, with the admin
+    # key) and scrapes them and the scheduler (whose /metrics needs the key too).
+    deadline, up, want = time.monotonic() + 45, set(), {*workers, "scheduler"}
     while time.monotonic() < deadline:
         _, body = stack.get_json("/api/v1/targets?state=active", stack.prometheus_url)
         up = {t["labels"].get("worker_id") for t in body["data"]["activeTargets"]  # type: ignore[index]
               if t["health"] == "up"}
-        if set(workers) <= up:
+        if want <= up:
             break
         time.sleep(2)
-    assert set(workers) <= up, f"Prometheus scrapes {sorted(up)}, decode workers {sorted(workers)}"
+    assert want <= up, f"Prometheus scrapes {sorted(up)}, want {sorted(want)}"
+
+
+def test_operator_routes_need_the_admin_key_from_the_secret(stack: Stack) -> None:
+    """/workers and /metrics answer 401 without the admin key and 200 with the one compose
+    mounted from the secrets directory; no container has a secret value in its environment or
+    command line."""
+    for path in ("/workers", "/sd/targets"):
+        status, body = stack.get_json(path, admin=False)
+        assert status == 401 and body["error"]["type"] == "AuthenticationError", (path, body)  # type: ignore[index]
+        assert stack.get_json(path)[0] == 200, path
+    metrics = urllib.request.Request(stack.base_url + "/metrics",
+                                     headers={"authorization": f"Bearer {stack.admin_key}"})
+    with urllib.request.urlopen(metrics, timeout=5) as r:
+        assert r.status == 200 and b"vllm:request_success_total" in r.read()
+    assert stack.get_json("/metrics", admin=False)[0] == 401
+    token = (Path(stack.env["SUPERNODE_SECRETS_DIR"]) / "cluster_token").read_text()
+    for container in stack.containers():
+        config = _run(["docker", "inspect", "-f", "{{json .Config.Env}} {{json .Config.Cmd}}",
+                       container], 60).stdout
+        assert token not in config and stack.admin_key not in config, container
 
 
 def _running_requests(container: str) -> float:

@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from services.common.credentials import Credentials
 from services.launcher import Cluster, free_port
 from supernode.config import load_config
 
 
-def start_cluster(tmp: Path, **overrides: object) -> Cluster:
+def start_cluster(tmp: Path, credentials: Credentials | None = None,
+                  **overrides: object) -> Cluster:
+    """A ready cluster with config `overrides`; `credentials` as `supernode up` takes them
+    (without a cluster token: a fresh one, so every e2e test runs the authenticated plane)."""
     config = load_config(None, {"ports.http": free_port("127.0.0.1"), **overrides})
-    cluster = Cluster(config, tmp, "INFO")
+    cluster = Cluster(config, tmp, "INFO", credentials)
     cluster.start()
     try:
         cluster.wait_ready(60.0)

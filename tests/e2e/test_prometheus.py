@@ -1,6 +1,8 @@
 """A real Prometheus, configured from deploy/prometheus/local.yml, scraping a running cluster
 under a short load: it discovers every worker through the scheduler, every series the
 dashboards use exists, every panel query returns data, and counters equal what the client saw.
+The cluster has an admin key, so the scheduler's /metrics and /sd/targets need it: Prometheus
+sends it with the `authorization` blocks of deploy/prometheus/prometheus.yml (compose's).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from services.common.credentials import Credentials
 from services.launcher import Cluster, free_port
 from tests.deploy.dashboards import PROMETHEUS, dashboards, metric_names, queries, variable_metrics
 from tests.e2e.conftest import start_cluster
@@ -31,6 +34,8 @@ NUM_REQUESTS = 32
 CONCURRENCY = 4
 MAX_TOKENS = 24
 PREFIX = list(range(1000, 1512))  # 4 blocks of 128 tokens shared by every prompt: EMS hits
+ADMIN_KEY = "prometheus-test-admin-key"
+COMPOSE_SECRET = "/run/secrets/admin_key"
 
 
 @dataclass
@@ -50,9 +55,18 @@ class Prometheus:
         config = yaml.safe_load((PROMETHEUS / "local.yml").read_text()
                                 .replace(LOCAL_SCHEDULER, scheduler))
         config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        key_file = workdir / "admin_key"
+        key_file.write_text(ADMIN_KEY)
+        compose = {job["job_name"]: job for job in yaml.safe_load(
+            (PROMETHEUS / "prometheus.yml").read_text().replace(COMPOSE_SECRET, str(key_file))
+        )["scrape_configs"]}
         for job in config["scrape_configs"]:
-            for sd in job.get("http_sd_configs", []):
+            if "authorization" in compose[job["job_name"]]:
+                job["authorization"] = compose[job["job_name"]]["authorization"]
+            for sd, compose_sd in zip(job.get("http_sd_configs", []),
+                                      compose[job["job_name"]].get("http_sd_configs", [])):
                 sd["refresh_interval"] = "1s"
+                sd["authorization"] = compose_sd["authorization"]
         config_path = workdir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(config))
         self.url = f"http://127.0.0.1:{free_port('127.0.0.1')}"
@@ -133,7 +147,10 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometh
         pytest.skip("the prometheus binary is not installed (apt-get install prometheus; "
                     "scripts/test.sh does it when run as root)")
     tmp = tmp_path_factory.mktemp("prometheus")
-    cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
+    cluster = start_cluster(tmp_path_factory.mktemp("cluster"),
+                            Credentials(admin_key=ADMIN_KEY))
+    for path in ("/metrics", "/sd/targets"):  # the key is needed, so the scrape proves it works
+        assert httpx.get(f"{cluster.endpoint}{path}", timeout=5).status_code == 401, path
     prometheus = Prometheus(tmp, cluster.endpoint.removeprefix("http://"))
     try:
         prometheus.wait_ready()

@@ -1,6 +1,13 @@
 """Worker registry: registration, heartbeats, lease expiry."""
 
-from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad, WorkerRegistry
+from supernode.engine.registry import (
+    ModelLoadInfo,
+    WorkerInfo,
+    WorkerKind,
+    WorkerLoad,
+    WorkerRegistry,
+    WorkerState,
+)
 
 
 def test_workers_expire_after_their_lease() -> None:
@@ -38,3 +45,56 @@ def test_touch_renews_the_lease() -> None:
     r.touch("ghost", now_s=1.9)
     assert r.expire(now_s=3.0) == [] and r.get("ghost") is None
     assert [w.worker_id for w in r.expire(now_s=4.0)] == ["d0"]
+
+
+def test_holder_is_the_worker_while_its_lease_runs() -> None:
+    """An id is held while its lease runs and free once it lapsed, before `expire` runs too."""
+    r = WorkerRegistry(lease_s=2.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1"), now_s=0.0)
+    assert r.holder("d0", now_s=2.0).address == "a:1"
+    assert r.holder("d0", now_s=2.1) is None
+    assert r.holder("ghost", now_s=0.0) is None
+
+
+def test_loading_workers_are_registered_but_never_routed_to() -> None:
+    """`live` (the routing view) lists ready workers only; `registered` and `all` list every
+    state; a heartbeat carrying `ready` puts the worker into routing."""
+    r = WorkerRegistry(5.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1", state=WorkerState.LOADING,
+                          model_load=ModelLoadInfo("deepseek-r1@v1", "obs", 269.0)), 0.0)
+    r.register(WorkerInfo("d1", WorkerKind.DECODE, "a:2"), 0.0)
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d1"]
+    assert [w.worker_id for w in r.registered(WorkerKind.DECODE)] == ["d0", "d1"]
+    assert len(r.all()) == 2
+    assert r.heartbeat("d0", WorkerLoad(), 1.0)  # no state given: unchanged
+    assert r.get("d0").state is WorkerState.LOADING
+    done = ModelLoadInfo("deepseek-r1@v1", "obs", 269.0, load_s=270.5)
+    assert r.heartbeat("d0", WorkerLoad(), 2.0, WorkerState.READY, done)
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d0", "d1"]
+    assert r.get("d0").model_load.load_s == 270.5
+
+
+def test_a_draining_worker_leaves_routing_but_stays_known() -> None:
+    """Draining takes a worker out of `live` at once; it keeps heartbeating (and its lease)
+    until it leaves, and a new registration under its id (a new process) routes again."""
+    r = WorkerRegistry(lease_s=2.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1"), now_s=0.0)
+    r.register(WorkerInfo("d1", WorkerKind.DECODE, "a:2"), now_s=0.0)
+    assert r.drain("d0") and not r.drain("ghost")
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d1"]
+    assert r.heartbeat("d0", WorkerLoad(num_running=2), now_s=1.5)
+    assert r.get("d0").draining and [w.worker_id for w in r.all()] == ["d0", "d1"]
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:3"), now_s=1.6)
+    assert [w.worker_id for w in r.live(WorkerKind.DECODE)] == ["d0", "d1"]
+
+
+def test_a_draining_worker_leaves_routing_whatever_its_state() -> None:
+    """`live` needs both: a ready worker that drains leaves it, and so does a loading one that
+    drains before it ever became ready (it never routes, even once it reports ready)."""
+    r = WorkerRegistry(lease_s=2.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1", state=WorkerState.LOADING), now_s=0.0)
+    r.register(WorkerInfo("d1", WorkerKind.DECODE, "a:2"), now_s=0.0)
+    assert r.drain("d0") and r.drain("d1")
+    assert r.heartbeat("d0", WorkerLoad(), 1.0, WorkerState.READY)
+    assert r.live(WorkerKind.DECODE) == []
+    assert [w.worker_id for w in r.registered(WorkerKind.DECODE)] == ["d0", "d1"]

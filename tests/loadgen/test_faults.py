@@ -4,7 +4,7 @@ and the run carries on."""
 from __future__ import annotations
 
 from loadgen.config import EndpointConfig, LoadConfig, ReportConfig, SloConfig
-from loadgen.metrics import compute_metrics
+from loadgen.metrics import metrics_of_results
 from loadgen.runner import run_benchmark
 from tests.loadgen.helpers import make_sample, run
 
@@ -26,7 +26,7 @@ async def test_failures_are_counted_and_their_errors_kept(scripted_base_url):
     assert "stream error" in errors[2] and "scripted stream error" in errors[2]
     assert "finish_reason" in errors[3]
     assert [r.success for r in outcome.results] == [False] * 4 + [True] * 3
-    metrics = compute_metrics(
+    metrics = metrics_of_results(
         outcome.results, outcome.duration_s, ReportConfig(), SloConfig({"ttft": 1e6})
     )
     assert metrics.completed == 3 and metrics.failed == 4

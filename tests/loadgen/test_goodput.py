@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadgen.config import ReportConfig, SloConfig
-from loadgen.metrics import compute_metrics, meets_slo
+from loadgen.metrics import meets_slo, metrics_of_results
 from tests.loadgen.helpers import make_result, make_sample, retry_under_contention, run
 
 
@@ -22,7 +22,7 @@ def test_goodput_counts_requests_meeting_every_slo_exactly():
     ]
     slo = SloConfig({"ttft": 100.0, "tpot": 20.0})
     assert [meets_slo(r, slo) for r in results] == [True, True, False, False, True, False]
-    metrics = compute_metrics(results, 2.0, ReportConfig(), slo)
+    metrics = metrics_of_results(results, 2.0, ReportConfig(), slo)
     assert metrics.num_good == 3
     assert metrics.request_goodput == pytest.approx(1.5)
     assert metrics.slo_attainment == pytest.approx(3 / 6)
@@ -38,7 +38,7 @@ def test_e2el_slo_uses_end_to_end_latency():
 
 def test_without_slos_goodput_is_not_reported():
     """No --goodput: request_goodput and attainment are None, not 0."""
-    metrics = compute_metrics([make_result(10, 10)], 1.0, ReportConfig(), SloConfig())
+    metrics = metrics_of_results([make_result(10, 10)], 1.0, ReportConfig(), SloConfig())
     assert metrics.request_goodput is None and metrics.slo_attainment is None
 
 
@@ -58,7 +58,7 @@ async def test_goodput_against_a_server_with_per_request_ttft(scripted_base_url)
         slo = SloConfig({"ttft": 100.0})
         good = [meets_slo(r, slo) for r in outcome.results]
         assert good == [True, False, True, False, True, False]
-        metrics = compute_metrics(outcome.results, outcome.duration_s, ReportConfig(), slo)
+        metrics = metrics_of_results(outcome.results, outcome.duration_s, ReportConfig(), slo)
         assert metrics.num_good == 3
         assert metrics.request_goodput == pytest.approx(3 / outcome.duration_s)
 

@@ -13,7 +13,7 @@ import pytest
 
 from loadgen.cli import main
 from loadgen.config import EndpointConfig, LoadConfig, ReportConfig, SloConfig
-from loadgen.metrics import compute_metrics
+from loadgen.metrics import metrics_of_results
 from loadgen.runner import run_benchmark
 from loadgen.types import SampleRequest
 from tests.loadgen.helpers import make_endpoint, make_sample, retry_under_contention
@@ -37,7 +37,7 @@ async def test_latencies_are_reported_in_model_time(scripted_base_url):
         endpoint = _endpoint(scripted_base_url, {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS})
         outcome = await run_benchmark(samples, endpoint, load)
         assert all(r.success for r in outcome.results), [r.error for r in outcome.results]
-        stats = compute_metrics(
+        stats = metrics_of_results(
             outcome.results, outcome.duration_s, ReportConfig(), SloConfig()
         ).stats
         ttft_ms, itl_ms = TTFT_MS * SPEEDUP, ITL_MS * SPEEDUP

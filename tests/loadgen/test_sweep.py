@@ -6,8 +6,9 @@ import math
 
 import pytest
 
+from loadgen.accumulate import RunAccumulator
 from loadgen.config import LoadConfig, ReportConfig, SloConfig
-from loadgen.metrics import compute_metrics
+from loadgen.metrics import metrics_of_results
 from loadgen.runner import RunOutcome
 from loadgen.sweep import SweepPoint, max_rate_meeting_slo, parse_request_rates, run_sweep
 from tests.loadgen.helpers import make_result
@@ -32,10 +33,11 @@ def _fake_point(rate: float, capacity: float) -> SweepPoint:
         if rate <= capacity
         else [make_result(10, 10)] * 5 + [make_result(500, 10)] * 5
     )
-    metrics = compute_metrics(results, 1.0, ReportConfig(), SloConfig({"ttft": 100}))
+    metrics = metrics_of_results(results, 1.0, ReportConfig(), SloConfig({"ttft": 100}))
     return SweepPoint(
         rate,
-        RunOutcome(tuple(results), 1.0, LoadConfig(request_rate=rate)),
+        RunOutcome(RunAccumulator(SloConfig()), 1.0, LoadConfig(request_rate=rate),
+                   tuple(results)),
         metrics,
         {"request_rate": rate},
     )

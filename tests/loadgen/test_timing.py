@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadgen.config import ReportConfig, SloConfig
-from loadgen.metrics import compute_metrics
+from loadgen.metrics import metrics_of_results
 from tests.loadgen.helpers import make_sample, retry_under_contention, run
 
 TTFT_MS, ITL_MS = 80.0, 15.0
@@ -30,7 +30,7 @@ async def test_ttft_tpot_itl_match_the_script(scripted_base_url, chat):
         for r in outcome.results:
             assert r.ttft_s * 1e3 >= TTFT_MS
             assert r.output_tokens == 12 and r.usage_reported and len(r.itls_s) == 11
-        stats = compute_metrics(
+        stats = metrics_of_results(
             outcome.results, outcome.duration_s, ReportConfig(), SloConfig()
         ).stats
         assert TTFT_MS <= stats["ttft"].median_ms <= TTFT_MS + OVERHEAD_MS

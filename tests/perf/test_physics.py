@@ -64,18 +64,17 @@ def test_int8_never_slower_than_bf16(batch_per_device, kv, phase):
 
 @FAST
 @given(st.integers(1, 200), st.integers(0, 8192))
-def test_microbatch_off_never_helps(batch_per_device, kv):
-    """Turning the two-microbatch overlap off never makes a step faster."""
-    on = estimate_decode(paper_decode(microbatch=True), batch_per_device, kv).step_s
-    off = estimate_decode(paper_decode(microbatch=False), batch_per_device, kv).step_s
-    assert on <= off
-    batch = PrefillBatch((4096,) * batch_per_device)
-    assert prefill_time(batch, paper_prefill()).total_s <= prefill_time(
-        batch, paper_prefill(microbatch=False)).total_s
+def test_a_losing_overlap_is_always_reported(batch_per_device, kv):
+    """With microbatching on, a step is overlapped whenever it can be split; whenever that is
+    slower than running serially, the Timing's notes say so (never a silent switch)."""
+    on = estimate_decode(paper_decode(microbatch=True), batch_per_device, kv)
+    off = estimate_decode(paper_decode(microbatch=False), batch_per_device, kv)
+    losing = [n for n in on.timing.notes if "slower than serial" in n]
+    assert bool(losing) == (on.step_s > off.step_s * (1 + 1e-12))
 
 
 def test_microbatch_helps_the_balanced_paper_point():
-    """At batch 96/NPU the overlap is chosen and is strictly faster than serial."""
+    """At batch 96/NPU the overlap is strictly faster than serial and hides time."""
     on = estimate_decode(paper_decode(), 96, 4096)
     off = estimate_decode(paper_decode(microbatch=False), 96, 4096)
     assert on.step_s < off.step_s and on.timing.overlap_s > 0
@@ -123,11 +122,16 @@ def test_transfer_time_formula():
 
 
 def test_cached_prefix_is_cheaper_but_not_free():
-    """Serving a prefix from cache cuts prefill time but the suffix still attends over it."""
-    full = prefill_time(PrefillBatch((4096,) * 64), PREFILL).total_s
-    cached = prefill_time(PrefillBatch((4096,) * 64, (3072,) * 64), PREFILL).total_s
+    """Serving a prefix from cache cuts prefill time but the suffix still attends over it,
+    so even without the fetch the compute exceeds that of a fresh prompt of the suffix's
+    length."""
+    full = prefill_time(PrefillBatch((4096,) * 64), PREFILL)
+    cached = prefill_time(PrefillBatch((4096,) * 64, (3072,) * 64), PREFILL)
     fresh_suffix = prefill_time(PrefillBatch((1024,) * 64), PREFILL).total_s
-    assert fresh_suffix < cached < full
+    compute = cached.total_s - cached.breakdown["cache_fetch"]
+    assert fresh_suffix < compute < cached.total_s < full.total_s
+    assert cached.breakdown["attention"] > prefill_time(
+        PrefillBatch((1024,) * 64), PREFILL).breakdown["attention"]
 
 
 def test_redundant_experts_reduce_the_default_eplb_skew() -> None:

@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 
 from loadgen.config import LoadConfig
-from loadgen.metrics import latency_samples_s
 from loadgen.workloads import RandomWorkload
 from supernode.config import ClusterConfig, load_config
 from supernode.deployment import instance_deployment
-from supernode.perf import DecodeBatch, PrefillBatch, decode_step_time, prefill_time, transfer_time
-from supernode.sim.runner import simulate
+from supernode.perf import (
+    DecodeBatch,
+    PrefillBatch,
+    decode_step_time,
+    kv_handoff_times,
+    prefill_time,
+)
+from supernode.sim.runner import simulate_samples
 from tests.sim.helpers import run_sim
 
 
@@ -32,8 +37,8 @@ def test_one_request_sees_the_hardware_model() -> None:
     config = load_config(None, {"decode.mtp_tokens": 0})
     prefill, decode = instance_deployment(config, "prefill"), instance_deployment(config, "decode")
     kv_bytes = prompt_len * prefill.model.kv_bytes_per_token(prefill.kv_dtype)
-    ttft_s = (prefill_time(PrefillBatch((prompt_len,), (0,)), prefill).total_s
-              + transfer_time(kv_bytes, prefill.hardware.link("rdma")).total_s)
+    (handoff,) = kv_handoff_times([kv_bytes], prefill)
+    ttft_s = prefill_time(PrefillBatch((prompt_len,), (0,)), prefill).total_s + handoff.total_s
     steps_s = [decode_step_time(DecodeBatch(1, prompt_len + k), decode).total_s
                for k in range(1, num_tokens)]
     assert r.success and r.output_tokens == num_tokens
@@ -56,12 +61,27 @@ def test_mtp_puts_several_tokens_in_one_step() -> None:
 
 
 def test_queueing_grows_ttft_with_rate() -> None:
-    """Mean TTFT rises with the request rate, past twice the idle value once prefill saturates."""
-    mean_ttfts = [float(np.mean(latency_samples_s(run_sim(
-        num_prompts=200, rate=rate, input_len=4096, output_len=8).results)["ttft"]))
-        for rate in (2.0, 40.0, 120.0)]
+    """Without load shedding, mean TTFT rises with the request rate, past twice the idle value
+    once prefill saturates."""
+    mean_ttfts = [float(np.mean([r.ttft_s for r in run_sim(
+        num_prompts=200, rate=rate, input_len=4096, output_len=8,
+        **{"scheduler.ttft_slo_s": 0}).results])) for rate in (2.0, 40.0, 120.0)]
     assert mean_ttfts[0] < mean_ttfts[1] < mean_ttfts[2]
     assert mean_ttfts[2] > 2 * mean_ttfts[0]
+
+
+def test_overload_is_shed_and_the_rest_meet_the_ttft_bound() -> None:
+    """At three times what prefill sustains, the excess gets 429 at arrival (no time spent),
+    and the requests let in meet scheduler.ttft_slo_s (the shedder predicts from the model)."""
+    slo_s = 1.0
+    outcome = run_sim(num_prompts=600, rate=3 * 22.5, input_len=4096, output_len=8,
+                      **{"scheduler.ttft_slo_s": slo_s})
+    shed = [r for r in outcome.results if "HTTP 429" in r.error]
+    ok = [r for r in outcome.results if r.success]
+    assert len(shed) + len(ok) == len(outcome.results)
+    assert 0.3 * len(outcome.results) < len(shed) < 0.9 * len(outcome.results)
+    assert all(r.latency_s == 0 for r in shed)
+    assert sum(r.ttft_s <= slo_s for r in ok) >= 0.95 * len(ok)
 
 
 def test_speedup_changes_no_reported_figure() -> None:
@@ -78,9 +98,12 @@ def test_a_shared_prefix_is_fetched_not_recomputed(policy: str) -> None:
     (EMS, or the instance's own under kv-affinity) and TTFT drops."""
     samples = RandomWorkload(256, 4, 0.0, 3840).build(20, 0)
     load = LoadConfig(request_rate=4.0)
-    warm = simulate(load_config(None, {"routing_policy": policy, "num_prefill": 2}), samples,
-                    load, ignore_eos=True)
-    cold = simulate(load_config(None, {"cache.enabled": False}), samples, load, ignore_eos=True)
+    serial = {"prefill.microbatch": False}  # a lone prompt: overlap would read weights twice
+    warm = simulate_samples(load_config(None, {"routing_policy": policy, "num_prefill": 2,
+                                               **serial}),
+                            samples, load, ignore_eos=True, detailed=True)
+    cold = simulate_samples(load_config(None, {"cache.enabled": False, **serial}), samples, load,
+                            ignore_eos=True, detailed=True)
     assert warm.results[0].ttft_s == pytest.approx(cold.results[0].ttft_s)
     warm_ttft = np.mean([r.ttft_s for r in warm.results[1:]])
     assert warm_ttft < 0.8 * np.mean([r.ttft_s for r in cold.results[1:]])

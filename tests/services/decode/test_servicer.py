@@ -19,6 +19,7 @@ from supernode.clock import WallClock
 from supernode.config import ClusterConfig
 from supernode.deployment import instance_deployment
 from supernode.engine.decode import DecodeEngine, DecodeParams
+from supernode.lifecycle.decode import DecodeInstance
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -29,10 +30,9 @@ SUBSCRIBER = "test-scheduler"
 async def decode() -> AsyncIterator[tuple[str, DecodeWorker]]:
     deployment = instance_deployment(ClusterConfig(), "decode")
     engine = DecodeEngine(64, 100_000, DecodeParams(mtp_tokens=1, mtp_acceptance=0.7,
-                                                    eos_probability=0.0, vocab_size=129_280,
-                                                    eos_token_id=2))
+                                                    eos_probability=0.0))
     metrics = DecodeMetrics(CollectorRegistry(), "deepseek-r1", "decode-t")
-    worker = DecodeWorker(engine, deployment, WallClock(1.0), metrics)
+    worker = DecodeWorker(DecodeInstance(engine, deployment), WallClock(1.0), metrics)
     worker.start()
     server = await start_grpc_server(
         [lambda s: pb_grpc.add_DecodeServiceServicer_to_server(DecodeServicer(worker), s)],
@@ -58,16 +58,16 @@ async def test_tokens_flow_after_verified_kv(decode) -> None:
         sender = KvSender("prefill-t", payload_scale=1e-3, chunk_bytes=4096)
         assert await sender.send(address, "r1", 100, 100 * 70_272, timeout_s=5) > 4096
         await sender.close()
-        tokens, finish = [], None
+        num_tokens, finish = 0, None
         async for batch in stream:
             assert batch.step_s > 0
             (update,) = batch.updates
-            tokens += update.token_ids
+            num_tokens += update.num_tokens
             if update.finish_reason:
                 finish = update.finish_reason
                 break
         stream.cancel()
-    assert len(tokens) == 7 and finish == pb.FINISH_REASON_LENGTH
+    assert num_tokens == 7 and finish == pb.FINISH_REASON_LENGTH
     assert worker.engine.kv_reserved_tokens == 0
 
 

@@ -1,0 +1,111 @@
+"""The global scheduler's record of one request, the same in the live scheduler and the simulator.
+
+Times are model seconds on the driver's clock (the live scheduler's `WallClock`, the
+simulator's virtual time). The record is complete enough to resume the request elsewhere after
+a worker is lost; `details()` is the response's `supernode` object, built only here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+
+class RequestStatus(str, Enum):
+    QUEUED = "queued"
+    PREFILLING = "prefilling"
+    DECODING = "decoding"
+    FINISHED = "finished"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+
+class TokenSampler(Protocol):
+    """Turns the token counts the workers report into token ids (the live front end's)."""
+
+    def next_ids(self, num_tokens: int, finish_reason: str | None) -> list[int]:
+        """Ids of the next `num_tokens` output tokens; the last is EOS when `finish_reason`
+        is "stop"."""
+        ...
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One request from arrival to its end.
+
+    `prompt_token_ids` and `output_token_ids` are kept by the live scheduler (a failover
+    prefills prompt + output so far); the simulator leaves them None and counts only.
+    """
+
+    request_id: str
+    num_prompt_tokens: int
+    max_tokens: int
+    """Output tokens in all, the prefill's first token included."""
+    seed: int
+    arrived_at: float
+    ignore_eos: bool = False
+    cache_namespace: str = ""
+    prompt_token_ids: list[int] | None = None
+    block_keys: tuple[bytes, ...] = ()
+    """The prompt's prefix-block keys, when a cache-aware policy routes on them."""
+    sampler: TokenSampler | None = None
+    deadline_at: float = float("inf")
+    """Model time after which a request still waiting for its first token is ended."""
+
+    status: RequestStatus = RequestStatus.QUEUED
+    prefill_worker_id: str | None = None
+    decode_worker_id: str | None = None
+    output_token_ids: list[int] | None = None
+    num_output_tokens: int = 0
+    num_cached_tokens: int = 0
+    queue_s: float = 0.0
+    fetch_s: float = 0.0
+    compute_s: float = 0.0
+    transfer_s: float = 0.0
+    """The first prefill's modelled parts (a resumed request keeps them)."""
+    first_token_at: float | None = None
+    kv_ready_at: float | None = None
+    """Model time the KV landed on decode, until the request's first decode step ends."""
+    finished_at: float | None = None
+    modelled_decode_s: float = 0.0
+    """Model seconds from the KV reaching decode to the last token."""
+    kv_num_bytes: int = 0
+    lag_s: float = 0.0
+    """How late the live emulator delivered the first token beyond its modelled time."""
+    num_failovers: int = 0
+    lost_worker_ids: set[str] = field(default_factory=set)
+    stage_at: float = 0.0
+    """Model time the current attempt's prefill stage was asked for (its timeline's anchor)."""
+    admission_deadline: float = 0.0
+    admission_backoff_s: float = 0.0
+    waiting_for_decode: bool = False
+    """No decode instance had room at the last attempt; it waits in line."""
+    admission_epoch: int = 0
+    """Counts the request's waits for decode room (a wake-up of an older wait is stale)."""
+    decode_reserved: bool = False
+    """The decode instance `decode_worker_id` holds a KV reservation for this request."""
+    finished_on_decode: bool = False
+    """The decode instance reported the end (it has already freed the KV)."""
+    finish_reason: str | None = None
+    error: str = ""
+
+    @property
+    def num_remaining(self) -> int:
+        return self.max_tokens - self.num_output_tokens
+
+    @property
+    def modelled_ttft_s(self) -> float:
+        """What the prefill side reported: cache fetch + queue + compute + KV transfer."""
+        return self.fetch_s + self.queue_s + self.compute_s + self.transfer_s
+
+    def modelled_tpot_s(self) -> float | None:
+        n = self.num_output_tokens
+        return self.modelled_decode_s / (n - 1) if n > 1 else None
+
+    def details(self) -> dict:
+        """supernode's extension object: where the request ran and what the model said."""
+        return {"prefill_worker": self.prefill_worker_id, "decode_worker": self.decode_worker_id,
+                "modelled_ttft_s": self.modelled_ttft_s,
+                "modelled_tpot_s": self.modelled_tpot_s(), "num_failovers": self.num_failovers,
+                "kv_transfer_bytes": self.kv_num_bytes, "lag_s": self.lag_s}

@@ -1,0 +1,75 @@
+"""Where a request goes: the live registry filtered for the request, then the routing policy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
+from supernode.lifecycle.errors import NoWorkers, RequestTooLarge
+from supernode.lifecycle.request import Request
+from supernode.policy import RouteRequest, RoutingPolicy
+
+
+class Router:
+    """Chooses instances for requests with one policy per pool.
+
+    `block_size` > 0 gives the policies each prompt's prefix-block keys (cache-aware routing).
+    """
+
+    def __init__(self, registry: WorkerRegistry, prefill_policy: RoutingPolicy,
+                 decode_policy: RoutingPolicy, block_size: int = 0) -> None:
+        self.registry = registry
+        self.prefill_policy = prefill_policy
+        self.decode_policy = decode_policy
+        self.block_size = block_size
+
+    def check_pools(self) -> None:
+        """Raise NoWorkers when a pool every request needs is empty."""
+        for kind in (WorkerKind.PREFILL, WorkerKind.DECODE):
+            if not self.registry.live(kind):
+                raise NoWorkers(kind.value)
+
+    def check_fits(self, request: Request) -> None:
+        """Raise RequestTooLarge when no decode instance could ever hold the request's KV."""
+        if request.num_remaining <= 1:
+            return
+        need = request.num_prompt_tokens + request.max_tokens
+        largest = max((w.kv_capacity_tokens for w in self.registry.live(WorkerKind.DECODE)),
+                      default=0)
+        if largest and need > largest:
+            raise RequestTooLarge(f"prompt + max_tokens = {need} tokens exceeds the KV capacity "
+                                  f"of the largest decode instance ({largest} tokens)")
+
+    def decode_order(self, request: Request) -> Iterator[WorkerInfo]:
+        """Live decode instances in the order the policy would try them (each asked once)."""
+        candidates = self.candidates(WorkerKind.DECODE, request)
+        route = self.route(request)
+        while candidates:
+            worker = self.decode_policy.choose(route, candidates)
+            candidates = [w for w in candidates if w.worker_id != worker.worker_id]
+            yield worker
+
+    def on_decode_chosen(self, request: Request, worker: WorkerInfo) -> None:
+        self.decode_policy.on_routed(self.route(request), worker)
+
+    def choose_prefill(self, request: Request) -> WorkerInfo:
+        workers = self.candidates(WorkerKind.PREFILL, request)
+        route = self.route(request)
+        worker = self.prefill_policy.choose(route, workers)
+        self.prefill_policy.on_routed(route, worker)
+        return worker
+
+    def candidates(self, kind: WorkerKind, request: Request) -> list[WorkerInfo]:
+        """Live workers of `kind`, without those this request already lost (unless that leaves
+        none: a lost worker may have come back)."""
+        workers = self.registry.live(kind)
+        if not workers:
+            raise NoWorkers(kind.value)
+        if not request.lost_worker_ids:
+            return workers
+        fresh = [w for w in workers if w.worker_id not in request.lost_worker_ids]
+        return fresh or workers
+
+    def route(self, request: Request) -> RouteRequest:
+        return RouteRequest(request.request_id, request.num_prompt_tokens, request.max_tokens,
+                            request.block_keys if self.block_size else (), self.block_size)

@@ -1,0 +1,253 @@
+"""Every decision the global scheduler makes about a request, for both drivers.
+
+The live scheduler (services/scheduler/flow.py: gRPC, HTTP) and the simulator
+(supernode/sim/driver.py: events in virtual time) carry out the same sequence, asking this
+class at each step; neither decides anything of its own:
+
+  accept (no pool: 503; can never fit: 400; would wait too long: 429) ->
+  [needs_decode] decode admission: `decode_order` -> reserve -> admitted | refused; none
+      admitted: the request joins the FIFO of requests waiting for decode room
+      (`next_admission_at`): only its head tries again, when decode KV is freed (the driver's
+      `on_turn` is called) or after a back-off; past the admission wait it fails ->
+  `choose_prefill` -> prefill (fetch, queue, batch, KV hand-off) -> `on_prefill_done` (the
+      first token) | `on_prefill_lost` ->
+  `on_tokens` per decode step ... -> `release` (finished | aborted | failed)
+  a worker lost on the way: `on_worker_lost` (back-off, route around it; too many: fail) and
+  the request resumes from prompt + tokens so far.
+Times are model seconds on the driver's clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from supernode.config import ClusterConfig
+from supernode.deployment import instance_deployment, prefill_token_budget
+from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
+from supernode.lifecycle.admission import LoadShedder
+from supernode.lifecycle.errors import RequestFailed, RequestTimedOut
+from supernode.lifecycle.request import Request, RequestStatus
+from supernode.lifecycle.routing import Router
+from supernode.policy import make_policy
+from supernode.policy.kv_affinity import uses_local_cache
+
+MAX_FAILOVER_BACKOFF_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillResult:
+    """What a prefill instance reports for one request (maps onto PrefillResponse)."""
+
+    num_cached_tokens: int
+    queue_s: float
+    fetch_s: float
+    compute_s: float
+    transfer_s: float
+    kv_num_bytes: int
+
+
+class Lifecycle:
+    """The scheduler's decisions and bookkeeping, over a live `WorkerRegistry`.
+
+    `on_turn(request, now)` is how the lifecycle tells the driver that a request waiting for
+    decode room should try again now (the live flow wakes its task, the simulator schedules
+    its retry)."""
+
+    def __init__(self, config: ClusterConfig, registry: WorkerRegistry,
+                 on_turn: Callable[[Request, float], None] = lambda request, now: None) -> None:
+        self.limits = config.scheduler
+        self.on_turn = on_turn
+        self.registry = registry
+        cache = config.cache
+        local = cache.enabled and uses_local_cache(config.routing_policy)
+        self.router = Router(registry, make_policy(config.routing_policy),
+                             make_policy(config.routing_policy),
+                             cache.block_size if local else 0)
+        prefill = instance_deployment(config, "prefill")
+        self.shedder = LoadShedder(self.limits, prefill, prefill_token_budget(config, prefill))
+        self.active: dict[str, Request] = {}
+        self.waiting: OrderedDict[str, Request] = OrderedDict()
+        """Requests waiting for decode KV room, first come first served."""
+
+    @property
+    def routes_on_blocks(self) -> bool:
+        """Whether requests need their prompt's block keys for routing."""
+        return self.router.block_size > 0
+
+    # ---- arrival
+    def accept(self, request: Request, now: float, timeout_s: float | None = None) -> None:
+        """Admit `request` to the system or raise NoWorkers, RequestTooLarge or Overloaded."""
+        self.router.check_pools()
+        self.router.check_fits(request)
+        self.shedder.check(request.num_prompt_tokens,
+                           self.registry.live(WorkerKind.PREFILL), now)
+        limits = self.limits
+        timeout_s = timeout_s if timeout_s is not None else limits.request_timeout_s
+        request.deadline_at = now + timeout_s if timeout_s else float("inf")
+        request.stage_at = now
+        request.admission_deadline = now + limits.admission_wait_s
+        request.admission_backoff_s = limits.admission_backoff_s
+        self.active[request.request_id] = request
+
+    def needs_decode(self, request: Request) -> bool:
+        """A request with one token left needs no decode instance: its prefill samples it."""
+        return request.num_remaining > 1
+
+    # ---- decode admission
+    def decode_order(self, request: Request) -> Iterator[WorkerInfo]:
+        """Decode instances to try, in the policy's order. Each one yielded is counted against
+        the worker at once (concurrent arrivals must see it) until `on_admit_refused`."""
+        for worker in self.router.decode_order(request):
+            self.registry.add_inflight(worker.worker_id, +1)
+            yield worker
+
+    def on_admitted(self, request: Request, worker: WorkerInfo, now: float) -> None:
+        if self._stop_waiting(request):
+            self._next_turn(now)  # the next in line may fit too
+        request.decode_worker_id = worker.worker_id
+        request.decode_reserved = True
+        self.router.on_decode_chosen(request, worker)
+
+    def on_admit_refused(self, request: Request, worker: WorkerInfo) -> None:
+        self.registry.add_inflight(worker.worker_id, -1)
+
+    def retry_admission(self, request: Request, now: float) -> None:
+        """A waiting request tries again at model time `now` (its turn, its poll or its
+        deadline): were it admitted, its prefill stage starts then."""
+        request.stage_at = now
+
+    def next_admission_at(self, request: Request, now: float) -> float:
+        """No decode instance had room: the request waits in line until `on_turn` or the time
+        returned (model seconds): the head of the line polls with a doubling back-off, the
+        others only wake at their deadline. Each call opens a new wait
+        (`request.admission_epoch`): a wake-up of an older one is stale. Raises RequestFailed
+        once the admission wait or the request's deadline has passed."""
+        self._check_deadline(request, now)
+        if now >= request.admission_deadline:
+            raise RequestFailed("no decode instance had KV room within the admission wait")
+        if not request.waiting_for_decode:
+            request.waiting_for_decode = True
+            self.waiting[request.request_id] = request
+            self.shedder.num_waiting_decode += 1
+        request.admission_epoch += 1
+        wake_at = min(request.admission_deadline, request.deadline_at)
+        if next(iter(self.waiting)) == request.request_id:
+            backoff = request.admission_backoff_s
+            request.admission_backoff_s = min(self.limits.admission_backoff_max_s, 2 * backoff)
+            wake_at = min(wake_at, now + backoff)
+        return wake_at
+
+    # ---- prefill
+    def choose_prefill(self, request: Request, now: float) -> WorkerInfo:
+        worker = self.router.choose_prefill(request)
+        request.status = RequestStatus.PREFILLING
+        request.prefill_worker_id = worker.worker_id
+        self.registry.add_inflight(worker.worker_id, +1)
+        self.shedder.on_prefill_sent(worker.worker_id, self._prefill_len(request), now)
+        return worker
+
+    def on_prefill_done(self, request: Request, result: PrefillResult, now: float) -> str | None:
+        """The prefill sampled one token; its finish reason if the request ends with it."""
+        self._prefill_ended(request)
+        if request.first_token_at is None:
+            request.num_cached_tokens = result.num_cached_tokens
+            request.fetch_s, request.queue_s = result.fetch_s, result.queue_s
+            request.compute_s, request.transfer_s = result.compute_s, result.transfer_s
+            request.first_token_at = now
+            request.lag_s = max(0.0, now - request.stage_at - request.modelled_ttft_s)
+        request.kv_num_bytes += result.kv_num_bytes
+        request.num_output_tokens += 1
+        if request.num_remaining <= 0:
+            return "length"
+        request.status = RequestStatus.DECODING
+        request.kv_ready_at = now
+        return None
+
+    def on_prefill_lost(self, request: Request) -> None:
+        self._prefill_ended(request)
+
+    # ---- decode
+    def on_tokens(self, request: Request, num_tokens: int, elapsed_s: float,
+                  finish_reason: str | None) -> None:
+        """A decode step gave `num_tokens`; `elapsed_s` model seconds since the previous ones
+        (the first time: since the KV arrived)."""
+        request.num_output_tokens += num_tokens
+        request.modelled_decode_s += elapsed_s
+        if finish_reason is not None:
+            request.finish_reason = finish_reason
+            request.finished_on_decode = True
+
+    # ---- failures and the end
+    def on_worker_lost(self, request: Request, worker_id: str | None, now: float) -> float:
+        """Count a lost attempt; the model time to retry at (routing around the worker).
+        Raises RequestFailed past `scheduler.max_failovers`."""
+        if worker_id is not None:
+            self.forget_decode(request, worker_id, now)
+            request.lost_worker_ids.add(worker_id)
+        request.num_failovers += 1
+        if request.num_failovers > self.limits.max_failovers:
+            raise RequestFailed(f"gave up after {request.num_failovers - 1} failovers")
+        request.admission_deadline = now + self.limits.admission_wait_s
+        delay = min(MAX_FAILOVER_BACKOFF_S,
+                    self.limits.failover_backoff_s * 2 ** request.num_failovers)
+        request.stage_at = now + delay
+        return request.stage_at
+
+    def forget_decode(self, request: Request, worker_id: str, now: float) -> bool:
+        """Stop counting the request against decode `worker_id` (idempotent); True if it held
+        a reservation there that someone should free. Its KV room goes to the next in line."""
+        if request.decode_worker_id == worker_id and request.decode_reserved:
+            self.registry.add_inflight(worker_id, -1)
+            request.decode_reserved = False
+            self._next_turn(now)
+            return True
+        return False
+
+    def release(self, request: Request, now: float) -> RequestStatus:
+        """The request is over: its final status. Frees the scheduler's accounting; the driver
+        frees the decode reservation when this returns True from `forget_decode` first."""
+        self.active.pop(request.request_id, None)
+        if request.status is RequestStatus.PREFILLING and request.prefill_worker_id:
+            self._prefill_ended(request)
+        if self._stop_waiting(request):
+            self._next_turn(now)
+        reason = request.finish_reason
+        status = (RequestStatus.FINISHED if reason in ("stop", "length")
+                  else RequestStatus.ABORTED if reason == "abort" else RequestStatus.FAILED)
+        request.status = status
+        request.finished_at = now
+        if request.decode_worker_id and status is RequestStatus.FINISHED:
+            self.shedder.on_decode_finished(now)
+        return status
+
+    def _stop_waiting(self, request: Request) -> bool:
+        """Take the request out of the line; True if it was in it."""
+        request.admission_backoff_s = self.limits.admission_backoff_s
+        if not request.waiting_for_decode:
+            return False
+        request.waiting_for_decode = False
+        del self.waiting[request.request_id]
+        self.shedder.num_waiting_decode -= 1
+        return True
+
+    def _next_turn(self, now: float) -> None:
+        """Decode room may have freed: the head of the line tries again now."""
+        if self.waiting:
+            self.on_turn(next(iter(self.waiting.values())), now)
+
+    def _check_deadline(self, request: Request, now: float) -> None:
+        if now > request.deadline_at and request.first_token_at is None:
+            raise RequestTimedOut("the request's deadline passed before its first token")
+
+    def _prefill_len(self, request: Request) -> int:
+        return request.num_prompt_tokens + request.num_output_tokens
+
+    def _prefill_ended(self, request: Request) -> None:
+        worker_id = request.prefill_worker_id
+        if worker_id is None or request.status is not RequestStatus.PREFILLING:
+            return
+        self.registry.add_inflight(worker_id, -1)
+        self.shedder.on_prefill_ended(worker_id, self._prefill_len(request))
+        request.status = RequestStatus.QUEUED

@@ -1,0 +1,278 @@
+"""The request lifecycle in virtual time: supernode.lifecycle's decisions and instances, carried
+out as events.
+
+The same sequence as the live scheduler (services/scheduler/flow.py), every decision asked of
+`Lifecycle`: RequestSent -> accept (400 / 429 / 503 end it at once) -> decode admission
+(`AdmissionRetry` events while no instance has room) -> choose a prefill instance, look the
+prefix up in its cache -> `PrefillQueued` once the fetch is done -> batches
+(`PrefillBatchDone`) -> `KvArrived` per request (the client's first token) -> decode steps
+(`DecodeStepDone`) -> the end. Workers are the live ones' engines and models
+(`PrefillInstance`, `DecodeInstance`); routing policies see their load as if heartbeats were
+instant.
+
+Cost: a decode step costs O(1 + requests joining or leaving), not O(batch); per-request token
+data is produced only when `detailed` (then each step is O(batch)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from supernode.config import ClusterConfig
+from supernode.deployment import build_decode_engine, instance_deployment, prefill_token_budget
+from supernode.engine.decode import DecodeRequest
+from supernode.engine.prefill import PrefillEngine, PrefillJob
+from supernode.engine.registry import WorkerLoad, WorkerRegistry
+from supernode.lifecycle.cache import cache_source, stores_decode_kv
+from supernode.lifecycle.decode import DecodeInstance, Step
+from supernode.lifecycle.errors import LifecycleError
+from supernode.lifecycle.prefill import Batch, PrefillInstance
+from supernode.lifecycle.request import Request
+from supernode.lifecycle.scheduler import Lifecycle, PrefillResult
+from supernode.sim.cache import SimPrefixCache, build_caches
+from supernode.sim.kernel import Scheduled
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSent:
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRetry:
+    request: Request
+    epoch: int
+    """The wait it ends (`Request.admission_epoch`); a later wait makes it stale."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillQueued:
+    request: Request
+    worker_id: str
+    job: PrefillJob
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillBatchDone:
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KvArrived:
+    request: Request
+    result: PrefillResult
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeStepDone:
+    worker_id: str
+
+
+class Observer:
+    """What the simulation tells the outside (the client's view); the runner implements it."""
+
+    def on_first_token(self, request: Request, now: float) -> None: ...
+
+    def on_step(self, step: Step, num_tokens: int) -> None:
+        """A decode step ended: `num_tokens` reached clients; `step.joined` says, for each
+        request in its first decode step, the gap since its first token."""
+
+    def on_step_tokens(self, request: Request, num_tokens: int, now: float) -> None:
+        """Only in detailed runs: one request's tokens of one step."""
+
+    def on_done(self, request: Request, now: float) -> Iterator[Scheduled]: ...
+
+
+@dataclass
+class _Prefill:
+    instance: PrefillInstance
+    cache: SimPrefixCache | None
+
+
+class SimCluster:
+    """Instances and the lifecycle of one config; `handlers()` feeds the event loop."""
+
+    def __init__(self, config: ClusterConfig, observer: Observer, detailed: bool = False) -> None:
+        self.config = config
+        self.observer = observer
+        self.detailed = detailed
+        self.registry = WorkerRegistry(lease_s=float("inf"))
+        self._turns: list[Scheduled] = []
+        self.lifecycle = Lifecycle(config, self.registry, self._on_turn)
+        prefill = instance_deployment(config, "prefill")
+        kv_per_token = prefill.model.kv_bytes_per_token(prefill.kv_dtype)
+        budget = prefill_token_budget(config, prefill)
+        self.prefills = {
+            f"prefill-{i}": _Prefill(PrefillInstance(PrefillEngine(budget), prefill,
+                                                     cache_source(config)), cache)
+            for i, cache in enumerate(build_caches(config, kv_per_token))}
+        decode = instance_deployment(config, "decode")
+        self.decodes = {f"decode-{i}": DecodeInstance(build_decode_engine(config, decode), decode)
+                        for i in range(config.num_decode)}
+        self.store_decode_kv = stores_decode_kv(config)
+        for worker_id, p in self.prefills.items():
+            self.registry.register(p.instance.info(worker_id, "sim"), 0.0)
+        for worker_id, d in self.decodes.items():
+            self.registry.register(d.info(worker_id, "sim"), 0.0)
+
+    def handlers(self) -> dict[type, Callable[[float, object], Iterator[Scheduled]]]:
+        return {RequestSent: self.on_sent, AdmissionRetry: self.on_admission_retry,
+                PrefillQueued: self.on_prefill_queued, PrefillBatchDone: self.on_batch_done,
+                KvArrived: self.on_kv_arrived, DecodeStepDone: self.on_step_done}
+
+    # ---- handlers
+    def on_sent(self, now: float, event: RequestSent) -> Iterator[Scheduled]:
+        request = event.request
+        try:
+            self.lifecycle.accept(request, now)
+        except LifecycleError as e:  # no pool, too large, overloaded: the client's error
+            yield from self._fail(request, now, _http_error(e))
+            return
+        yield from self._admit(request, now)
+
+    def on_admission_retry(self, now: float, event: AdmissionRetry) -> Iterator[Scheduled]:
+        request = event.request
+        if request.waiting_for_decode and event.epoch == request.admission_epoch:
+            self.lifecycle.retry_admission(request, now)
+            yield from self._admit(request, now)
+        yield from self._drain_turns()
+
+    def on_prefill_queued(self, now: float, event: PrefillQueued) -> Iterator[Scheduled]:
+        p = self.prefills[event.worker_id]
+        p.instance.add(event.job)
+        yield from self._next_batch(now, event.worker_id)
+
+    def on_batch_done(self, now: float, event: PrefillBatchDone) -> Iterator[Scheduled]:
+        p = self.prefills[event.worker_id]
+        batch = p.instance.finish_batch()
+        active = self.lifecycle.active
+        for job, handoff in zip(batch.jobs, batch.handoffs):
+            request = active[job.request_id]
+            if p.cache is not None:
+                p.cache.store_prompt(request.cache_namespace, request.block_keys,
+                                     job.num_cached_tokens // self.config.cache.block_size,
+                                     job.num_prompt_tokens)
+            result = PrefillResult(job.num_cached_tokens, batch.queue_s(job), batch.fetch_s,
+                                   batch.compute_s, handoff.transfer_s, handoff.kv_num_bytes)
+            yield handoff.ready_at, KvArrived(request, result)
+        yield from self._next_batch(now, event.worker_id)
+
+    def on_kv_arrived(self, now: float, event: KvArrived) -> Iterator[Scheduled]:
+        request = event.request
+        finish = self.lifecycle.on_prefill_done(request, event.result, now)
+        self.observer.on_first_token(request, now)
+        if finish is not None or request.decode_worker_id is None:
+            request.finish_reason = finish or "length"
+            yield from self._end(request, now)
+            return
+        decode = self.decodes[request.decode_worker_id]
+        decode.on_kv_arrived(request.request_id, now)
+        yield from self._next_step(now, request.decode_worker_id)
+
+    def on_step_done(self, now: float, event: DecodeStepDone) -> Iterator[Scheduled]:
+        decode = self.decodes[event.worker_id]
+        step, outcome, outputs = decode.complete_step(self.detailed)
+        active = self.lifecycle.active
+        self.observer.on_step(step, outcome.num_tokens)
+        if outputs is not None:
+            for out in outputs:
+                self.observer.on_step_tokens(active[out.request_id], out.num_tokens, now)
+        for finished in outcome.finished:
+            request = active[finished.request_id]
+            elapsed = now - request.kv_ready_at
+            self.lifecycle.on_tokens(request, finished.num_generated - request.num_output_tokens,
+                                     elapsed, finished.finish_reason.value)
+            self.lifecycle.forget_decode(request, event.worker_id, now)
+            yield from self._end(request, now)
+        yield from self._next_step(now, event.worker_id)
+
+    # ---- stages
+    def _admit(self, request: Request, now: float) -> Iterator[Scheduled]:
+        lc = self.lifecycle
+        if lc.needs_decode(request):
+            for worker in lc.decode_order(request):
+                decode = self.decodes[worker.worker_id]
+                if not decode.admit(DecodeRequest(
+                        request.request_id, request.num_prompt_tokens, request.max_tokens,
+                        request.num_output_tokens + 1, request.seed, request.ignore_eos)):
+                    lc.on_admitted(request, worker, now)
+                    self._publish_decode(worker.worker_id)
+                    yield from self._drain_turns()
+                    break
+                lc.on_admit_refused(request, worker)
+            else:
+                try:
+                    retry_at = lc.next_admission_at(request, now)
+                except LifecycleError as e:
+                    yield from self._fail(request, now, _http_error(e))
+                    return
+                yield retry_at, AdmissionRetry(request, request.admission_epoch)
+                yield from self._drain_turns()
+                return
+        yield from self._prefill(request, now)
+
+    def _prefill(self, request: Request, now: float) -> Iterator[Scheduled]:
+        worker_id = self.lifecycle.choose_prefill(request, now).worker_id
+        p = self.prefills[worker_id]
+        num_cached = 0
+        if p.cache is not None:
+            num_cached = p.cache.lookup(request.cache_namespace, request.block_keys,
+                                        request.num_prompt_tokens) * self.config.cache.block_size
+        job = PrefillJob(request.request_id, request.num_prompt_tokens, num_cached,
+                         request.stage_at, sends_kv=request.decode_worker_id is not None)
+        yield now, PrefillQueued(request, worker_id, job)
+
+    def _next_batch(self, now: float, worker_id: str) -> Iterator[Scheduled]:
+        batch: Batch | None = self.prefills[worker_id].instance.start_batch(now)
+        self._publish_prefill(worker_id)
+        if batch is not None:
+            yield batch.done_at, PrefillBatchDone(worker_id)
+
+    def _next_step(self, now: float, worker_id: str) -> Iterator[Scheduled]:
+        step = self.decodes[worker_id].start_step(now)
+        self._publish_decode(worker_id)
+        if step is not None:
+            yield step.done_at, DecodeStepDone(worker_id)
+
+    def _on_turn(self, request: Request, now: float) -> None:
+        self._turns.append((now, AdmissionRetry(request, request.admission_epoch)))
+
+    def _drain_turns(self) -> Iterator[Scheduled]:
+        turns, self._turns = self._turns, []
+        yield from turns
+
+    def _end(self, request: Request, now: float) -> Iterator[Scheduled]:
+        self.lifecycle.release(request, now)
+        yield from self._drain_turns()
+        if self.store_decode_kv and request.finish_reason in ("stop", "length"):
+            cache = self.prefills[request.prefill_worker_id].cache
+            if cache is not None:
+                cache.store_decode(request.cache_namespace, request.request_id,
+                                   request.num_prompt_tokens, request.num_output_tokens)
+        yield from self.observer.on_done(request, now)
+
+    def _fail(self, request: Request, now: float, error: str) -> Iterator[Scheduled]:
+        request.error = error
+        self.lifecycle.release(request, now)
+        yield from self._drain_turns()
+        yield from self.observer.on_done(request, now)
+
+    def _publish_prefill(self, worker_id: str) -> None:
+        """What the instance's heartbeat would say, as of now: policies see fresh loads."""
+        instance = self.prefills[worker_id].instance
+        e = instance.engine
+        self.registry.heartbeat(worker_id, WorkerLoad(
+            num_running=instance.num_running, num_waiting=e.num_waiting,
+            num_queued_tokens=e.num_queued_tokens), 0.0)
+
+    def _publish_decode(self, worker_id: str) -> None:
+        e = self.decodes[worker_id].engine
+        self.registry.heartbeat(worker_id, WorkerLoad(
+            num_running=e.num_running, num_waiting=e.num_waiting,
+            kv_used_tokens=e.kv_used_tokens()), 0.0)
+
+
+def _http_error(error: LifecycleError) -> str:
+    """The error as the client records it: the HTTP status the live front end answers with."""
+    return f"HTTP {error.status}: {error}"
