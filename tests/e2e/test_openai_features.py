@@ -9,6 +9,7 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
 MODEL = "deepseek-r1"
@@ -46,9 +47,20 @@ def test_tokenize_counts_equal_prompt_tokens(client: openai.OpenAI, cluster, tex
     assert back == {"prompt": text}
 
 
-def test_tool_choice_required_returns_valid_arguments(client: openai.OpenAI) -> None:
+def finished(cluster, reason: str) -> float:
+    """The scheduler's vllm:request_success count for `reason`."""
+    text = httpx.get(f"{cluster.endpoint}/metrics").text
+    return sum(s.value for f in text_string_to_metric_families(text)
+               if f.name == "vllm:request_success" for s in f.samples
+               if s.name.endswith("_total") and s.labels.get("finished_reason") == reason)
+
+
+def test_tool_choice_required_returns_valid_arguments(client: openai.OpenAI, cluster) -> None:
     """tool_choice "required": a tool call whose arguments validate against the tool's schema,
-    finish_reason tool_calls; streamed, the argument deltas join to a valid call too."""
+    finish_reason tool_calls; streamed, the argument deltas join to a valid call too. The
+    scheduler counts both as finished with "stop" (vLLM's reasons: a model ends a call with
+    EOS), never as failed."""
+    stops = finished(cluster, "stop")
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     r = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS,
                                        tool_choice="required")
@@ -64,6 +76,8 @@ def test_tool_choice_required_returns_valid_arguments(client: openai.OpenAI) -> 
     jsonschema.validate(json.loads("".join(d.function.arguments or "" for d in deltas)), WEATHER)
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
     assert "supernode" in chunks[-1].model_extra
+    assert finished(cluster, "stop") == stops + 2
+    assert finished(cluster, "tool_calls") == 0
 
 
 def test_a_short_max_tokens_truncates_the_call(client: openai.OpenAI) -> None:

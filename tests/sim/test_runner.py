@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from loadgen.config import LoadConfig
+from loadgen.types import SampleRequest
 from loadgen.workloads import RandomWorkload
-from supernode.config import ClusterConfig, load_config
+from services.scheduler.prompts import text_ids
+from supernode.config import ApiConfig, ClusterConfig, load_config
 from supernode.deployment import instance_deployment
+from supernode.models import load_model
 from supernode.perf import (
     DecodeBatch,
     PrefillBatch,
@@ -17,6 +20,7 @@ from supernode.perf import (
     prefill_time,
 )
 from supernode.sim.runner import simulate_samples
+from supernode.tokenizer import make_tokenizer
 from tests.sim.helpers import run_sim
 
 
@@ -107,3 +111,18 @@ def test_a_shared_prefix_is_fetched_not_recomputed(policy: str) -> None:
     assert warm.results[0].ttft_s == pytest.approx(cold.results[0].ttft_s)
     warm_ttft = np.mean([r.ttft_s for r in warm.results[1:]])
     assert warm_ttft < 0.8 * np.mean([r.ttft_s for r in cold.results[1:]])
+
+
+@pytest.mark.parametrize("model", ["deepseek-r1", "qwen3-235b-a22b"])
+async def test_a_text_prompt_counts_as_the_live_scheduler_counts_it(model: str) -> None:
+    """A text prompt is as many tokens in the simulator as the live /v1/completions path
+    makes of it (the model's own tokenizer, its BOS included); an id prompt is its ids."""
+    text = "人工智能是计算机科学的一个分支 3141592653 def area(r): return r ** 2"
+    config = load_config(None, {"model": model, "decode.mtp_tokens": 0})
+    tokenizer = make_tokenizer(None, load_model(model).vocab_size, model)
+    live = await text_ids(tokenizer, ApiConfig(), text, True)
+    ids = (1000, 1001, 1002)
+    outcome = simulate_samples(config, [SampleRequest(text, 1, 4), SampleRequest(ids, 3, 4)],
+                               LoadConfig(request_rate=1.0, seed=0), ignore_eos=True,
+                               detailed=True)
+    assert [r.prompt_len for r in outcome.results] == [len(live), 3]

@@ -1,0 +1,76 @@
+"""The scheduler's HTTP app composed, in process: a batch is accepted whole or refused whole,
+and the middleware order (API keys before body limits)."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from services.common.credentials import Credentials
+from services.scheduler import auth
+from services.scheduler.app import FrontEnd, build_app
+from services.scheduler.fault_book import FaultBook
+from services.scheduler.flow import RequestFlow
+from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.token_streams import TokenStreams
+from supernode.clock import WallClock
+from supernode.config import ApiConfig, ClusterConfig
+from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
+from supernode.lifecycle.scheduler import Lifecycle
+from supernode.tokenizer import make_tokenizer
+
+MODEL = "deepseek-r1"
+DECODE_KV_TOKENS = 100
+
+
+def front_end(credentials: Credentials | None = None) -> FrontEnd:
+    """A front end over one live prefill and one decode instance holding 100 tokens of KV."""
+    prometheus = CollectorRegistry()
+    metrics = SchedulerMetrics(prometheus, MODEL, 4096)
+    registry = WorkerRegistry(lease_s=60.0)
+    for kind in (WorkerKind.PREFILL, WorkerKind.DECODE):
+        registry.register(WorkerInfo(f"{kind.value}-0", kind, "127.0.0.1:1",
+                                     kv_capacity_tokens=DECODE_KV_TOKENS), now_s=0.0)
+    flow = RequestFlow(Lifecycle(ClusterConfig(), registry), TokenStreams("test"),
+                       WallClock(1.0), metrics)
+    return FrontEnd(model_name=MODEL, max_model_len=4096,
+                    tokenizer=make_tokenizer(None, 129_280, MODEL), flow=flow,
+                    registry=registry, metrics=metrics, prometheus=prometheus, created=0,
+                    faults=FaultBook(registry, prometheus),
+                    expected_workers={WorkerKind.PREFILL: 1, WorkerKind.DECODE: 1},
+                    instance_id="test", api_keys=auth.ApiKeys(credentials or Credentials()),
+                    limits=ApiConfig(max_body_bytes=1024))
+
+
+def client_for(fe: FrontEnd) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(build_app(fe)),
+                             base_url="http://scheduler")
+
+
+async def test_a_batch_with_one_prompt_too_large_is_refused_whole() -> None:
+    """A batched completion whose second prompt can never fit a decode instance's KV is a
+    400 naming it, and its first prompt, accepted a moment before, is not left behind in the
+    lifecycle (nor counted against any worker)."""
+    fe = front_end()
+    async with client_for(fe) as client:
+        response = await client.post("/v1/completions", json={
+            "model": MODEL, "prompt": [[1000, 1001, 1002], list(range(1000, 1100))],
+            "max_tokens": 8})
+    assert response.status_code == 400, response.text
+    assert "exceeds the KV capacity" in response.json()["error"]["message"]
+    assert fe.flow.active == {}
+    assert [w.num_inflight for w in fe.registry.all()] == [0, 0]
+
+
+async def test_an_unauthenticated_request_is_refused_before_its_body_is_read() -> None:
+    """With API keys configured, a request without a key gets 401 even when its body breaks
+    the body limits: the key is checked first, so no body is buffered for a stranger. With
+    the key, the same body is a 413."""
+    fe = front_end(Credentials(api_keys=(("k-a", ""),)))
+    big = {"model": MODEL, "prompt": "x" * 2048, "max_tokens": 1}
+    async with client_for(fe) as client:
+        stranger = await client.post("/v1/completions", json=big)
+        known = await client.post("/v1/completions", json=big,
+                                  headers={"authorization": "Bearer k-a"})
+    assert stranger.status_code == 401, stranger.text
+    assert known.status_code == 413, known.text
