@@ -90,11 +90,10 @@ class RequestFlow:
         self.lifecycle.accept(request, self.clock.now(), timeout_s)
 
     def discard(self, request: Request) -> None:
-        """Drop an accepted request that will never `run` (another choice of its response
-        was refused): it ends as aborted."""
-        if request.finish_reason is None:
-            request.finish_reason = "abort"
-        self._release(request)
+        """Forget an accepted request that will never `run` (another choice of its response
+        was refused, and the refusal is what the metrics count): nothing was sent for it."""
+        request.finish_reason = "abort"
+        self.lifecycle.release(request, self.clock.now())
 
     async def run(self, request: Request) -> AsyncIterator[Emitted]:
         """Serve an accepted request to the end, yielding tokens as they come; aborts on

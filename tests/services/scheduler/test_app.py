@@ -50,7 +50,7 @@ def client_for(fe: FrontEnd) -> httpx.AsyncClient:
 async def test_a_batch_with_one_prompt_too_large_is_refused_whole() -> None:
     """A batched completion whose second prompt can never fit a decode instance's KV is a
     400 naming it, and its first prompt, accepted a moment before, is not left behind in the
-    lifecycle (nor counted against any worker)."""
+    lifecycle (nor counted against any worker); the metrics count one refusal, no request."""
     fe = front_end()
     async with client_for(fe) as client:
         response = await client.post("/v1/completions", json={
@@ -60,6 +60,11 @@ async def test_a_batch_with_one_prompt_too_large_is_refused_whole() -> None:
     assert "exceeds the KV capacity" in response.json()["error"]["message"]
     assert fe.flow.active == {}
     assert [w.num_inflight for w in fe.registry.all()] == [0, 0]
+    labels = {"model_name": MODEL}
+    assert fe.prometheus.get_sample_value("supernode_requests_rejected_total",
+                                          labels | {"reason": "too_large"}) == 1
+    assert fe.prometheus.get_sample_value("vllm:request_success_total",
+                                          labels | {"finished_reason": "abort"}) == 0
 
 
 async def test_an_unauthenticated_request_is_refused_before_its_body_is_read() -> None:
