@@ -72,6 +72,51 @@ class Mailbox:
         return self._items.popleft()
 
 
+class HeldBatches:
+    """One stream's TokenBatches waiting for their due time, released in the order they came.
+
+    Decode sends each step's batch `due_in_s` ahead of the step's end, measured when it sends;
+    a decode instance running late sends the next step with less lead (or none), so timing
+    each batch on its own would let it overtake the one before (a request's last tokens, with
+    its finish, delivered before its earlier ones, which were then lost). A batch is therefore
+    never released before the batches held ahead of it."""
+
+    __slots__ = ("_deliver", "_items")
+
+    SLACK_S = 0.001
+    """A timer may fire this much before its due time (the loop's clock resolution)."""
+
+    def __init__(self, deliver: Callable[[pb.TokenBatch], None]) -> None:
+        self._deliver = deliver
+        self._items: deque[tuple[float, pb.TokenBatch]] = deque()
+
+    def add(self, batch: pb.TokenBatch, delay_s: float) -> None:
+        """Deliver `batch` `delay_s` wall seconds from now, or later, after those held."""
+        if delay_s <= 0 and not self._items:
+            self._deliver(batch)
+            return
+        loop = asyncio.get_running_loop()
+        due_at = loop.time() + max(0.0, delay_s)
+        if self._items:
+            due_at = max(due_at, self._items[-1][0])
+        else:
+            loop.call_at(due_at, self._release)
+        self._items.append((due_at, batch))
+
+    def clear(self) -> None:
+        """Drop what is held (the stream is gone: its requests fail over)."""
+        self._items.clear()
+
+    def _release(self) -> None:
+        items = self._items
+        loop = asyncio.get_running_loop()
+        now = loop.time() + self.SLACK_S
+        while items and items[0][0] <= now:
+            self._deliver(items.popleft()[1])
+        if items:
+            loop.call_at(items[0][0], self._release)
+
+
 class DecodeLink:
     """The scheduler's channel, stub and token stream to one decode worker."""
 
@@ -82,6 +127,7 @@ class DecodeLink:
         self.channel = insecure_channel(address, streams.cluster_token)
         self.stub = pb_grpc.DecodeServiceStub(self.channel)
         self.ready = asyncio.Event()
+        self.held = HeldBatches(lambda batch: streams.deliver(batch, worker_id))
         self._streams = streams
         self._subscriber_id = subscriber_id
         self._task = asyncio.create_task(self._pump(), name=f"tokens-{worker_id}")
@@ -99,7 +145,7 @@ class DecodeLink:
             self.ready.set()
             touched_at = 0.0
             async for batch in call:
-                self._streams.dispatch(batch, self.worker_id)
+                self._streams.dispatch(batch, self)
                 now = time.monotonic()
                 if now - touched_at > LIVENESS_INTERVAL_S:
                     touched_at = now
@@ -166,15 +212,16 @@ class TokenStreams:
         self._queues.pop(request_id, None)
         self._worker_of.pop(request_id, None)
 
-    def dispatch(self, batch: pb.TokenBatch, worker_id: str) -> None:
-        """Deliver `batch` from decode `worker_id` to its requests' queues at its due time."""
+    def dispatch(self, batch: pb.TokenBatch, link: DecodeLink) -> None:
+        """Deliver `batch` from `link`'s decode worker to its requests' queues at its due
+        time, after the link's earlier batches (`HeldBatches`)."""
+        delay_s = 0.0
         if batch.due_in_s > 0 and self.clock is not None:
-            asyncio.get_running_loop().call_later(self.clock.to_wall_s(batch.due_in_s),
-                                                  self._deliver, batch, worker_id)
-        else:
-            self._deliver(batch, worker_id)
+            delay_s = self.clock.to_wall_s(batch.due_in_s)
+        link.held.add(batch, delay_s)
 
-    def _deliver(self, batch: pb.TokenBatch, worker_id: str) -> None:
+    def deliver(self, batch: pb.TokenBatch, worker_id: str) -> None:
+        """Put `batch`'s updates into the queues of the requests listening to `worker_id`."""
         worker_of = self._worker_of
         for update in batch.updates:
             queue = self._queues.get(update.request_id)
@@ -185,6 +232,7 @@ class TokenStreams:
 
     def on_link_lost(self, link: DecodeLink, reason: str, broken: bool = True) -> None:
         """Fail every request on the link's worker over; forget the link if it is current."""
+        link.held.clear()
         if self.links.get(link.worker_id) is link:
             del self.links[link.worker_id]
             if broken:
