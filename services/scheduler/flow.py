@@ -191,6 +191,7 @@ class RequestFlow:
         stub = pb_grpc.PrefillServiceStub(self._prefill_channel(prefill))
         now = self.clock.now()
         timeout_s = min(lc.limits.prefill_timeout_s, request.deadline_at - now)
+        own_deadline = timeout_s < lc.limits.prefill_timeout_s
         try:
             response = await stub.Prefill(pb.PrefillRequest(
                 request_id=request.request_id,
@@ -206,6 +207,10 @@ class RequestFlow:
             raise
         except grpc.aio.AioRpcError as e:
             lc.on_prefill_lost(request)
+            if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and own_deadline:
+                self._detach(stub.Abort(pb.AbortRequest(request_id=request.request_id),
+                                        timeout=1.0))
+                lc.check_deadline(request, request.deadline_at)  # it was the request's: 408
             if e.code() == grpc.StatusCode.UNAVAILABLE:
                 # The worker's server is gone (its own failures come back as ABORTED). Do not
                 # wait for its lease: a live worker re-registers at its next heartbeat.

@@ -89,6 +89,8 @@ class Request:
     """The decode instance reported the end (it has already freed the KV)."""
     finish_reason: str | None = None
     error: str = ""
+    overcommitted: bool = False
+    """It ran on a deployment that does not fit in HBM (`allow_overcommit`)."""
 
     @property
     def num_remaining(self) -> int:
@@ -108,4 +110,5 @@ class Request:
         return {"prefill_worker": self.prefill_worker_id, "decode_worker": self.decode_worker_id,
                 "modelled_ttft_s": self.modelled_ttft_s,
                 "modelled_tpot_s": self.modelled_tpot_s(), "num_failovers": self.num_failovers,
-                "kv_transfer_bytes": self.kv_num_bytes, "lag_s": self.lag_s}
+                "kv_transfer_bytes": self.kv_num_bytes, "lag_s": self.lag_s,
+                "overcommitted": self.overcommitted}

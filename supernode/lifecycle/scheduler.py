@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from supernode.config import ClusterConfig
-from supernode.deployment import instance_deployment, prefill_token_budget
+from supernode.deployment import check_memory, instance_deployment, prefill_token_budget
 from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
 from supernode.lifecycle.admission import LoadShedder
 from supernode.lifecycle.errors import RequestFailed, RequestTimedOut
@@ -67,6 +67,9 @@ class Lifecycle:
                              cache.block_size if local else 0)
         prefill = instance_deployment(config, "prefill")
         self.shedder = LoadShedder(self.limits, prefill, prefill_token_budget(config, prefill))
+        self.overcommitted = bool(check_memory(config))
+        """The deployment does not fit in HBM: it runs only with `allow_overcommit`, and every
+        request says so."""
         self.active: dict[str, Request] = {}
         self.waiting: OrderedDict[str, Request] = OrderedDict()
         """Requests waiting for decode KV room, first come first served."""
@@ -89,6 +92,7 @@ class Lifecycle:
         request.stage_at = now
         request.admission_deadline = now + limits.admission_wait_s
         request.admission_backoff_s = limits.admission_backoff_s
+        request.overcommitted = self.overcommitted
         self.active[request.request_id] = request
 
     def needs_decode(self, request: Request) -> bool:
@@ -124,7 +128,7 @@ class Lifecycle:
         others only wake at their deadline. Each call opens a new wait
         (`request.admission_epoch`): a wake-up of an older one is stale. Raises RequestFailed
         once the admission wait or the request's deadline has passed."""
-        self._check_deadline(request, now)
+        self.check_deadline(request, now)
         if now >= request.admission_deadline:
             raise RequestFailed("no decode instance had KV room within the admission wait")
         if not request.waiting_for_decode:
@@ -237,9 +241,12 @@ class Lifecycle:
         if self.waiting:
             self.on_turn(next(iter(self.waiting.values())), now)
 
-    def _check_deadline(self, request: Request, now: float) -> None:
-        if now > request.deadline_at and request.first_token_at is None:
-            raise RequestTimedOut("the request's deadline passed before its first token")
+    def check_deadline(self, request: Request, now: float) -> None:
+        """Raise RequestTimedOut when the request's deadline has passed without its first
+        token (the driver then aborts what it has in flight and answers 408)."""
+        if now >= request.deadline_at and request.first_token_at is None:
+            raise RequestTimedOut("the request's deadline passed before its first token "
+                                  f"({request.deadline_at - request.arrived_at:g} s)")
 
     def _prefill_len(self, request: Request) -> int:
         return request.num_prompt_tokens + request.num_output_tokens

@@ -16,6 +16,7 @@ data is produced only when `detailed` (then each step is O(batch)).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -69,6 +70,11 @@ class DecodeStepDone:
     worker_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeadlineReached:
+    request: Request
+
+
 class Observer:
     """What the simulation tells the outside (the client's view); the runner implements it."""
 
@@ -119,7 +125,8 @@ class SimCluster:
     def handlers(self) -> dict[type, Callable[[float, object], Iterator[Scheduled]]]:
         return {RequestSent: self.on_sent, AdmissionRetry: self.on_admission_retry,
                 PrefillQueued: self.on_prefill_queued, PrefillBatchDone: self.on_batch_done,
-                KvArrived: self.on_kv_arrived, DecodeStepDone: self.on_step_done}
+                KvArrived: self.on_kv_arrived, DecodeStepDone: self.on_step_done,
+                DeadlineReached: self.on_deadline}
 
     # ---- handlers
     def on_sent(self, now: float, event: RequestSent) -> Iterator[Scheduled]:
@@ -129,6 +136,8 @@ class SimCluster:
         except LifecycleError as e:  # no pool, too large, overloaded: the client's error
             yield from self._fail(request, now, _http_error(e))
             return
+        if math.isfinite(request.deadline_at):
+            yield request.deadline_at, DeadlineReached(request)
         yield from self._admit(request, now)
 
     def on_admission_retry(self, now: float, event: AdmissionRetry) -> Iterator[Scheduled]:
@@ -139,6 +148,8 @@ class SimCluster:
         yield from self._drain_turns()
 
     def on_prefill_queued(self, now: float, event: PrefillQueued) -> Iterator[Scheduled]:
+        if event.request.request_id not in self.lifecycle.active:
+            return  # it ended (its deadline) on the way
         p = self.prefills[event.worker_id]
         p.instance.add(event.job)
         yield from self._next_batch(now, event.worker_id)
@@ -148,7 +159,9 @@ class SimCluster:
         batch = p.instance.finish_batch()
         active = self.lifecycle.active
         for job, handoff in zip(batch.jobs, batch.handoffs):
-            request = active[job.request_id]
+            request = active.get(job.request_id)
+            if request is None:
+                continue  # it ended while its batch ran: computed, not handed off
             if p.cache is not None:
                 p.cache.store_prompt(request.cache_namespace, request.block_keys,
                                      job.num_cached_tokens // self.config.cache.block_size,
@@ -157,6 +170,21 @@ class SimCluster:
                                    batch.compute_s, handoff.transfer_s, handoff.kv_num_bytes)
             yield handoff.ready_at, KvArrived(request, result)
         yield from self._next_batch(now, event.worker_id)
+
+    def on_deadline(self, now: float, event: DeadlineReached) -> Iterator[Scheduled]:
+        """The request's deadline: if it has no first token yet, it ends (408) wherever it is."""
+        request, lc = event.request, self.lifecycle
+        if request.request_id not in lc.active:
+            return
+        try:
+            lc.check_deadline(request, now)
+        except LifecycleError as e:
+            if request.prefill_worker_id is not None:
+                self.prefills[request.prefill_worker_id].instance.abort(request.request_id)
+            decode_id = request.decode_worker_id
+            if decode_id is not None and lc.forget_decode(request, decode_id, now):
+                self.decodes[decode_id].abort(request.request_id)
+            yield from self._fail(request, now, _http_error(e))
 
     def on_kv_arrived(self, now: float, event: KvArrived) -> Iterator[Scheduled]:
         request = event.request
