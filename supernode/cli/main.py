@@ -7,7 +7,7 @@ import sys
 
 # name -> (module with main(argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("services.launcher", "start every role as a local process on loopback"),
+    "up": ("services.up.cli", "start every role as local processes or containers"),
     "serve": ("services.serve", "run one role: scheduler | prefill | decode | ems"),
     "estimate": ("supernode.cli.estimate", "price a decode step, a prefill batch or a model load"),
     "calibrate": ("supernode.cli.calibrate", "fit the hardware model to the paper's targets"),
