@@ -11,6 +11,8 @@ from two threads (the supervision loop and the control API), so it serialises it
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,6 +128,14 @@ class Runtime(Protocol):
     def banner(self) -> list[str]:
         """Lines that tell the user where each instance runs."""
         ...
+
+
+def with_cluster_token(credentials: Credentials) -> Credentials:
+    """`credentials` with a fresh random cluster token when they have none: the gRPC plane of
+    a deployment `up` starts is always authenticated."""
+    if credentials.cluster_token:
+        return credentials
+    return dataclasses.replace(credentials, cluster_token=secrets.token_urlsafe(32))
 
 
 def runs_ems(config: ClusterConfig) -> bool:

@@ -107,6 +107,13 @@ def control_app(controller: UpController, tokens: tuple[str, ...]) -> FastAPI:
     def clear() -> dict[str, Any]:
         return {"cleared": act(controller.clear_faults)}
 
+    @app.delete("/faults/{fault_id}")
+    def clear_one(fault_id: str) -> dict[str, Any]:
+        fault = act(controller.clear_fault, fault_id, time.monotonic())
+        if fault is None:
+            raise _Failed(404, f"no runtime fault {fault_id!r} in force")
+        return fault
+
     @app.get("/metrics")
     def metrics() -> Response:
         controller.refresh_gauges()

@@ -145,6 +145,16 @@ class UpController:
         with self._lock:
             return [f.view(now_s) for f in self._faults.values()]
 
+    def clear_fault(self, fault_id: str, now_s: float) -> dict[str, Any] | None:
+        """End one fault early; its view, or None when it is not in force."""
+        with self._lock:
+            fault = self._faults.get(fault_id)
+            if fault is None:
+                return None
+            view = fault.view(now_s)
+            self._end(fault, "cleared")
+            return view
+
     def clear_faults(self) -> int:
         with self._lock:
             ended = list(self._faults.values())

@@ -16,6 +16,7 @@ Routes (JSON; errors as OpenAI error JSON):
     POST   /instances/{name}/pause      {"duration_s": S}: SIGSTOP / docker pause, for S s
     POST   /instances/{name}/disconnect {"duration_s": S}: off the network for S s (docker)
     GET    /faults, DELETE /faults      the runtime faults in force; end them all
+    DELETE /faults/{id}                 end one
     GET    /metrics                     Prometheus text: instances, scale events, faults
 """
 
@@ -61,10 +62,11 @@ def state_path(port: int, environ: dict[str, str] | None = None) -> Path:
     return state_dir(environ) / f"up-{port}.json"
 
 
-def private_dir(path: Path) -> Path:
-    """`path`, created 0700 if missing; ControlError when another user owns it or others may
-    write to it (someone could plant a state file there)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def private_dir(path: Path, create: bool = True) -> Path:
+    """`path`, created 0700 if missing (when `create`); ControlError when another user owns it
+    or others may write to it (someone could plant a state file there)."""
+    if create:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
     if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ControlError(f"{path} belongs to another user or is writable by others; "
@@ -89,7 +91,7 @@ def read_state(url: str) -> UpState:
     port = urlsplit(url).port or 80
     path = state_path(port)
     try:
-        private_dir(path.parent)
+        private_dir(path.parent, create=False)
         data = json.loads(path.read_text())
         state = UpState(**data)
     except FileNotFoundError:

@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("loadgen.cli", "drive an OpenAI endpoint and report SLO metrics"),
     "sim": ("supernode.sim.cli", "run the offline simulator in virtual time"),
     "fault": ("supernode.cli.fault", "inject, list or clear faults on a running supernode"),
+    "scale": ("supernode.cli.scale", "resize the prefill or decode pool of a running up"),
+    "autoscale": ("supernode.cli.autoscale", "scale a running up's pools on its metrics (HPA rule)"),
 }
 
 
