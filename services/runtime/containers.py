@@ -16,6 +16,8 @@ the same alias). Each container's output is copied to `<log dir>/<instance>.log`
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import threading
 import time
 import uuid
@@ -41,6 +43,9 @@ from services.runtime.readiness import wait_ready
 from services.supervisor import RestartPolicy, Supervisor
 
 LABEL = "io.supernode.run"
+LAUNCHER_LABEL = "io.supernode.launcher"
+"""`<hostname>/<pid>` of the `up` that created it: leftovers of an `up` that was killed can be
+told from live runs (`docker ps -a --filter label=io.supernode.run`)."""
 REFRESH_S = 1.0
 """How often supervision asks the engine for the containers' states."""
 
@@ -103,7 +108,7 @@ class DockerRuntime:
                        if runs_ems(self.config) else "")
         with self._lock:
             self._network = self.client.networks.create(
-                self.network_name, driver="bridge", labels={LABEL: self.run_id})
+                self.network_name, driver="bridge", labels=self._labels())
             o = self.options
             if redis_image:
                 self._create("redis", "redis", specs.redis_spec(), redis_image)
@@ -125,7 +130,7 @@ class DockerRuntime:
         container = self.client.containers.create(
             image or self.image, spec.command, name=f"supernode-{self.run_id}-{name}",
             hostname=name, environment=spec.environment, ports=ports,
-            labels={LABEL: self.run_id, "io.supernode.role": role,
+            labels={**self._labels(), "io.supernode.role": role,
                     "io.supernode.instance": name},
             network=self.network_name, networking_config={self.network_name: endpoint})
         member = _Member(name, role, container, self.options.log_dir / f"{name}.log")
@@ -135,6 +140,9 @@ class DockerRuntime:
         container.start()
         follow(container, member.log_path)
         return member
+
+    def _labels(self) -> dict[str, str]:
+        return {LABEL: self.run_id, LAUNCHER_LABEL: f"{socket.gethostname()}/{os.getpid()}"}
 
     def wait_ready(self, timeout_s: float) -> None:
         want = {"prefill": self.config.num_prefill, "decode": self.config.num_decode,
@@ -182,7 +190,8 @@ class DockerRuntime:
         """Stop (SIGTERM, the worker drains) and remove one container."""
         self._stop_and_remove([member], self.config.drain_timeout_s + 5.0)
         with self._lock:
-            self._retiring.remove(member)
+            if member in self._retiring:  # else shutdown took it over
+                self._retiring.remove(member)
             self._disconnected.discard(member.name)
         self.options.report(f"{member.name} stopped and removed")
 
@@ -193,8 +202,13 @@ class DockerRuntime:
         return member
 
     def kill_instance(self, name: str) -> None:
+        """`docker kill` (SIGKILL); a paused container is thawed first, as the kill needs."""
         with self._lock:
-            self._member(name).container.kill()
+            container = self._member(name).container
+            container.reload()
+            if container.status == "paused":
+                container.unpause()
+            container.kill()
 
     def pause_instance(self, name: str) -> None:
         with self._lock:
@@ -205,8 +219,10 @@ class DockerRuntime:
     def resume_instance(self, name: str) -> None:
         with self._lock:
             member = self._member(name)
-            member.container.unpause()
-            member.process.status = "running"
+            member.container.reload()
+            if member.container.status == "paused":
+                member.container.unpause()
+            member.process.status = member.container.status
 
     def disconnect_instance(self, name: str) -> None:
         with self._lock:
@@ -215,9 +231,12 @@ class DockerRuntime:
             self._disconnected.add(name)
 
     def reconnect_instance(self, name: str) -> None:
+        """Back on the network under the same alias (a restart in between keeps it off)."""
         with self._lock:
             member = self._member(name)
-            self._network.connect(member.container, aliases=[name])
+            member.container.reload()
+            if self.network_name not in member.container.attrs["NetworkSettings"]["Networks"]:
+                self._network.connect(member.container, aliases=[name])
             self._disconnected.discard(name)
 
     def respawn(self, member: _Member) -> None:

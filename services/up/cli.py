@@ -190,7 +190,10 @@ def run(runtime: Runtime, config: ClusterConfig, args: argparse.Namespace, log_d
         for line in up_banner(config, runtime, log_dir, server.url, state_file):
             print(line, flush=True)
         while not stop.is_set():
-            controller.tick(time.monotonic())
+            try:
+                controller.tick(time.monotonic())
+            except Exception as e:  # supervision goes on; the user sees why a tick failed
+                _say(f"supervision: {type(e).__name__}: {e}")
             stop.wait(0.2)
         print("supernode up: stopping", flush=True)
         return 0

@@ -84,6 +84,8 @@ def control_app(controller: UpController, tokens: tuple[str, ...]) -> FastAPI:
             raise _Failed(404, f"no instance {e.args[0]!r}") from None
         except Unsupported as e:
             raise _Failed(409, str(e)) from None
+        except (RuntimeError, OSError) as e:  # e.g. the engine's answer (docker APIError)
+            raise _Failed(409, f"the runtime refused: {e}") from None
 
     @app.get("/instances")
     def instances() -> dict[str, Any]:

@@ -191,7 +191,11 @@ class UpController:
         try:
             undo(fault.target)
         except InstanceNotFound:
-            pass
+            return
+        except Exception as e:  # an engine error must not take `up` down; say so instead
+            self.report(f"fault {fault.fault_id} {why}, but {fault.target} could not be "
+                        f"{'resumed' if fault.kind == 'pause' else 'reconnected'}: {e}")
+            return
         self.report(f"fault {fault.fault_id} {why}: {fault.target} "
                     f"{'resumed' if fault.kind == 'pause' else 'reconnected'}")
 
