@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.launcher import free_port
+from supernode.cli.control import ControlClient
 from tests.e2e.running_up import (
     CLI,
     SMALL_DECODE,
@@ -99,3 +100,34 @@ def test_a_scaled_in_worker_pays_its_model_load(tmp_path: Path) -> None:
         model_load = wait_for(lambda: (w := workers(up)["decode-1"])["state"] == "ready"
                               and w["model_load"], 120, "decode-1 ready")
         assert model_load["load_s"] > 0 and model_load["source"] in ("obs", "ems")
+
+
+def _instances(up: Up) -> dict[str, dict]:
+    client, _ = ControlClient.for_endpoint(up.url)
+    try:
+        return {i["name"]: i for i in client.instances()["instances"]}
+    finally:
+        client.close()
+
+
+def _process_state(pid: int) -> str:
+    """The state letter in /proc/PID/stat (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_runtime_faults_on_processes(up: Up, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fault stall --via runtime` SIGSTOPs the process for its duration (then SIGCONT),
+    `fault kill --via runtime` SIGKILLs it and supervision restarts it; `disconnect` is refused
+    by the process runtime, naming what can do it."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", up.env["XDG_RUNTIME_DIR"])  # where its state file is
+    pid = int(_instances(up)["decode-0"]["ref"])
+    r = up.cli("fault", "stall", "decode-0", "--duration", "2", "--via", "runtime")
+    assert r.returncode == 0 and '"kind": "pause"' in r.stdout, r.stderr
+    assert _process_state(pid) == "T"
+    wait_for(lambda: _process_state(pid) != "T", 30, "SIGCONT")
+    r = up.cli("fault", "disconnect", "decode-0", "--duration", "2")
+    assert r.returncode == 1 and "cannot cut one process off the network" in r.stderr
+    r = up.cli("fault", "kill", "decode-0", "--via", "runtime")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: int(_instances(up)["decode-0"]["ref"]) != pid, 30, "a new decode-0")
+    wait_for(lambda: "decode-0 restarted" in up.output(), 30, "the restart reported")
