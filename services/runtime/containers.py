@@ -101,6 +101,14 @@ class DockerRuntime:
         return port_problems(self.config, fixed_grpc=False)
 
     def launch(self) -> None:
+        """RuntimeError naming the cause when the engine refuses (a missing image, a port
+        already allocated, ...); what was created so far is removed by `shutdown`."""
+        try:
+            self._launch()
+        except DockerException as e:
+            raise RuntimeError(f"docker: {e}") from None
+
+    def _launch(self) -> None:
         say, log_dir = self.options.report, self.options.log_dir
         ensure_supernode_image(self.client, self.image, self.options.build,
                                log_dir / "image-build.log", say)

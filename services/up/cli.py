@@ -189,12 +189,7 @@ def run(runtime: Runtime, config: ClusterConfig, args: argparse.Namespace, log_d
         drain = True
         for line in up_banner(config, runtime, log_dir, server.url, state_file):
             print(line, flush=True)
-        while not stop.is_set():
-            try:
-                controller.tick(time.monotonic())
-            except Exception as e:  # supervision goes on; the user sees why a tick failed
-                _say(f"supervision: {type(e).__name__}: {e}")
-            stop.wait(0.2)
+        _serve(controller, stop)
         print("supernode up: stopping", flush=True)
         return 0
     finally:
@@ -202,6 +197,16 @@ def run(runtime: Runtime, config: ClusterConfig, args: argparse.Namespace, log_d
         _remove_state(state_file)
         server.stop()
         runtime.shutdown(drain)
+
+
+def _serve(controller: UpController, stop: threading.Event) -> None:
+    """Supervise and end due faults until `stop` is set (the control API serves meanwhile)."""
+    while not stop.is_set():
+        try:
+            controller.tick(time.monotonic())
+        except Exception as e:  # supervision goes on; the user sees why a tick failed
+            _say(f"supervision: {type(e).__name__}: {e}")
+        stop.wait(0.2)
 
 
 def _remove_state(path: Path) -> None:

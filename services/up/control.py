@@ -13,6 +13,7 @@ import hmac
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -53,8 +54,8 @@ class FaultBody(BaseModel):
     duration_s: float = Field(default=0.0, description="pause/disconnect: seconds")
 
 
-def control_app(controller: UpController, tokens: tuple[str, ...]) -> FastAPI:
-    """The routes, each behind the bearer check against `tokens`."""
+def _bearer_check(tokens: tuple[str, ...]) -> Callable[[Request], None]:
+    """A dependency: 401 unless the request carries one of `tokens` ("" never matches)."""
     def authorized(request: Request) -> None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not any(
@@ -62,7 +63,26 @@ def control_app(controller: UpController, tokens: tuple[str, ...]) -> FastAPI:
             raise _Failed(401, "a valid control token or admin key is required "
                                "(Authorization: Bearer ...)")
 
-    app = FastAPI(title="supernode up control", dependencies=[Depends(authorized)],
+    return authorized
+
+
+def _act(call: Callable[..., Any], *args: Any) -> Any:
+    """Run a controller call, mapping its refusals onto HTTP statuses."""
+    try:
+        return call(*args)
+    except ScaleError as e:
+        raise _Failed(400, str(e)) from None
+    except InstanceNotFound as e:
+        raise _Failed(404, f"no instance {e.args[0]!r}") from None
+    except Unsupported as e:
+        raise _Failed(409, str(e)) from None
+    except (RuntimeError, OSError) as e:  # e.g. the engine's answer (docker APIError)
+        raise _Failed(409, f"the runtime refused: {e}") from None
+
+
+def control_app(controller: UpController, tokens: tuple[str, ...]) -> FastAPI:
+    """The routes, each behind the bearer check against `tokens`."""
+    app = FastAPI(title="supernode up control", dependencies=[Depends(_bearer_check(tokens))],
                   openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.exception_handler(_Failed)
@@ -75,31 +95,19 @@ def control_app(controller: UpController, tokens: tuple[str, ...]) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}")
 
-    def act(call: Any, *args: Any) -> Any:
-        try:
-            return call(*args)
-        except ScaleError as e:
-            raise _Failed(400, str(e)) from None
-        except InstanceNotFound as e:
-            raise _Failed(404, f"no instance {e.args[0]!r}") from None
-        except Unsupported as e:
-            raise _Failed(409, str(e)) from None
-        except (RuntimeError, OSError) as e:  # e.g. the engine's answer (docker APIError)
-            raise _Failed(409, f"the runtime refused: {e}") from None
-
     @app.get("/instances")
     def instances() -> dict[str, Any]:
         return controller.view()
 
     @app.put("/pools/{pool}")
     def scale(pool: str, body: ScaleBody) -> dict[str, Any]:
-        return act(controller.scale, pool, body.instances).__dict__
+        return _act(controller.scale, pool, body.instances).__dict__
 
     @app.post("/instances/{name}/{kind}")
     def fault(name: str, kind: str, body: FaultBody | None = None) -> dict[str, Any]:
         now = time.monotonic()
         duration = body.duration_s if body else 0.0
-        return act(controller.inject, kind, name, duration, now).view(now)
+        return _act(controller.inject, kind, name, duration, now).view(now)
 
     @app.get("/faults")
     def faults() -> dict[str, Any]:
@@ -107,11 +115,11 @@ def control_app(controller: UpController, tokens: tuple[str, ...]) -> FastAPI:
 
     @app.delete("/faults")
     def clear() -> dict[str, Any]:
-        return {"cleared": act(controller.clear_faults)}
+        return {"cleared": _act(controller.clear_faults)}
 
     @app.delete("/faults/{fault_id}")
     def clear_one(fault_id: str) -> dict[str, Any]:
-        fault = act(controller.clear_fault, fault_id, time.monotonic())
+        fault = _act(controller.clear_fault, fault_id, time.monotonic())
         if fault is None:
             raise _Failed(404, f"no runtime fault {fault_id!r} in force")
         return fault
