@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry
 
 from services.scheduler.pool_metrics import PoolLoadCollector
@@ -50,3 +52,10 @@ def test_an_empty_pool_reads_zero() -> None:
     assert prometheus.get_sample_value("supernode_pool_requests_waiting", {"pool": "decode"}) == 0
     assert prometheus.get_sample_value("supernode_pool_kv_cache_usage_perc",
                                        {"pool": "decode"}) == 0.0
+
+
+def test_docs_metrics_lists_every_pool_series() -> None:
+    """docs/metrics.md has a row for each series the collector exports."""
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
+    names = [m.name for m in PoolLoadCollector(WorkerRegistry(lease_s=3.0)).describe()]
+    assert names and all(f"`{name}`" in doc for name in names), names
