@@ -39,6 +39,7 @@ from services.runtime.base import Runtime, RuntimeOptions, RuntimeUnavailable
 from services.up.banner import up_banner
 from services.up.control import ControlServer
 from services.up.controller import UpController
+from services.up.lag_watch import LagWatch
 from supernode.cli.control import ControlError, UpState, state_path, write_state
 from supernode.config import ClusterConfig, load_config
 from supernode.deployment import check_memory, instance_deployment, overcommit_message
@@ -189,7 +190,7 @@ def run(runtime: Runtime, config: ClusterConfig, args: argparse.Namespace, log_d
         drain = True
         for line in up_banner(config, runtime, log_dir, server.url, state_file):
             print(line, flush=True)
-        _serve(controller, stop)
+        _serve(controller, LagWatch(runtime.endpoint, config.speedup, _say), stop)
         print("supernode up: stopping", flush=True)
         return 0
     finally:
@@ -199,13 +200,15 @@ def run(runtime: Runtime, config: ClusterConfig, args: argparse.Namespace, log_d
         runtime.shutdown(drain)
 
 
-def _serve(controller: UpController, stop: threading.Event) -> None:
-    """Supervise and end due faults until `stop` is set (the control API serves meanwhile)."""
+def _serve(controller: UpController, lag_watch: LagWatch, stop: threading.Event) -> None:
+    """Supervise, end due faults and watch the lag until `stop` is set (the control API
+    serves meanwhile)."""
     while not stop.is_set():
         try:
             controller.tick(time.monotonic())
         except Exception as e:  # supervision goes on; the user sees why a tick failed
             _say(f"supervision: {type(e).__name__}: {e}")
+        lag_watch.tick(time.monotonic())
         stop.wait(0.2)
 
 
