@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from supernode.config import ClusterConfig
 from supernode.deployment import build_decode_engine, instance_deployment, prefill_token_budget
-from supernode.engine.decode import DecodeRequest
 from supernode.engine.prefill import PrefillEngine, PrefillJob
 from supernode.engine.registry import WorkerLoad, WorkerRegistry
 from supernode.lifecycle.cache import cache_source, stores_decode_kv
@@ -209,10 +208,13 @@ class SimCluster:
         for finished in outcome.finished:
             request = active[finished.request_id]
             elapsed = now - request.kv_ready_at
-            self.lifecycle.on_tokens(request, finished.num_generated - request.num_output_tokens,
-                                     elapsed, finished.finish_reason.value)
-            self.lifecycle.forget_decode(request, event.worker_id, now)
-            yield from self._end(request, now)
+            so_far = (request.num_output_tokens if request.choices is None
+                      else request.choices[finished.index].num_tokens)
+            self.lifecycle.on_tokens(request, finished.num_generated - so_far, elapsed,
+                                     finished.finish_reason.value, finished.index)
+            if finished.last:
+                self.lifecycle.forget_decode(request, event.worker_id, now)
+                yield from self._end(request, now)
         yield from self._next_step(now, event.worker_id)
 
     # ---- stages
@@ -221,9 +223,7 @@ class SimCluster:
         if lc.needs_decode(request):
             for worker in lc.decode_order(request):
                 decode = self.decodes[worker.worker_id]
-                if not decode.admit(DecodeRequest(
-                        request.request_id, request.num_prompt_tokens, request.max_tokens,
-                        request.num_output_tokens + 1, request.seed, request.ignore_eos)):
+                if not decode.admit(lc.decode_request(request)):
                     lc.on_admitted(request, worker, now)
                     self._publish_decode(worker.worker_id)
                     yield from self._drain_turns()
@@ -277,7 +277,7 @@ class SimCluster:
             cache = self.prefills[request.prefill_worker_id].cache
             if cache is not None:
                 cache.store_decode(request.cache_namespace, request.request_id,
-                                   request.num_prompt_tokens, request.num_output_tokens)
+                                   request.num_prompt_tokens, request.num_kept_tokens)
         yield from self.observer.on_done(request, now)
 
     def _fail(self, request: Request, now: float, error: str) -> Iterator[Scheduled]:
