@@ -14,17 +14,23 @@ the golden values in tests/cache/test_hashing.py pin it across processes and ver
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import struct
+import sys
+from array import array
 from collections.abc import Sequence
 
 KEY_NUM_BYTES = 16
 """Length of a block key (128 bits of SHA-256)."""
 
 _ROOT_DOMAIN = b"supernode.cache.v1\0"
+_BIG_ENDIAN = sys.byteorder == "big"
+_UINT32 = next(code for code in "IL" if array(code).itemsize == 4)
+"""The array typecode of an unsigned 32-bit int (the packed token ids)."""
 _MAX_TOKEN_ID = 2**32 - 1
 
 
+@functools.lru_cache(maxsize=1024)
 def root_key(namespace: str) -> bytes:
     """The chain's seed for `namespace`: the parent of block 0's key."""
     return hashlib.sha256(_ROOT_DOMAIN + namespace.encode("utf-8")).digest()[:KEY_NUM_BYTES]
@@ -38,16 +44,18 @@ def block_keys(token_ids: Sequence[int], block_size: int, namespace: str) -> lis
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     num_blocks = len(token_ids) // block_size
-    block_format = struct.Struct(f"<{block_size}I")
+    try:
+        packed = array(_UINT32, token_ids[:num_blocks * block_size])
+    except OverflowError:
+        bad = next(t for t in token_ids if not 0 <= t <= _MAX_TOKEN_ID)
+        raise ValueError(f"token id {bad} is outside [0, 2**32)") from None
+    if _BIG_ENDIAN:
+        packed.byteswap()
+    data, step = packed.tobytes(), 4 * block_size
     parent = root_key(namespace)
     keys: list[bytes] = []
-    for start in range(0, num_blocks * block_size, block_size):
-        block = token_ids[start : start + block_size]
-        try:
-            packed = block_format.pack(*block)
-        except struct.error as exc:
-            bad = next(t for t in block if not 0 <= t <= _MAX_TOKEN_ID)
-            raise ValueError(f"token id {bad} is outside [0, 2**32)") from exc
-        parent = hashlib.sha256(parent + packed).digest()[:KEY_NUM_BYTES]
+    sha256 = hashlib.sha256
+    for start in range(0, num_blocks * step, step):
+        parent = sha256(parent + data[start:start + step]).digest()[:KEY_NUM_BYTES]
         keys.append(parent)
     return keys

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from supernode.cache.store import (
@@ -220,37 +220,34 @@ class MemoryBlockStore:
         pool_excess = self._used_bytes + num_bytes - self._capacity_bytes
         if namespace_excess <= 0 and pool_excess <= 0:
             return []
-        victims: dict[_BlockId, int] = {}  # insertion-ordered: block -> its bytes
-        if namespace_excess > 0:
-            candidates = (((*space_id, key), block.true_num_bytes)
-                          for key, block in space.lru.items())
-            if not self._choose(candidates, namespace_excess, protected, victims):
+        victims: dict[_BlockId, None] = {}  # an insertion-ordered set
+        leased = self._is_leased if self._leases else None
+        freed = 0
+        if namespace_excess > 0:  # first from its own namespace, least recent first
+            kind, namespace = space_id
+            for key, block in space.lru.items():
+                if freed >= namespace_excess:
+                    break
+                block_id = (kind, namespace, key)
+                if block_id in protected or (leased and leased(block_id)):
+                    continue
+                victims[block_id] = None
+                freed += block.true_num_bytes
+            if freed < namespace_excess:
                 return None
-        pool_excess -= sum(victims.values())
-        if pool_excess > 0:
-            spaces = self._namespaces
-            candidates = ((block_id, spaces[block_id[:2]].lru[block_id[2]].true_num_bytes)
-                          for block_id in self._lru)
-            if not self._choose(candidates, pool_excess, protected, victims):
+        pool_excess -= freed
+        if pool_excess > 0:  # then from any namespace
+            spaces, freed = self._namespaces, 0
+            for block_id in self._lru:
+                if freed >= pool_excess:
+                    break
+                if block_id in protected or block_id in victims or (leased and leased(block_id)):
+                    continue
+                victims[block_id] = None
+                freed += spaces[block_id[:2]].lru[block_id[2]].true_num_bytes
+            if freed < pool_excess:
                 return None
         return list(victims)
-
-    def _choose(
-        self, candidates: Iterable[tuple[_BlockId, int]], num_bytes: int,
-        protected: set[_BlockId], victims: dict[_BlockId, int],
-    ) -> bool:
-        """Add unleased candidates that are neither protected nor victims yet to `victims`
-        until they free `num_bytes`; False if the candidates run out first."""
-        freed = 0
-        leased = self._is_leased if self._leases else None
-        for block_id, size in candidates:
-            if freed >= num_bytes:
-                return True
-            if block_id in protected or block_id in victims or (leased and leased(block_id)):
-                continue
-            victims[block_id] = size
-            freed += size
-        return freed >= num_bytes
 
     def _evict(self, block_id: _BlockId) -> None:
         space = self._namespaces[block_id[:2]]

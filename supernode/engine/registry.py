@@ -92,6 +92,8 @@ class WorkerRegistry:
         previous = self._workers.get(info.worker_id)
         inflight = previous.num_inflight if previous else 0
         self._workers[info.worker_id] = _evolve(info, last_seen_s=now_s, num_inflight=inflight)
+        if previous is None:  # keep the table in worker-id order (the views' order)
+            self._workers = dict(sorted(self._workers.items()))
 
     def heartbeat(self, worker_id: str, load: WorkerLoad, now_s: float,
                   state: WorkerState | None = None,
@@ -155,9 +157,8 @@ class WorkerRegistry:
                 if w.state is WorkerState.READY and not w.draining]
 
     def registered(self, kind: WorkerKind) -> list[WorkerInfo]:
-        """Every registered worker of `kind`, whatever its state."""
-        return sorted((w for w in self._workers.values() if w.kind == kind),
-                      key=lambda w: w.worker_id)
+        """Every registered worker of `kind`, whatever its state, by worker id."""
+        return [w for w in self._workers.values() if w.kind == kind]
 
     def all(self) -> list[WorkerInfo]:
-        return sorted(self._workers.values(), key=lambda w: w.worker_id)
+        return list(self._workers.values())

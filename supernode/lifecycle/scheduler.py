@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from supernode.config import ClusterConfig
-from supernode.deployment import instance_deployment, prefill_token_budget
+from supernode.deployment import check_memory, instance_deployment, prefill_token_budget
+from supernode.engine.decode import DecodeRequest
 from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
 from supernode.lifecycle.admission import LoadShedder
 from supernode.lifecycle.errors import RequestFailed, RequestTimedOut
@@ -67,6 +68,9 @@ class Lifecycle:
                              cache.block_size if local else 0)
         prefill = instance_deployment(config, "prefill")
         self.shedder = LoadShedder(self.limits, prefill, prefill_token_budget(config, prefill))
+        self.overcommitted = bool(check_memory(config))
+        """The deployment does not fit in HBM: it runs only with `allow_overcommit`, and every
+        request says so."""
         self.active: dict[str, Request] = {}
         self.waiting: OrderedDict[str, Request] = OrderedDict()
         """Requests waiting for decode KV room, first come first served."""
@@ -89,6 +93,7 @@ class Lifecycle:
         request.stage_at = now
         request.admission_deadline = now + limits.admission_wait_s
         request.admission_backoff_s = limits.admission_backoff_s
+        request.overcommitted = self.overcommitted
         self.active[request.request_id] = request
 
     def needs_decode(self, request: Request) -> bool:
@@ -124,7 +129,7 @@ class Lifecycle:
         others only wake at their deadline. Each call opens a new wait
         (`request.admission_epoch`): a wake-up of an older one is stale. Raises RequestFailed
         once the admission wait or the request's deadline has passed."""
-        self._check_deadline(request, now)
+        self.check_deadline(request, now)
         if now >= request.admission_deadline:
             raise RequestFailed("no decode instance had KV room within the admission wait")
         if not request.waiting_for_decode:
@@ -158,9 +163,18 @@ class Lifecycle:
             request.first_token_at = now
             request.lag_s = max(0.0, now - request.stage_at - request.modelled_ttft_s)
         request.kv_num_bytes += result.kv_num_bytes
-        request.num_output_tokens += 1
-        if request.num_remaining <= 0:
-            return "length"
+        if request.choices is None:
+            request.num_output_tokens += 1
+            if request.num_remaining <= 0:
+                return "length"
+        else:  # each running choice samples its token from the one prefill
+            for choice in request.running_choices():
+                choice.num_tokens += 1
+                request.num_output_tokens += 1
+                if choice.num_tokens >= request.max_tokens:
+                    choice.finish_reason = "length"
+            if not request.running_choices():
+                return "length"
         request.status = RequestStatus.DECODING
         request.kv_ready_at = now
         return None
@@ -169,15 +183,39 @@ class Lifecycle:
         self._prefill_ended(request)
 
     # ---- decode
+    def decode_request(self, request: Request) -> DecodeRequest:
+        """What a decode instance is asked to reserve for the request's next attempt: its
+        prompt, and each choice that will still run after the prefill's token."""
+        generated = request.num_output_tokens + 1
+        choices: tuple[tuple[int, int], ...] = ()
+        if request.choices is not None:
+            choices = tuple((c.index, c.num_tokens + 1) for c in request.running_choices()
+                            if request.max_tokens - c.num_tokens > 1)
+            generated = choices[0][1]
+        return DecodeRequest(request.request_id, request.num_prompt_tokens, request.max_tokens,
+                             generated, request.seed, request.ignore_eos, choices)
+
     def on_tokens(self, request: Request, num_tokens: int, elapsed_s: float,
-                  finish_reason: str | None) -> None:
-        """A decode step gave `num_tokens`; `elapsed_s` model seconds since the previous ones
-        (the first time: since the KV arrived)."""
+                  finish_reason: str | None, index: int = 0) -> None:
+        """A decode step gave choice `index` `num_tokens`; `elapsed_s` model seconds since its
+        previous ones (the first time: since the KV arrived). The request ends with its last
+        choice."""
         request.num_output_tokens += num_tokens
-        request.modelled_decode_s += elapsed_s
+        if request.choices is None:
+            request.modelled_decode_s += elapsed_s
+            if finish_reason is not None:
+                request.finish_reason = finish_reason
+                request.finished_on_decode = True
+            return
+        choice = request.choices[index]
+        choice.num_tokens += num_tokens
+        choice.decode_s += elapsed_s
+        request.modelled_decode_s = max(request.modelled_decode_s, choice.decode_s)
         if finish_reason is not None:
-            request.finish_reason = finish_reason
-            request.finished_on_decode = True
+            choice.finish_reason = finish_reason
+            if not request.running_choices():
+                request.finish_reason = finish_reason
+                request.finished_on_decode = True
 
     # ---- failures and the end
     def on_worker_lost(self, request: Request, worker_id: str | None, now: float) -> float:
@@ -237,12 +275,15 @@ class Lifecycle:
         if self.waiting:
             self.on_turn(next(iter(self.waiting.values())), now)
 
-    def _check_deadline(self, request: Request, now: float) -> None:
-        if now > request.deadline_at and request.first_token_at is None:
-            raise RequestTimedOut("the request's deadline passed before its first token")
+    def check_deadline(self, request: Request, now: float) -> None:
+        """Raise RequestTimedOut when the request's deadline has passed without its first
+        token (the driver then aborts what it has in flight and answers 408)."""
+        if now >= request.deadline_at and request.first_token_at is None:
+            raise RequestTimedOut("the request's deadline passed before its first token "
+                                  f"({request.deadline_at - request.arrived_at:g} s)")
 
     def _prefill_len(self, request: Request) -> int:
-        return request.num_prompt_tokens + request.num_output_tokens
+        return request.num_prompt_tokens + request.num_resume_tokens
 
     def _prefill_ended(self, request: Request) -> None:
         worker_id = request.prefill_worker_id

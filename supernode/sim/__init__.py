@@ -1,7 +1,8 @@
-"""The offline simulator: the live system's engines, hardware model, routing policies and prefix
-hashing, driven by one discrete-event loop in virtual (model) time.
+"""The offline simulator: the request lifecycle (supernode.lifecycle) carried out in virtual
+(model) time, as the live services carry it out on the wall clock.
 
-kernel (heap of events) -> cluster (request lifecycle, as services/scheduler/flow.py) ->
-instances (PrefillEngine / DecodeEngine priced by supernode.perf) -> runner (loadgen's
-samples and arrivals in, loadgen's RunOutcome out) -> cli (`supernode sim`, bench's report).
+kernel (heap of events; its time is the simulator's clock) -> driver (the lifecycle's decisions
+and instances as events) -> runner (loadgen's samples and arrivals in, loadgen's accumulated
+report out, memory flat) -> cli (`supernode sim`, bench's report) and sweep (`--sweep`, local
+processes or Ray). The simulator makes no decision of its own (tests/test_layering.py).
 """

@@ -16,12 +16,12 @@ data is produced only when `detailed` (then each step is O(batch)).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from supernode.config import ClusterConfig
 from supernode.deployment import build_decode_engine, instance_deployment, prefill_token_budget
-from supernode.engine.decode import DecodeRequest
 from supernode.engine.prefill import PrefillEngine, PrefillJob
 from supernode.engine.registry import WorkerLoad, WorkerRegistry
 from supernode.lifecycle.cache import cache_source, stores_decode_kv
@@ -67,6 +67,11 @@ class KvArrived:
 @dataclass(frozen=True, slots=True)
 class DecodeStepDone:
     worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineReached:
+    request: Request
 
 
 class Observer:
@@ -119,7 +124,8 @@ class SimCluster:
     def handlers(self) -> dict[type, Callable[[float, object], Iterator[Scheduled]]]:
         return {RequestSent: self.on_sent, AdmissionRetry: self.on_admission_retry,
                 PrefillQueued: self.on_prefill_queued, PrefillBatchDone: self.on_batch_done,
-                KvArrived: self.on_kv_arrived, DecodeStepDone: self.on_step_done}
+                KvArrived: self.on_kv_arrived, DecodeStepDone: self.on_step_done,
+                DeadlineReached: self.on_deadline}
 
     # ---- handlers
     def on_sent(self, now: float, event: RequestSent) -> Iterator[Scheduled]:
@@ -129,6 +135,8 @@ class SimCluster:
         except LifecycleError as e:  # no pool, too large, overloaded: the client's error
             yield from self._fail(request, now, _http_error(e))
             return
+        if math.isfinite(request.deadline_at):
+            yield request.deadline_at, DeadlineReached(request)
         yield from self._admit(request, now)
 
     def on_admission_retry(self, now: float, event: AdmissionRetry) -> Iterator[Scheduled]:
@@ -139,6 +147,8 @@ class SimCluster:
         yield from self._drain_turns()
 
     def on_prefill_queued(self, now: float, event: PrefillQueued) -> Iterator[Scheduled]:
+        if event.request.request_id not in self.lifecycle.active:
+            return  # it ended (its deadline) on the way
         p = self.prefills[event.worker_id]
         p.instance.add(event.job)
         yield from self._next_batch(now, event.worker_id)
@@ -148,7 +158,9 @@ class SimCluster:
         batch = p.instance.finish_batch()
         active = self.lifecycle.active
         for job, handoff in zip(batch.jobs, batch.handoffs):
-            request = active[job.request_id]
+            request = active.get(job.request_id)
+            if request is None:
+                continue  # it ended while its batch ran: computed, not handed off
             if p.cache is not None:
                 p.cache.store_prompt(request.cache_namespace, request.block_keys,
                                      job.num_cached_tokens // self.config.cache.block_size,
@@ -157,6 +169,21 @@ class SimCluster:
                                    batch.compute_s, handoff.transfer_s, handoff.kv_num_bytes)
             yield handoff.ready_at, KvArrived(request, result)
         yield from self._next_batch(now, event.worker_id)
+
+    def on_deadline(self, now: float, event: DeadlineReached) -> Iterator[Scheduled]:
+        """The request's deadline: if it has no first token yet, it ends (408) wherever it is."""
+        request, lc = event.request, self.lifecycle
+        if request.request_id not in lc.active:
+            return
+        try:
+            lc.check_deadline(request, now)
+        except LifecycleError as e:
+            if request.prefill_worker_id is not None:
+                self.prefills[request.prefill_worker_id].instance.abort(request.request_id)
+            decode_id = request.decode_worker_id
+            if decode_id is not None and lc.forget_decode(request, decode_id, now):
+                self.decodes[decode_id].abort(request.request_id)
+            yield from self._fail(request, now, _http_error(e))
 
     def on_kv_arrived(self, now: float, event: KvArrived) -> Iterator[Scheduled]:
         request = event.request
@@ -181,10 +208,13 @@ class SimCluster:
         for finished in outcome.finished:
             request = active[finished.request_id]
             elapsed = now - request.kv_ready_at
-            self.lifecycle.on_tokens(request, finished.num_generated - request.num_output_tokens,
-                                     elapsed, finished.finish_reason.value)
-            self.lifecycle.forget_decode(request, event.worker_id, now)
-            yield from self._end(request, now)
+            so_far = (request.num_output_tokens if request.choices is None
+                      else request.choices[finished.index].num_tokens)
+            self.lifecycle.on_tokens(request, finished.num_generated - so_far, elapsed,
+                                     finished.finish_reason.value, finished.index)
+            if finished.last:
+                self.lifecycle.forget_decode(request, event.worker_id, now)
+                yield from self._end(request, now)
         yield from self._next_step(now, event.worker_id)
 
     # ---- stages
@@ -193,9 +223,7 @@ class SimCluster:
         if lc.needs_decode(request):
             for worker in lc.decode_order(request):
                 decode = self.decodes[worker.worker_id]
-                if not decode.admit(DecodeRequest(
-                        request.request_id, request.num_prompt_tokens, request.max_tokens,
-                        request.num_output_tokens + 1, request.seed, request.ignore_eos)):
+                if not decode.admit(lc.decode_request(request)):
                     lc.on_admitted(request, worker, now)
                     self._publish_decode(worker.worker_id)
                     yield from self._drain_turns()
@@ -249,7 +277,7 @@ class SimCluster:
             cache = self.prefills[request.prefill_worker_id].cache
             if cache is not None:
                 cache.store_decode(request.cache_namespace, request.request_id,
-                                   request.num_prompt_tokens, request.num_output_tokens)
+                                   request.num_prompt_tokens, request.num_kept_tokens)
         yield from self.observer.on_done(request, now)
 
     def _fail(self, request: Request, now: float, error: str) -> Iterator[Scheduled]:

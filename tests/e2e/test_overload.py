@@ -10,11 +10,13 @@ with 429, Retry-After and OpenAI error JSON, before any stream starts.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import httpx
 import numpy as np
 import pytest
 
@@ -57,6 +59,9 @@ async def _one(session: aiohttp.ClientSession, url: str, prompt: tuple[int, ...]
                            error["type"])
         ttft_s = None
         async for line in resp.content:
+            if line.startswith(b'data: {"error"'):  # the stream ends with an error event
+                error = json.loads(line[6:])["error"]
+                return Outcome(error["code"], response_s, None, None, error["type"])
             if ttft_s is None and line.startswith(b"data: {"):
                 ttft_s = (time.perf_counter() - started) * SPEEDUP
         return Outcome(200, response_s, ttft_s, None, None)
@@ -113,3 +118,30 @@ def test_overload_is_shed_at_once_and_the_admitted_meet_the_slo(tmp_path: Path) 
     assert max(rss) - baseline < RSS_GROWTH_BYTES
     assert [o.status for o in after] == [200] * len(after)
     assert all(o.ttft_s <= SLO_S for o in after)
+
+
+def test_a_request_deadline_ends_waiting_requests_with_408(tmp_path: Path) -> None:
+    """scheduler.request_timeout_s without shedding: a burst queues, the streams whose first
+    token would come after their deadline end with a 408 error event in OpenAI's shape
+    (TimeoutError), the rest are served in time, and no worker keeps counting any of them."""
+    timeout_s = 0.5
+    cluster = start_cluster(tmp_path, speedup=SPEEDUP, **{"scheduler.ttft_slo_s": 0,
+                                                          "scheduler.request_timeout_s": timeout_s})
+    try:
+        pid = next(c.process.pid for c in cluster.children if c.name == "scheduler")
+        outcomes = asyncio.run(_drive(cluster, 3 * SUSTAINABLE_RATE, 60, 3, [], pid))
+        deadline = time.monotonic() + 30
+        while any(w["num_inflight"] for w in _workers(cluster)):
+            assert time.monotonic() < deadline, _workers(cluster)
+            time.sleep(0.1)
+    finally:
+        cluster.stop()
+    timed_out = [o for o in outcomes if o.status == 408]
+    served = [o for o in outcomes if o.status == 200]
+    assert timed_out and served and len(timed_out) + len(served) == len(outcomes)
+    assert {o.error_type for o in timed_out} == {"TimeoutError"}
+    assert all(o.ttft_s <= timeout_s + 0.05 for o in served)
+
+
+def _workers(cluster: Cluster) -> list[dict]:
+    return httpx.get(f"{cluster.endpoint}/workers", timeout=5).json()

@@ -6,9 +6,11 @@ import signal
 import subprocess
 import sys
 
+import httpx
 import pytest
 
-from services.launcher import build_parser, free_port, resolve_config
+from services.launcher import free_port
+from services.up.cli import build_parser, resolve_config
 
 TINY = ["--set", "decode.num_devices=2", "--set", "decode.dp=4", "--set", "decode.ep=4"]
 
@@ -33,8 +35,9 @@ def test_flag_and_config_key_both_allow_it():
 
 @pytest.mark.e2e
 def test_up_runs_overcommitted_and_says_so_in_the_banner(tmp_path):
-    """With the flag, `supernode up` starts the too-small deployment and its banner says it is
-    overcommitted; without it, `up` exits non-zero before starting anything."""
+    """With the flag, `supernode up` starts the too-small deployment, its banner and every
+    response's `supernode` object say it is overcommitted; without it, `up` exits non-zero
+    before starting anything."""
     refused = subprocess.run([sys.executable, "-m", "supernode.cli.main", "up", *TINY],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "does not fit in HBM" in refused.stderr
@@ -47,6 +50,9 @@ def test_up_runs_overcommitted_and_says_so_in_the_banner(tmp_path):
         line = proc.stdout.readline()
         assert line.startswith("supernode is up:"), line
         assert "OVERCOMMITTED (--allow-overcommit)" in line and "decode instance" in line
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=60, json={
+            "model": "deepseek-r1", "prompt": "hello", "max_tokens": 4})
+        assert reply.status_code == 200 and reply.json()["supernode"]["overcommitted"] is True
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -113,6 +113,19 @@ def test_a_shared_prefix_is_fetched_not_recomputed(policy: str) -> None:
     assert warm_ttft < 0.8 * np.mean([r.ttft_s for r in cold.results[1:]])
 
 
+def test_a_request_deadline_ends_waiting_requests_with_408() -> None:
+    """With scheduler.request_timeout_s, a request still without its first token at its
+    deadline ends with 408 wherever it waits; every one served got its first token in time."""
+    timeout_s = 0.3
+    outcome = run_sim(num_prompts=300, rate=60.0, input_len=4096, output_len=8,
+                      **{"scheduler.ttft_slo_s": 0, "scheduler.request_timeout_s": timeout_s})
+    timed_out = [r for r in outcome.results if "HTTP 408" in r.error]
+    ok = [r for r in outcome.results if r.success]
+    assert timed_out and ok and len(timed_out) + len(ok) == len(outcome.results)
+    assert all(r.ttft_s <= timeout_s + 1e-9 for r in ok)
+    assert all(r.latency_s == pytest.approx(timeout_s) for r in timed_out)
+
+
 @pytest.mark.parametrize("model", ["deepseek-r1", "qwen3-235b-a22b"])
 async def test_a_text_prompt_counts_as_the_live_scheduler_counts_it(model: str) -> None:
     """A text prompt is as many tokens in the simulator as the live /v1/completions path
