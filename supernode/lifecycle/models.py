@@ -20,10 +20,10 @@ lifecycle asks `ModelStage.wait_for`:
   own deadline (408).
 
 A request joins the line of every pool lacking its model when it is accepted, so the loads of
-both pools overlap, and leaves each line when it finds the model held there. Candidates for a
-switch are the pool's routable instances holding another model, except the last holder of a
-model that requests still wait for (in any pool's line): a switch never takes a model from the
-requests that are about to use it. An instance whose switch was refused is not asked again for
+both pools overlap, and stays in a pool's line until it is routed there (`on_routed`) or goes
+to wait for decode room (`left`). Candidates for a switch are the pool's routable instances
+holding another model, except the last holder of a model that requests still wait for (in any
+pool's line): a switch never takes a model from the requests that are about to use it. An instance whose switch was refused is not asked again for
 `scheduler.admission_backoff_max_s`. With one served model nothing here runs.
 """
 
@@ -167,15 +167,16 @@ class ModelStage:
                 self._want(request.model, kind, now)
 
     def wait_for(self, request: Request, kind: WorkerKind, now: float) -> float | None:
-        """None when a routable instance of `kind` holds the request's model (it leaves that
-        line); else the model time to wake at unless woken first (`on_turn`). Each wait is a
-        new `request.admission_epoch`. Raises RequestFailed past `scheduler.model_wait_s`."""
+        """None when a routable instance of `kind` holds the request's model (it stays in that
+        line, keeping the model there, until routed); else the model time to wake at unless
+        woken first (`on_turn`). Each wait is a new `request.admission_epoch`. Raises
+        RequestFailed past `scheduler.model_wait_s`."""
         if self.single:
             return None
         key = (request.model, kind)
         if self.holders(request.model, kind):
             request.waiting_for_model = None
-            self._leave(request, key, now)
+            self.lines.setdefault(key, OrderedDict())[request.request_id] = request
             return None
         if now >= request.model_deadline:
             raise RequestFailed(f"no {kind.value} instance switched to model "
@@ -186,12 +187,24 @@ class ModelStage:
         request.admission_epoch += 1
         self._want(request.model, kind, now)
         wake_at = min(request.model_deadline, request.deadline_at)
-        if not self._switching_to(request.model, kind):  # nobody could switch: look again
-            wake_at = min(wake_at, now + self.config.scheduler.admission_backoff_max_s)
+        if not self._switching_to(request.model, kind):
+            # Nobody could switch now. Every worker update and every emptied line tries
+            # again; only the end of a refused instance's pause needs a look of its own.
+            pauses = [t for t in self._refused_until.values() if t > now]
+            wake_at = min([wake_at, *pauses])
         return wake_at
 
-    def on_routed(self, worker_id: str, now: float) -> None:
-        self.last_routed_at[worker_id] = now
+    def on_routed(self, request: Request, worker: WorkerInfo, now: float) -> None:
+        """The request was routed to `worker`: it no longer waits for the model there."""
+        self.last_routed_at[worker.worker_id] = now
+        if not self.single:
+            self._leave(request, (request.model, worker.kind), now)
+
+    def left(self, request: Request, kind: WorkerKind, now: float) -> None:
+        """The request waits for something else before pool `kind` (decode room): it holds
+        no instance's model meanwhile."""
+        if not self.single:
+            self._leave(request, (request.model, kind), now)
 
     def forget(self, request: Request, now: float) -> None:
         """The request is over: out of every line."""

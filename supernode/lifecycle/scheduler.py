@@ -122,7 +122,10 @@ class Lifecycle:
         if self.models.single:
             return None
         self.check_deadline(request, now)
-        return self.models.wait_for(request, kind, now)
+        wake_at = self.models.wait_for(request, kind, now)
+        if wake_at is not None and self._stop_waiting(request):
+            self._next_turn(now)  # out of the decode-room line: its next may go first
+        return wake_at
 
     def on_worker_update(self, worker_id: str, now: float) -> SwitchDone | None:
         """A worker registered, changed state or model, or left; the switch it completed."""
@@ -146,7 +149,7 @@ class Lifecycle:
         request.decode_worker_id = worker.worker_id
         request.decode_reserved = True
         self.router.on_decode_chosen(request, worker)
-        self.models.on_routed(worker.worker_id, now)
+        self.models.on_routed(request, worker, now)
 
     def on_admit_refused(self, request: Request, worker: WorkerInfo) -> None:
         self.registry.add_inflight(worker.worker_id, -1)
@@ -165,6 +168,7 @@ class Lifecycle:
         self.check_deadline(request, now)
         if now >= request.admission_deadline:
             raise RequestFailed("no decode instance had KV room within the admission wait")
+        self.models.left(request, WorkerKind.DECODE, now)
         if not request.waiting_for_decode:
             request.waiting_for_decode = True
             self.waiting[request.request_id] = request
@@ -183,7 +187,7 @@ class Lifecycle:
         request.status = RequestStatus.PREFILLING
         request.prefill_worker_id = worker.worker_id
         self.registry.add_inflight(worker.worker_id, +1)
-        self.models.on_routed(worker.worker_id, now)
+        self.models.on_routed(request, worker, now)
         self.shedder.on_prefill_sent(worker.worker_id, self._prefill_len(request), now)
         return worker
 

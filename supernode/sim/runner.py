@@ -179,6 +179,8 @@ def simulate(config: ClusterConfig, samples: Iterator[SampleRequest] | list[Samp
                      on_result, detailed)
     cluster = SimCluster(config, client, detailed)
     loop = EventLoop({**cluster.handlers(), RequestReleased: client.on_released})
+    for event in cluster.start():
+        loop.schedule(*event)
     first = client.next_release()
     if first is not None:
         loop.schedule(*first)
