@@ -25,6 +25,8 @@ from supernode.perf import Deployment
 from supernode.perf.load import LoadPlan, load_plan, prefetch_plan
 from supernode.sim.kernel import Scheduled
 
+_TIME_EPSILON_S = 1e-9
+
 
 @dataclass(frozen=True, slots=True)
 class LoadCheck:
@@ -107,7 +109,9 @@ class SimLoads:
         for stream_id, stream in list(self._streams.items()):
             resource = self._resources[stream.plan.resource]
             resource.advance(now)
-            if not resource.finished(stream_id):
+            # A stream whose end is due now but holds a rounding residue of bytes ends too.
+            if not (resource.finished(stream_id)
+                    or resource.eta_s(stream_id, math.inf) <= now + _TIME_EPSILON_S):
                 continue
             ended_at = resource.finished_at_s(stream_id) or now
             resource.remove(stream_id, now)
