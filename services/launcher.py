@@ -46,9 +46,15 @@ from services.common.worker_main import parse_overrides
 from services.preflight import preflight
 from services.supervisor import RestartPolicy, Supervisor
 from supernode.config import ClusterConfig, load_config, to_dict
-from supernode.deployment import check_memory, instance_deployment, overcommit_message
+from supernode.deployment import (
+    check_deployment,
+    check_memory,
+    instance_deployment,
+    overcommit_message,
+    served_models,
+)
+from supernode.lifecycle.models import initial_model
 from supernode.perf.load import load_time, model_image
-from supernode.policy import make_policy
 from supernode.policy.kv_affinity import uses_local_cache
 
 
@@ -117,9 +123,7 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         overrides["allow_overcommit"] = True
     try:
         config = load_config(args.config, overrides)
-        make_policy(config.routing_policy)
-        instance_deployment(config, "prefill")
-        instance_deployment(config, "decode")
+        check_deployment(config)
         problems = check_memory(config)
     except (ValueError, TypeError, OSError, KeyError) as e:
         parser.error(str(e))
@@ -197,10 +201,14 @@ class Cluster:
 
     def add_worker(self, role: str, worker_id: str) -> None:
         """Start one more `role` ("prefill" or "decode") worker with the cluster's config; it
-        is supervised like the others once `supernode up` supervises."""
+        is supervised like the others once `supernode up` supervises. With several served
+        models, the n-th worker of a role starts with the lifecycle's placement for index n."""
         args = ["--config", str(self.config_path), "--host", self.config.ports.host,
                 "--log-level", self.log_level, "--scheduler", self.scheduler_grpc,
                 "--worker-id", worker_id, "--port", str(self._port())]
+        if len(served_models(self.config)) > 1:
+            index = sum(c.argv[2] == f"services.{role}" for c in self.children)
+            args += ["--served-model", initial_model(self.config, index).name]
         if self.runs_ems:
             args += ["--ems", self.ems_grpc]
         self._spawn(worker_id, f"services.{role}", args)
@@ -353,7 +361,8 @@ def _print_up(cluster: Cluster, log_dir: Path) -> None:
     config = cluster.config
     problems = check_memory(config)
     overcommitted = f"  OVERCOMMITTED (--allow-overcommit): {'; '.join(problems)}" if problems else ""
-    print(f"supernode is up: {cluster.endpoint}/v1  model: {config.model_name}  "
+    names = ", ".join(m.name for m in served_models(config))
+    print(f"supernode is up: {cluster.endpoint}/v1  model: {names}  "
           f"({config.num_prefill} prefill x {config.prefill.num_devices} devices, "
           f"{config.num_decode} decode x {config.decode.num_devices} devices, "
           f"{config.hardware}, speedup {config.speedup}){overcommitted}", flush=True)

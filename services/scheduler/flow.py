@@ -6,7 +6,10 @@ only carries the decisions out: Admit / Prefill / Abort RPCs, the decode token s
 waits on the scheduler's model clock (`WallClock` at the deployment's speedup), so every wait
 and deadline is in model seconds, as in the simulator.
 
-Per request: accept -> decode admission (Admit RPCs in the policy's order; none has room: wait
+Per request: accept -> [several served models] before each pool, wait while an instance
+switches to the request's model (the lifecycle's `model_wait`; its `on_switch` becomes a
+SwitchModel RPC to the instance, and the registry's changes reach `on_worker_change`) ->
+decode admission (Admit RPCs in the policy's order; none has room: wait
 until the lifecycle's retry time) -> Prefill RPC (carrying the stage's age, so the prefill
 instance anchors the request's timeline at its arrival) -> its reply is the first token ->
 TokenBatches from the decode instance's stream -> the end. A worker lost on the way (its
@@ -28,8 +31,9 @@ from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.token_streams import TokenEvent, TokenStreams, WorkerLost
 from supernode.cache.hashing import block_keys
 from supernode.clock import Clock
-from supernode.engine.registry import WorkerInfo
+from supernode.engine.registry import WorkerInfo, WorkerKind
 from supernode.lifecycle.errors import RequestFailed
+from supernode.lifecycle.models import ModelSwitch
 from supernode.lifecycle.request import Request
 from supernode.lifecycle.scheduler import Lifecycle, PrefillResult
 from supernode.v1 import supernode_pb2 as pb
@@ -41,6 +45,8 @@ FINISH_NAMES = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length"
                 pb.FINISH_REASON_ABORT: "abort"}
 ADMIT_TIMEOUT_S = 2.0
 """Wall seconds one Admit RPC (and the token stream it needs) may take."""
+SWITCH_TIMEOUT_S = 5.0
+"""Wall seconds a SwitchModel RPC may take (the instance answers at once, then switches)."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +74,18 @@ class RequestFlow:
         self.on_finished = on_finished
         self.cluster_token = cluster_token
         self.block_size = lifecycle.router.block_size
-        self._prefill_channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._turns: dict[str, _Turn] = {}
         lifecycle.on_turn = self._on_turn  # this flow is the lifecycle's live driver
+        lifecycle.on_switch = self._on_switch
 
     @property
     def active(self) -> dict[str, Request]:
         return self.lifecycle.active
 
     async def close(self) -> None:
-        for _, channel in self._prefill_channels.values():
+        for _, channel in self._channels.values():
             await channel.close()
 
     def accept(self, request: Request, timeout_s: float | None = None) -> None:
@@ -133,6 +140,7 @@ class RequestFlow:
         room (until the lifecycle gives the request its turn, or its wake-up time comes)."""
         lc = self.lifecycle
         while True:
+            await self._await_model(request, WorkerKind.DECODE)
             for decode in lc.decode_order(request):
                 if await self._try_admit(request, decode):
                     lc.on_admitted(request, decode, self.clock.now())
@@ -140,6 +148,12 @@ class RequestFlow:
                     return decode
                 lc.on_admit_refused(request, decode)
             wake_at = lc.next_admission_at(request, self.clock.now())
+            lc.retry_admission(request, await self._wait_turn(request, wake_at))
+
+    async def _await_model(self, request: Request, kind: WorkerKind) -> None:
+        """Until an instance of `kind` holds the request's model (at once when one does)."""
+        lc = self.lifecycle
+        while (wake_at := lc.model_wait(request, kind, self.clock.now())) is not None:
             lc.retry_admission(request, await self._wait_turn(request, wake_at))
 
     def _on_turn(self, request: Request, now: float) -> None:
@@ -168,7 +182,8 @@ class RequestFlow:
                 request_id=request.request_id, num_prompt_tokens=request.num_prompt_tokens,
                 max_tokens=request.max_tokens, num_generated=request.num_output_tokens + 1,
                 seed=request.seed, ignore_eos=request.ignore_eos,
-                subscriber_id=self.streams.subscriber_id), timeout=ADMIT_TIMEOUT_S)
+                subscriber_id=self.streams.subscriber_id, model=request.model),
+                timeout=ADMIT_TIMEOUT_S)
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError) as e:
             # The decode may have admitted it before the call failed: free that reservation.
             self._detach(link.stub.Abort(pb.AbortRequest(request_id=request.request_id),
@@ -186,9 +201,10 @@ class RequestFlow:
         """Prefill on a chosen instance; the KV lands on `decode` (None: nowhere, the request
         ends with this token). Returns the token it samples: the first, or on a resume the next."""
         lc = self.lifecycle
+        await self._await_model(request, WorkerKind.PREFILL)
         prefill = lc.choose_prefill(request, self.clock.now())
         self.metrics.routed_to("prefill", prefill.worker_id)
-        stub = pb_grpc.PrefillServiceStub(self._prefill_channel(prefill))
+        stub = pb_grpc.PrefillServiceStub(self._channel(prefill))
         now = self.clock.now()
         timeout_s = min(lc.limits.prefill_timeout_s, request.deadline_at - now)
         own_deadline = timeout_s < lc.limits.prefill_timeout_s
@@ -199,7 +215,7 @@ class RequestFlow:
                 cache_namespace=request.cache_namespace,
                 decode_worker_id=decode.worker_id if decode else "",
                 decode_address=decode.address if decode else "",
-                stage_age_s=max(0.0, now - request.stage_at),
+                stage_age_s=max(0.0, now - request.stage_at), model=request.model,
             ), timeout=self.clock.to_wall_s(max(timeout_s, 0.0)))
         except asyncio.CancelledError:
             lc.on_prefill_lost(request)
@@ -215,6 +231,7 @@ class RequestFlow:
                 # The worker's server is gone (its own failures come back as ABORTED). Do not
                 # wait for its lease: a live worker re-registers at its next heartbeat.
                 self.registry.remove(prefill.worker_id)
+                self.on_worker_change(prefill.worker_id)
             raise _PrefillLost(prefill.worker_id, f"prefill failed: {e.code().name}: "
                                f"{e.details()}") from e
         self.metrics.on_prefill(prefill.worker_id, response)
@@ -255,12 +272,53 @@ class RequestFlow:
                     request.num_output_tokens)
         await self.clock.sleep_until(retry_at)
 
+    # ---- model switches
+    def _on_switch(self, switch: ModelSwitch, now: float) -> None:
+        """The lifecycle chose an instance to switch models: tell it (SwitchModel RPC)."""
+        log.info("switching %s (%s) from %s to %s: expected from %s, %.1f model s alone",
+                 switch.worker_id, switch.kind.value, switch.from_model, switch.to.name,
+                 switch.source, switch.estimated_s)
+        self.metrics.on_switch_started(switch)
+        task = asyncio.get_running_loop().create_task(self._order_switch(switch))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _order_switch(self, switch: ModelSwitch) -> None:
+        worker = self.registry.get(switch.worker_id)
+        reason = "the worker left"
+        if worker is not None:
+            stub = pb_grpc.WorkerServiceStub(self._channel(worker))
+            try:
+                response = await stub.SwitchModel(pb.SwitchModelRequest(
+                    model=switch.to.name, local_dram=switch.local_dram,
+                    expected_source=switch.source, estimated_s=switch.estimated_s),
+                    timeout=SWITCH_TIMEOUT_S)
+                if response.accepted:
+                    return
+                reason = response.reason
+            except grpc.aio.AioRpcError as e:
+                reason = f"{e.code().name}: {e.details()}"
+        log.warning("switch of %s to %s failed: %s", switch.worker_id, switch.to.name, reason)
+        self.metrics.on_switch_failed(switch)
+        self.lifecycle.on_switch_failed(switch.worker_id, self.clock.now())
+
+    def on_worker_change(self, worker_id: str) -> None:
+        """The registry changed for `worker_id` (registered, new state or model, gone)."""
+        done = self.lifecycle.on_worker_update(worker_id, self.clock.now())
+        if done is None:
+            return
+        worker = self.registry.get(worker_id)
+        source = worker.model_load.source if worker and worker.model_load else "unknown"
+        log.info("%s switched from %s to %s in %.1f model s (loaded from %s)", worker_id,
+                 done.switch.from_model, done.switch.to.name, done.seconds, source)
+        self.metrics.on_switch_done(done, source)
+
     # ---- helpers
-    def _prefill_channel(self, worker: WorkerInfo) -> grpc.aio.Channel:
-        entry = self._prefill_channels.get(worker.worker_id)
+    def _channel(self, worker: WorkerInfo) -> grpc.aio.Channel:
+        entry = self._channels.get(worker.worker_id)
         if entry is None or entry[0] != worker.address:
             entry = (worker.address, insecure_channel(worker.address, self.cluster_token))
-            self._prefill_channels[worker.worker_id] = entry
+            self._channels[worker.worker_id] = entry
         return entry[1]
 
     async def _abort_on_decode(self, request: Request) -> None:
