@@ -32,12 +32,11 @@ from services.scheduler.registry_servicer import RegistryServicer
 from services.scheduler.token_streams import TokenStreams
 from supernode.clock import WallClock
 from supernode.config import ClusterConfig
-from supernode.deployment import instance_deployment, served_models
+from supernode.deployment import check_deployment, instance_deployment, served_models
 from supernode.engine.registry import WorkerRegistry
 from supernode.lifecycle.cache import stores_decode_kv
 from supernode.lifecycle.scheduler import Lifecycle
 from supernode.models import load_model
-from supernode.policy import make_policy
 from supernode.tokenizer import make_tokenizer
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args, parser)
     credentials = credentials_from_flags(args, parser)
     try:
-        make_policy(config.routing_policy)
+        check_deployment(config)
         make_tokenizer(config.tokenizer_path, load_model(config.model).vocab_size)
     except (ValueError, KeyError, FileNotFoundError) as e:
         parser.error(f"--config/--set: {e}")
