@@ -95,7 +95,7 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s,
                                          faults)
     streams.on_broken = registry_servicer.on_stream_broken
-    registry_servicer.on_change = flow.on_worker_change
+    registry_servicer.on_change = flow.switches.on_worker_change
     server = await start_grpc_server(
         [lambda s: pb_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s)],
         host, grpc_port, token)

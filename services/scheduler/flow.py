@@ -7,8 +7,8 @@ waits on the scheduler's model clock (`WallClock` at the deployment's speedup), 
 and deadline is in model seconds, as in the simulator.
 
 Per request: accept -> [several served models] before each pool, wait while an instance
-switches to the request's model (the lifecycle's `model_wait`; its `on_switch` becomes a
-SwitchModel RPC to the instance, and the registry's changes reach `on_worker_change`) ->
+switches to the request's model (the lifecycle's `model_wait`; services.scheduler.model_switches
+carries the switch out) ->
 decode admission (Admit RPCs in the policy's order; none has room: wait
 until the lifecycle's retry time) -> Prefill RPC (carrying the stage's age, so the prefill
 instance anchors the request's timeline at its arrival) -> its reply is the first token ->
@@ -28,12 +28,12 @@ import grpc
 
 from services.common.grpc_server import insecure_channel
 from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.model_switches import ModelSwitches
 from services.scheduler.token_streams import TokenEvent, TokenStreams, WorkerLost
 from supernode.cache.hashing import block_keys
 from supernode.clock import Clock
 from supernode.engine.registry import WorkerInfo, WorkerKind
 from supernode.lifecycle.errors import RequestFailed
-from supernode.lifecycle.models import ModelSwitch
 from supernode.lifecycle.request import Request
 from supernode.lifecycle.scheduler import Lifecycle, PrefillResult
 from supernode.v1 import supernode_pb2 as pb
@@ -45,8 +45,7 @@ FINISH_NAMES = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length"
                 pb.FINISH_REASON_ABORT: "abort"}
 ADMIT_TIMEOUT_S = 2.0
 """Wall seconds one Admit RPC (and the token stream it needs) may take."""
-SWITCH_TIMEOUT_S = 5.0
-"""Wall seconds a SwitchModel RPC may take (the instance answers at once, then switches)."""
+
 
 
 @dataclass(frozen=True)
@@ -78,13 +77,14 @@ class RequestFlow:
         self._background: set[asyncio.Task[None]] = set()
         self._turns: dict[str, _Turn] = {}
         lifecycle.on_turn = self._on_turn  # this flow is the lifecycle's live driver
-        lifecycle.on_switch = self._on_switch
+        self.switches = ModelSwitches(lifecycle, clock, metrics, self._channel)
 
     @property
     def active(self) -> dict[str, Request]:
         return self.lifecycle.active
 
     async def close(self) -> None:
+        await self.switches.close()
         for _, channel in self._channels.values():
             await channel.close()
 
@@ -231,7 +231,7 @@ class RequestFlow:
                 # The worker's server is gone (its own failures come back as ABORTED). Do not
                 # wait for its lease: a live worker re-registers at its next heartbeat.
                 self.registry.remove(prefill.worker_id)
-                self.on_worker_change(prefill.worker_id)
+                self.switches.on_worker_change(prefill.worker_id)
             raise _PrefillLost(prefill.worker_id, f"prefill failed: {e.code().name}: "
                                f"{e.details()}") from e
         self.metrics.on_prefill(prefill.worker_id, response)
@@ -271,47 +271,6 @@ class RequestFlow:
         log.warning("request %s fails over (%s) after %d tokens", request.request_id, reason,
                     request.num_output_tokens)
         await self.clock.sleep_until(retry_at)
-
-    # ---- model switches
-    def _on_switch(self, switch: ModelSwitch, now: float) -> None:
-        """The lifecycle chose an instance to switch models: tell it (SwitchModel RPC)."""
-        log.info("switching %s (%s) from %s to %s: expected from %s, %.1f model s alone",
-                 switch.worker_id, switch.kind.value, switch.from_model, switch.to.name,
-                 switch.source, switch.estimated_s)
-        self.metrics.on_switch_started(switch)
-        task = asyncio.get_running_loop().create_task(self._order_switch(switch))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _order_switch(self, switch: ModelSwitch) -> None:
-        worker = self.registry.get(switch.worker_id)
-        reason = "the worker left"
-        if worker is not None:
-            stub = pb_grpc.WorkerServiceStub(self._channel(worker))
-            try:
-                response = await stub.SwitchModel(pb.SwitchModelRequest(
-                    model=switch.to.name, local_dram=switch.local_dram,
-                    expected_source=switch.source, estimated_s=switch.estimated_s),
-                    timeout=SWITCH_TIMEOUT_S)
-                if response.accepted:
-                    return
-                reason = response.reason
-            except grpc.aio.AioRpcError as e:
-                reason = f"{e.code().name}: {e.details()}"
-        log.warning("switch of %s to %s failed: %s", switch.worker_id, switch.to.name, reason)
-        self.metrics.on_switch_failed(switch)
-        self.lifecycle.on_switch_failed(switch.worker_id, self.clock.now())
-
-    def on_worker_change(self, worker_id: str) -> None:
-        """The registry changed for `worker_id` (registered, new state or model, gone)."""
-        done = self.lifecycle.on_worker_update(worker_id, self.clock.now())
-        if done is None:
-            return
-        worker = self.registry.get(worker_id)
-        source = worker.model_load.source if worker and worker.model_load else "unknown"
-        log.info("%s switched from %s to %s in %.1f model s (loaded from %s)", worker_id,
-                 done.switch.from_model, done.switch.to.name, done.seconds, source)
-        self.metrics.on_switch_done(done, source)
 
     # ---- helpers
     def _channel(self, worker: WorkerInfo) -> grpc.aio.Channel:

@@ -26,7 +26,7 @@ from supernode.config import ClusterConfig
 from supernode.deployment import ServedModel, instance_deployment
 from supernode.engine.decode import DecodeRequest
 from supernode.engine.prefill import PrefillJob
-from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerLoad, WorkerRegistry
+from supernode.engine.registry import WorkerKind, WorkerLoad, WorkerRegistry
 from supernode.lifecycle.cache import stores_decode_kv
 from supernode.lifecycle.decode import Step
 from supernode.lifecycle.errors import LifecycleError
@@ -129,9 +129,9 @@ class SimCluster:
         self.store_decode_kv = stores_decode_kv(config)
         loading = config.model_load.enabled
         for i, worker_id in enumerate(self.prefills):
-            m.register(worker_id, self.instance_info(worker_id), m.first_model(i), loading)
+            m.register(worker_id, m.first_model(i), loading)
         for i, worker_id in enumerate(self.decodes):
-            m.register(worker_id, self.instance_info(worker_id), m.first_model(i), loading)
+            m.register(worker_id, m.first_model(i), loading)
 
     def handlers(self) -> dict[type, Callable[[float, object], Iterator[Scheduled]]]:
         return {RequestSent: self.on_sent, AdmissionRetry: self.on_admission_retry,
@@ -142,35 +142,6 @@ class SimCluster:
     def start(self, now: float = 0.0) -> Iterator[Scheduled]:
         """The run's first events: instances loading their models (when loads are modelled)."""
         yield from self.models.start(now)
-
-    # ---- instances (for SimModels)
-    def kind_of(self, worker_id: str) -> WorkerKind:
-        return WorkerKind.PREFILL if worker_id in self.prefills else WorkerKind.DECODE
-
-    def instance_info(self, worker_id: str) -> WorkerInfo:
-        """How the instance registers (its shape and capacity)."""
-        if worker_id in self.prefills:
-            return self.prefills[worker_id].instance.info(worker_id, "sim")
-        return self.decodes[worker_id].info(worker_id, "sim")
-
-    def is_idle(self, worker_id: str) -> bool:
-        """Nothing routed to the instance is left there (a switch may begin)."""
-        info = self.registry.get(worker_id)
-        if info is None or info.num_inflight:
-            return False
-        if worker_id in self.prefills:
-            instance = self.prefills[worker_id].instance
-            return instance.batch is None and not instance.engine.waiting
-        decode = self.decodes[worker_id]
-        return (decode.step is None and decode.engine.num_running == 0
-                and decode.engine.num_waiting == 0 and decode.num_arriving == 0)
-
-    def replace_instance(self, worker_id: str, model: ServedModel) -> None:
-        """The idle instance becomes an instance of `model` (its engine sized for it)."""
-        if worker_id in self.prefills:
-            self.prefills[worker_id].instance = self.models.new_prefill(model)
-        else:
-            self.decodes[worker_id] = self.models.new_decode(model)
 
     def drain_turns(self) -> Iterator[Scheduled]:
         yield from self._drain_turns()

@@ -71,20 +71,50 @@ class SimModels:
         d = self.stage.deployment(WorkerKind.DECODE, model.profile)
         return DecodeInstance(build_decode_engine(self.config, d), d)
 
-    def register(self, worker_id: str, info: WorkerInfo, model: ServedModel,
-                 loading: bool) -> None:
-        """What the instance's registration says: its model, ready or loading it."""
+    def register(self, worker_id: str, model: ServedModel, loading: bool) -> None:
+        """What the instance's registration says: its shape, its model, ready or loading."""
         self.held[worker_id] = model
         load = ModelLoadInfo(model.model_id) if loading else None
         self.cluster.registry.register(dataclasses.replace(
-            info, model=model.name, model_load=load,
+            self.instance_info(worker_id), model=model.name, model_load=load,
             state=WorkerState.LOADING if loading else WorkerState.READY), 0.0)
+
+    def kind_of(self, worker_id: str) -> WorkerKind:
+        return WorkerKind.PREFILL if worker_id in self.cluster.prefills else WorkerKind.DECODE
+
+    def instance_info(self, worker_id: str) -> WorkerInfo:
+        """How the instance registers (its shape and capacity)."""
+        c = self.cluster
+        if worker_id in c.prefills:
+            return c.prefills[worker_id].instance.info(worker_id, "sim")
+        return c.decodes[worker_id].info(worker_id, "sim")
+
+    def is_idle(self, worker_id: str) -> bool:
+        """Nothing routed to the instance is left there (its switch may begin)."""
+        c = self.cluster
+        info = c.registry.get(worker_id)
+        if info is None or info.num_inflight:
+            return False
+        if worker_id in c.prefills:
+            instance = c.prefills[worker_id].instance
+            return instance.batch is None and not instance.engine.waiting
+        decode = c.decodes[worker_id]
+        return (decode.step is None and decode.engine.num_running == 0
+                and decode.engine.num_waiting == 0 and decode.num_arriving == 0)
+
+    def replace_instance(self, worker_id: str, model: ServedModel) -> None:
+        """The idle instance becomes an instance of `model` (its engine sized for it)."""
+        c = self.cluster
+        if worker_id in c.prefills:
+            c.prefills[worker_id].instance = self.new_prefill(model)
+        else:
+            c.decodes[worker_id] = self.new_decode(model)
 
     def start(self, now: float) -> Iterator[Scheduled]:
         """The run begins: EMS prefetches (`model_load.prefetch`), every instance loads its
         first model (unless loads are skipped)."""
         config = self.config
-        self.stage.seed({w: (self.cluster.kind_of(w), m.name) for w, m in self.held.items()})
+        self.stage.seed({w: (self.kind_of(w), m.name) for w, m in self.held.items()})
         if not config.model_load.enabled:
             return
         if config.model_load.prefetch:
@@ -108,18 +138,18 @@ class SimModels:
         """Work on `worker_id` ended or moved on: a switching instance that is now idle
         becomes its new model's instance and loads it."""
         switch = self.switching.get(worker_id) if worker_id else None
-        if switch is None or worker_id in self.loading or not self.cluster.is_idle(worker_id):
+        if switch is None or worker_id in self.loading or not self.is_idle(worker_id):
             return
         info = self.cluster.registry.get(worker_id)
         if info is None:
             return
-        self.cluster.replace_instance(worker_id, switch.to)
-        self.register(worker_id, self.cluster.instance_info(worker_id), switch.to, True)
+        self.replace_instance(worker_id, switch.to)
+        self.register(worker_id, switch.to, True)
         yield from self._load(worker_id, switch.to, now)
 
     def _load(self, worker_id: str, model: ServedModel, now: float) -> Iterator[Scheduled]:
         self.loading[worker_id] = now
-        d = self.stage.deployment(self.cluster.kind_of(worker_id), model.profile)
+        d = self.stage.deployment(self.kind_of(worker_id), model.profile)
         yield from self.loads.start(worker_id, d, model.version, now)
 
     def on_load_done(self, now: float, event: LoadDone) -> Iterator[Scheduled]:

@@ -56,12 +56,15 @@ def test_a_request_for_an_unheld_model_switches_instances_while_others_serve(tmp
             states = {"prefill-1": [], "decode-1": []}
             first_model_served = []
             deadline = time.monotonic() + 90
-            while not third.done():
+            while True:
                 assert time.monotonic() < deadline, workers(endpoint)
+                served = third.done()  # look once more after it is served: ready by then
                 for name, w in workers(endpoint).items():
                     if name in states and (not states[name]
                                            or states[name][-1] != (w["state"], w["model"])):
                         states[name].append((w["state"], w["model"]))
+                if served:
+                    break
                 if not first_model_served and states["decode-1"][-1][0] == "loading":
                     first_model_served.append(complete(client, MODELS[0]))
                 time.sleep(0.05)
