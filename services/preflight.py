@@ -13,12 +13,15 @@ from supernode.config import ClusterConfig
 REDIS_TIMEOUT_S = 3.0
 
 
-def port_problems(config: ClusterConfig) -> list[str]:
-    """A message for each fixed port of the deployment that cannot be listened on."""
+def port_problems(config: ClusterConfig, fixed_grpc: bool = True) -> list[str]:
+    """A message for each fixed port of the deployment that cannot be listened on. Without
+    `fixed_grpc` only the HTTP port counts (containers keep their gRPC ports inside their
+    network)."""
     ports = config.ports
-    wanted = [(ports.http, "the OpenAI HTTP endpoint (--port)"),
-              (ports.scheduler_grpc, "the scheduler's gRPC registry (ports.scheduler_grpc)"),
-              (ports.ems_grpc, "EMS (ports.ems_grpc)")]
+    wanted = [(ports.http, "the OpenAI HTTP endpoint (--port)")]
+    if fixed_grpc:
+        wanted += [(ports.scheduler_grpc, "the scheduler's gRPC registry (ports.scheduler_grpc)"),
+                   (ports.ems_grpc, "EMS (ports.ems_grpc)")]
     problems = []
     for port, what in wanted:
         if not port:

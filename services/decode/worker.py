@@ -134,7 +134,8 @@ class DecodeWorker:
         reason = self.instance.admit(DecodeRequest(
             request_id=request.request_id, num_prompt_tokens=request.num_prompt_tokens,
             max_tokens=request.max_tokens, num_generated=request.num_generated,
-            seed=request.seed, ignore_eos=request.ignore_eos))
+            seed=request.seed, ignore_eos=request.ignore_eos,
+            choices=tuple((c.index, c.num_generated) for c in request.choices)))
         if reason:
             self.metrics.admission_rejections.labels(**self.metrics.labels).inc()
             return False, reason
@@ -186,7 +187,9 @@ class DecodeWorker:
             await self.clock.sleep_until(step.done_at)
             step, outcome, _ = self.instance.complete_step()
             for finished in outcome.finished:
-                self._on_finished(finished.request_id, finished.finish_reason, step.done_at)
+                if finished.last:  # a request with several choices ends with its last
+                    self._on_finished(finished.request_id, finished.finish_reason,
+                                      step.done_at)
             self._record_step(step, outcome, outputs)
 
     def _send(self, step: Step, outputs: list[TokenOutput]) -> None:
@@ -199,7 +202,7 @@ class DecodeWorker:
                 by_subscriber[owner].append(pb.TokenUpdate(
                     request_id=out.request_id, num_tokens=out.num_tokens,
                     finish_reason=_FINISH_TO_PB[out.finish_reason],
-                    elapsed_s=first_elapsed.get(out.request_id, 0.0)))
+                    elapsed_s=first_elapsed.get(out.request_id, 0.0), index=out.index))
         due_in_s = max(0.0, step.done_at - self.clock.now())
         for subscriber_id, updates in by_subscriber.items():
             queue = self._subscribers.get(subscriber_id)

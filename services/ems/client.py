@@ -66,11 +66,11 @@ class DecodeKvWriter:
     def on_finished(self, record: Request) -> None:
         if record.finish_reason not in ("stop", "length"):
             return
-        span = decode_blocks_to_store(record.num_prompt_tokens, record.num_output_tokens,
+        span = decode_blocks_to_store(record.num_prompt_tokens, record.num_kept_tokens,
                                       self.config.block_size)
         if not span:
             return
-        tokens = record.prompt_token_ids + record.output_token_ids
+        tokens = record.prompt_token_ids + record.kept_output_ids()
         keys = block_keys(tokens[:span.stop * self.config.block_size], self.config.block_size,
                           record.cache_namespace)[span.start:]
         replicas = self.registry.live(WorkerKind.EMS)

@@ -28,6 +28,7 @@ from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
 from services.scheduler.health import expected_pools
 from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.pool_metrics import PoolLoadCollector
 from services.scheduler.registry_servicer import RegistryServicer
 from services.scheduler.token_streams import TokenStreams
 from supernode.clock import WallClock
@@ -76,6 +77,7 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     metrics = SchedulerMetrics(prometheus, config.model_name, model.max_context_len)
     metrics.set_policies(config.routing_policy, config.routing_policy)
     registry = WorkerRegistry(lease_s=config.worker_lease_s)
+    prometheus.register(PoolLoadCollector(registry))
     faults = FaultBook(registry, prometheus)
     expected = expected_pools(config)
     for kind, n in expected.items():

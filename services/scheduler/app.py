@@ -109,6 +109,7 @@ def build_app(fe: FrontEnd) -> FastAPI:
     @app.get("/health")
     async def health() -> Response:
         body, status = health_report(fe.registry, fe.expected_workers, fe.instance_id)
+        body["lag"] = fe.metrics.recent_lag.summary()
         return JSONResponse(body, status_code=status)
 
     @app.get("/ready")

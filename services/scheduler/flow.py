@@ -32,6 +32,7 @@ from services.scheduler.model_switches import ModelSwitches
 from services.scheduler.token_streams import TokenEvent, TokenStreams, WorkerLost
 from supernode.cache.hashing import block_keys
 from supernode.clock import Clock
+from supernode.engine.decode import DecodeRequest
 from supernode.engine.registry import WorkerInfo, WorkerKind
 from supernode.lifecycle.errors import RequestFailed
 from supernode.lifecycle.request import Request
@@ -47,13 +48,13 @@ ADMIT_TIMEOUT_S = 2.0
 """Wall seconds one Admit RPC (and the token stream it needs) may take."""
 
 
-
 @dataclass(frozen=True)
 class Emitted:
-    """Tokens to send to the client; `finish_reason` set on the last."""
+    """Tokens of choice `index` to send to the client; `finish_reason` set on its last."""
 
     token_ids: tuple[int, ...]
     finish_reason: str | None
+    index: int = 0
 
 
 class RequestFlow:
@@ -107,19 +108,19 @@ class RequestFlow:
                     queue = self.streams.open(request.request_id, decode.worker_id)
                 lost: WorkerLost | None = None
                 try:
-                    first = await self._prefill(request, decode)
-                    yield first
-                    if first.finish_reason:
-                        request.finish_reason = first.finish_reason
+                    firsts, finish = await self._prefill(request, decode)
+                    for first in firsts:
+                        yield first
+                    if finish:
+                        request.finish_reason = finish
                         return
                     while True:
                         event = await queue.get()
                         if isinstance(event, WorkerLost):
                             lost = event
                             break
-                        emitted = self._on_tokens(request, event)
-                        yield emitted
-                        if emitted.finish_reason:
+                        yield self._on_tokens(request, event)
+                        if request.finished_on_decode:
                             return
                 except _PrefillLost as e:
                     lost = WorkerLost(e.worker_id, str(e))
@@ -178,11 +179,9 @@ class RequestFlow:
         link = self.streams.connect(decode.worker_id, decode.address)
         try:
             await asyncio.wait_for(link.ready.wait(), timeout=ADMIT_TIMEOUT_S)
-            response = await link.stub.Admit(pb.AdmitRequest(
-                request_id=request.request_id, num_prompt_tokens=request.num_prompt_tokens,
-                max_tokens=request.max_tokens, num_generated=request.num_output_tokens + 1,
-                seed=request.seed, ignore_eos=request.ignore_eos,
-                subscriber_id=self.streams.subscriber_id, model=request.model),
+            response = await link.stub.Admit(
+                _admit_message(self.lifecycle.decode_request(request), self.streams.subscriber_id,
+                               request.model),
                 timeout=ADMIT_TIMEOUT_S)
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError) as e:
             # The decode may have admitted it before the call failed: free that reservation.
@@ -197,9 +196,11 @@ class RequestFlow:
             self.metrics.admission_rejections.labels(worker=decode.worker_id).inc()
         return response.accepted
 
-    async def _prefill(self, request: Request, decode: WorkerInfo | None) -> Emitted:
+    async def _prefill(self, request: Request, decode: WorkerInfo | None
+                       ) -> tuple[list[Emitted], str | None]:
         """Prefill on a chosen instance; the KV lands on `decode` (None: nowhere, the request
-        ends with this token). Returns the token it samples: the first, or on a resume the next."""
+        ends with this token). Returns the token it samples for each running choice (the
+        first, or on a resume the next) and the request's finish reason if it ends here."""
         lc = self.lifecycle
         await self._await_model(request, WorkerKind.PREFILL)
         prefill = lc.choose_prefill(request, self.clock.now())
@@ -211,7 +212,7 @@ class RequestFlow:
         try:
             response = await stub.Prefill(pb.PrefillRequest(
                 request_id=request.request_id,
-                prompt_token_ids=request.prompt_token_ids + request.output_token_ids,
+                prompt_token_ids=request.resume_token_ids(),
                 cache_namespace=request.cache_namespace,
                 decode_worker_id=decode.worker_id if decode else "",
                 decode_address=decode.address if decode else "",
@@ -243,20 +244,29 @@ class RequestFlow:
         await self.clock.sleep_until(request.stage_at + result.fetch_s + result.queue_s
                                      + result.compute_s + result.transfer_s)
         first = request.first_token_at is None
+        choices = request.running_choices()  # each samples one token from this prefill
         finish = lc.on_prefill_done(request, result, self.clock.now())
         if first:
             self.metrics.on_first_token(request)
-        return Emitted(self._ids(request, 1, finish), finish)
+        if request.choices is None:
+            return [Emitted(self._ids(request, 1, finish), finish)], finish
+        return [Emitted(self._ids(request, 1, c.finish_reason, c.index), c.finish_reason,
+                        c.index) for c in choices], finish
 
     def _on_tokens(self, request: Request, event: TokenEvent) -> Emitted:
         finish = FINISH_NAMES.get(event.finish_reason)
-        self.lifecycle.on_tokens(request, event.num_tokens, event.elapsed_s, finish)
-        return Emitted(self._ids(request, event.num_tokens, finish), finish)
+        self.lifecycle.on_tokens(request, event.num_tokens, event.elapsed_s, finish,
+                                 event.index)
+        return Emitted(self._ids(request, event.num_tokens, finish, event.index), finish,
+                       event.index)
 
-    def _ids(self, request: Request, num_tokens: int, finish: str | None) -> tuple[int, ...]:
-        """The tokens' ids, from the request's sampler (the front end's text)."""
-        ids = request.sampler.next_ids(num_tokens, finish)
-        request.output_token_ids.extend(ids)
+    def _ids(self, request: Request, num_tokens: int, finish: str | None,
+             index: int = 0) -> tuple[int, ...]:
+        """The tokens' ids, from the request's (or its choice's) sampler: the front end's
+        text."""
+        owner = request if request.choices is None else request.choices[index]
+        ids = owner.sampler.next_ids(num_tokens, finish)
+        owner.output_token_ids.extend(ids)
         return tuple(ids)
 
     async def _failover(self, request: Request, lost: WorkerLost | None) -> None:
@@ -334,6 +344,17 @@ class _PrefillLost(Exception):
     def __init__(self, worker_id: str, message: str) -> None:
         super().__init__(message)
         self.worker_id = worker_id
+
+
+def _admit_message(admission: DecodeRequest, subscriber_id: str, model: str
+                   ) -> pb.AdmitRequest:
+    """The Admit RPC for what the lifecycle asks a decode instance to reserve (of `model`)."""
+    return pb.AdmitRequest(
+        request_id=admission.request_id, num_prompt_tokens=admission.num_prompt_tokens,
+        max_tokens=admission.max_tokens, num_generated=admission.num_generated,
+        seed=admission.seed, ignore_eos=admission.ignore_eos, subscriber_id=subscriber_id,
+        choices=[pb.ChoiceProgress(index=i, num_generated=g) for i, g in admission.choices],
+        model=model)
 
 
 async def _quietly(call: Awaitable[object]) -> None:

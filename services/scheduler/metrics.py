@@ -17,6 +17,7 @@ from services.common.vllm_metrics import (
     TTFT_BUCKETS,
     token_count_buckets,
 )
+from services.scheduler.lag import LagMonitor
 from supernode.engine.registry import WorkerKind, WorkerState
 from supernode.lifecycle.models import ModelSwitch, SwitchDone
 from supernode.lifecycle.request import Request, RequestStatus
@@ -52,6 +53,7 @@ class SchedulerMetrics:
                                     "max_tokens per request.", LABELS, buckets=lens, registry=r)
         self.success = Counter("vllm:request_success", "Finished requests by reason.",
                                (*LABELS, "finished_reason"), registry=r)
+        self.recent_lag = LagMonitor()
         self.requests = Gauge("supernode_requests", "Requests in flight by state.",
                               (*LABELS, "state"), registry=r)
         self.rejected = Counter("supernode_requests_rejected",
@@ -139,6 +141,7 @@ class SchedulerMetrics:
     def on_first_token(self, request: Request) -> None:
         self.ttft.labels(**self.labels).observe(request.first_token_at - request.arrived_at)
         self.lag.labels(**self.labels).observe(request.lag_s)
+        self.recent_lag.observe(request.lag_s, request.modelled_ttft_s)
 
     def on_end(self, request: Request, status: RequestStatus) -> None:
         """A request left the lifecycle (model-second latencies, as vLLM names them)."""

@@ -30,7 +30,9 @@ class TokenEvent:
     num_tokens: int
     finish_reason: int  # pb.FinishReason
     elapsed_s: float
-    """Model seconds since the request's previous tokens (its first: since its KV arrived)."""
+    """Model seconds since the choice's previous tokens (its first: since its KV arrived)."""
+    index: int = 0
+    """The choice (parallel sampling)."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ class TokenStreams:
             # A request that failed over meanwhile no longer listens to this worker.
             if queue is not None and worker_of.get(update.request_id) == worker_id:
                 queue.put_nowait(TokenEvent(update.num_tokens, update.finish_reason,
-                                            update.elapsed_s or batch.step_s))
+                                            update.elapsed_s or batch.step_s, update.index))
 
     def on_link_lost(self, link: DecodeLink, reason: str, broken: bool = True) -> None:
         """Fail every request on the link's worker over; forget the link if it is current."""

@@ -7,13 +7,15 @@ import sys
 
 # name -> (module with main(argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("services.launcher", "start every role as a local process on loopback"),
+    "up": ("services.up.cli", "start every role as local processes or containers"),
     "serve": ("services.serve", "run one role: scheduler | prefill | decode | ems"),
     "estimate": ("supernode.cli.estimate", "price a decode step, a prefill batch or a model load"),
     "calibrate": ("supernode.cli.calibrate", "fit the hardware model to the paper's targets"),
     "bench": ("loadgen.cli", "drive an OpenAI endpoint and report SLO metrics"),
     "sim": ("supernode.sim.cli", "run the offline simulator in virtual time"),
     "fault": ("supernode.cli.fault", "inject, list or clear faults on a running supernode"),
+    "scale": ("supernode.cli.scale", "resize the prefill or decode pool of a running up"),
+    "autoscale": ("supernode.cli.autoscale", "scale a running up's pools on its metrics (HPA rule)"),
 }
 
 

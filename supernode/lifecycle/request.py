@@ -33,11 +33,28 @@ class TokenSampler(Protocol):
 
 
 @dataclass(slots=True, eq=False)
+class Choice:
+    """One of the `n` sequences a request samples from its prompt (parallel sampling)."""
+
+    index: int
+    sampler: TokenSampler | None = None
+    output_token_ids: list[int] | None = None
+    num_tokens: int = 0
+    finish_reason: str | None = None
+    decode_s: float = 0.0
+    """Model seconds from the KV reaching decode to the choice's last token so far."""
+
+
+@dataclass(slots=True, eq=False)
 class Request:
     """One request from arrival to its end.
 
     `prompt_token_ids` and `output_token_ids` are kept by the live scheduler (a failover
     prefills prompt + output so far); the simulator leaves them None and counts only.
+
+    With `n` > 1 (parallel sampling) the request samples `n` choices from one prefill: each
+    has its own tokens, sampler and end in `choices`; the request's `num_output_tokens` counts
+    them all and it finishes with its last choice.
     """
 
     request_id: str
@@ -56,6 +73,9 @@ class Request:
     sampler: TokenSampler | None = None
     deadline_at: float = float("inf")
     """Model time after which a request still waiting for its first token is ended."""
+    n: int = 1
+    choices: list[Choice] | None = None
+    """The `n` choices when `n` > 1 (made at construction when not given); None for one."""
 
     status: RequestStatus = RequestStatus.QUEUED
     prefill_worker_id: str | None = None
@@ -100,9 +120,50 @@ class Request:
     overcommitted: bool = False
     """It ran on a deployment that does not fit in HBM (`allow_overcommit`)."""
 
+    def __post_init__(self) -> None:
+        if self.n > 1 and self.choices is None:
+            ids = self.prompt_token_ids is not None
+            self.choices = [Choice(i, output_token_ids=[] if ids else None)
+                            for i in range(self.n)]
+
     @property
     def num_remaining(self) -> int:
-        return self.max_tokens - self.num_output_tokens
+        """Tokens still to come for the choice furthest from its end."""
+        if self.choices is None:
+            return self.max_tokens - self.num_output_tokens
+        return max((self.max_tokens - c.num_tokens for c in self.running_choices()), default=0)
+
+    def running_choices(self) -> list[Choice]:
+        """The choices that have not ended (n > 1 only)."""
+        return [c for c in self.choices or () if c.finish_reason is None]
+
+    @property
+    def num_resume_tokens(self) -> int:
+        """Output tokens a new attempt must prefill with the prompt: the request's so far, or
+        with n > 1 those of each choice still running (each keeps its own KV)."""
+        if self.choices is None:
+            return self.num_output_tokens
+        return sum(c.num_tokens for c in self.running_choices())
+
+    @property
+    def num_kept_tokens(self) -> int:
+        """Output tokens a follow-up turn continues from (whose decode KV is worth keeping in
+        the prefix cache): the request's, or with n > 1 those of choice 0."""
+        return self.num_output_tokens if self.choices is None else self.choices[0].num_tokens
+
+    def kept_output_ids(self) -> list[int]:
+        """The ids of those tokens (live only)."""
+        return (self.output_token_ids if self.choices is None
+                else self.choices[0].output_token_ids)
+
+    def resume_token_ids(self) -> list[int]:
+        """What a new attempt prefills (live only): the prompt, then the tokens so far."""
+        if self.choices is None:
+            return self.prompt_token_ids + self.output_token_ids
+        ids = list(self.prompt_token_ids)
+        for choice in self.running_choices():
+            ids.extend(choice.output_token_ids)
+        return ids
 
     @property
     def modelled_ttft_s(self) -> float:
@@ -110,6 +171,11 @@ class Request:
         return self.fetch_s + self.queue_s + self.compute_s + self.transfer_s
 
     def modelled_tpot_s(self) -> float | None:
+        """Modelled seconds per output token after the first (with n > 1, over the choices)."""
+        if self.choices is not None:
+            per_choice = [c.decode_s / (c.num_tokens - 1) for c in self.choices
+                          if c.num_tokens > 1]
+            return sum(per_choice) / len(per_choice) if per_choice else None
         n = self.num_output_tokens
         return self.modelled_decode_s / (n - 1) if n > 1 else None
 

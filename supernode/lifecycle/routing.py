@@ -39,14 +39,19 @@ class Router:
         """Raise RequestTooLarge when no decode instance could ever hold the request's KV."""
         if request.num_remaining <= 1:
             return
-        need = request.num_prompt_tokens + request.max_tokens
         decodes = self._holding(WorkerKind.DECODE, request)
+        need = request.num_prompt_tokens + request.n * request.max_tokens
         largest = max((w.kv_capacity_tokens for w in decodes), default=0)
         if not decodes and self.models is not None and not self.models.single:
             largest = self.models.kv_capacity_tokens(request.model)
         if largest and need > largest:
-            raise RequestTooLarge(f"prompt + max_tokens = {need} tokens exceeds the KV capacity "
+            what = "prompt + max_tokens" if request.n == 1 else "prompt + n x max_tokens"
+            raise RequestTooLarge(f"{what} = {need} tokens exceeds the KV capacity "
                                   f"of the largest decode instance ({largest} tokens)")
+        widest = max((w.max_num_seqs for w in decodes), default=0)
+        if widest and request.n > widest:
+            raise RequestTooLarge(f"n = {request.n} choices exceed the batch of the largest "
+                                  f"decode instance ({widest} sequences)")
 
     def decode_order(self, request: Request) -> Iterator[WorkerInfo]:
         """Live decode instances in the order the policy would try them (each asked once)."""

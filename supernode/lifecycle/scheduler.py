@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from supernode.config import ClusterConfig
 from supernode.deployment import check_memory, instance_deployment, prefill_token_budget
+from supernode.engine.decode import DecodeRequest
 from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
 from supernode.lifecycle.admission import LoadShedder
 from supernode.lifecycle.errors import RequestFailed, RequestTimedOut
@@ -201,9 +202,18 @@ class Lifecycle:
             request.first_token_at = now
             request.lag_s = max(0.0, now - request.stage_at - request.modelled_ttft_s)
         request.kv_num_bytes += result.kv_num_bytes
-        request.num_output_tokens += 1
-        if request.num_remaining <= 0:
-            return "length"
+        if request.choices is None:
+            request.num_output_tokens += 1
+            if request.num_remaining <= 0:
+                return "length"
+        else:  # each running choice samples its token from the one prefill
+            for choice in request.running_choices():
+                choice.num_tokens += 1
+                request.num_output_tokens += 1
+                if choice.num_tokens >= request.max_tokens:
+                    choice.finish_reason = "length"
+            if not request.running_choices():
+                return "length"
         request.status = RequestStatus.DECODING
         request.kv_ready_at = now
         return None
@@ -212,15 +222,39 @@ class Lifecycle:
         self._prefill_ended(request)
 
     # ---- decode
+    def decode_request(self, request: Request) -> DecodeRequest:
+        """What a decode instance is asked to reserve for the request's next attempt: its
+        prompt, and each choice that will still run after the prefill's token."""
+        generated = request.num_output_tokens + 1
+        choices: tuple[tuple[int, int], ...] = ()
+        if request.choices is not None:
+            choices = tuple((c.index, c.num_tokens + 1) for c in request.running_choices()
+                            if request.max_tokens - c.num_tokens > 1)
+            generated = choices[0][1]
+        return DecodeRequest(request.request_id, request.num_prompt_tokens, request.max_tokens,
+                             generated, request.seed, request.ignore_eos, choices)
+
     def on_tokens(self, request: Request, num_tokens: int, elapsed_s: float,
-                  finish_reason: str | None) -> None:
-        """A decode step gave `num_tokens`; `elapsed_s` model seconds since the previous ones
-        (the first time: since the KV arrived)."""
+                  finish_reason: str | None, index: int = 0) -> None:
+        """A decode step gave choice `index` `num_tokens`; `elapsed_s` model seconds since its
+        previous ones (the first time: since the KV arrived). The request ends with its last
+        choice."""
         request.num_output_tokens += num_tokens
-        request.modelled_decode_s += elapsed_s
+        if request.choices is None:
+            request.modelled_decode_s += elapsed_s
+            if finish_reason is not None:
+                request.finish_reason = finish_reason
+                request.finished_on_decode = True
+            return
+        choice = request.choices[index]
+        choice.num_tokens += num_tokens
+        choice.decode_s += elapsed_s
+        request.modelled_decode_s = max(request.modelled_decode_s, choice.decode_s)
         if finish_reason is not None:
-            request.finish_reason = finish_reason
-            request.finished_on_decode = True
+            choice.finish_reason = finish_reason
+            if not request.running_choices():
+                request.finish_reason = finish_reason
+                request.finished_on_decode = True
 
     # ---- failures and the end
     def on_worker_lost(self, request: Request, worker_id: str | None, now: float) -> float:
@@ -289,7 +323,7 @@ class Lifecycle:
                                   f"({request.deadline_at - request.arrived_at:g} s)")
 
     def _prefill_len(self, request: Request) -> int:
-        return request.num_prompt_tokens + request.num_output_tokens
+        return request.num_prompt_tokens + request.num_resume_tokens
 
     def _prefill_ended(self, request: Request) -> None:
         worker_id = request.prefill_worker_id

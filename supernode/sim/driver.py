@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from supernode.config import ClusterConfig
 from supernode.deployment import ServedModel, instance_deployment
-from supernode.engine.decode import DecodeRequest
 from supernode.engine.prefill import PrefillJob
 from supernode.engine.registry import WorkerKind, WorkerLoad, WorkerRegistry
 from supernode.lifecycle.cache import stores_decode_kv
@@ -237,10 +236,13 @@ class SimCluster:
         for finished in outcome.finished:
             request = active[finished.request_id]
             elapsed = now - request.kv_ready_at
-            self.lifecycle.on_tokens(request, finished.num_generated - request.num_output_tokens,
-                                     elapsed, finished.finish_reason.value)
-            self.lifecycle.forget_decode(request, event.worker_id, now)
-            yield from self._end(request, now)
+            so_far = (request.num_output_tokens if request.choices is None
+                      else request.choices[finished.index].num_tokens)
+            self.lifecycle.on_tokens(request, finished.num_generated - so_far, elapsed,
+                                     finished.finish_reason.value, finished.index)
+            if finished.last:
+                self.lifecycle.forget_decode(request, event.worker_id, now)
+                yield from self._end(request, now)
         yield from self._next_step(now, event.worker_id)
 
     # ---- stages
@@ -251,9 +253,7 @@ class SimCluster:
                 return
             for worker in lc.decode_order(request):
                 decode = self.decodes[worker.worker_id]
-                if not decode.admit(DecodeRequest(
-                        request.request_id, request.num_prompt_tokens, request.max_tokens,
-                        request.num_output_tokens + 1, request.seed, request.ignore_eos)):
+                if not decode.admit(lc.decode_request(request)):
                     lc.on_admitted(request, worker, now)
                     self._publish_decode(worker.worker_id)
                     yield from self._drain_turns()
@@ -332,7 +332,7 @@ class SimCluster:
             cache = self.prefills[request.prefill_worker_id].cache
             if cache is not None:
                 cache.store_decode(request.cache_namespace, request.request_id,
-                                   request.num_prompt_tokens, request.num_output_tokens)
+                                   request.num_prompt_tokens, request.num_kept_tokens)
         yield from self.observer.on_done(request, now)
 
     def _fail(self, request: Request, now: float, error: str) -> Iterator[Scheduled]:

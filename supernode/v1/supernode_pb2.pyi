@@ -254,7 +254,7 @@ class AbortResponse(_message.Message):
     def __init__(self, found: _Optional[bool] = ...) -> None: ...
 
 class AdmitRequest(_message.Message):
-    __slots__ = ("request_id", "num_prompt_tokens", "max_tokens", "num_generated", "seed", "ignore_eos", "subscriber_id", "model")
+    __slots__ = ("request_id", "num_prompt_tokens", "max_tokens", "num_generated", "seed", "ignore_eos", "subscriber_id", "choices", "model")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +262,7 @@ class AdmitRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     IGNORE_EOS_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     num_prompt_tokens: int
@@ -270,8 +271,17 @@ class AdmitRequest(_message.Message):
     seed: int
     ignore_eos: bool
     subscriber_id: str
+    choices: _containers.RepeatedCompositeFieldContainer[ChoiceProgress]
     model: str
-    def __init__(self, request_id: _Optional[str] = ..., num_prompt_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., num_generated: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., subscriber_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., num_prompt_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., num_generated: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., subscriber_id: _Optional[str] = ..., choices: _Optional[_Iterable[_Union[ChoiceProgress, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ChoiceProgress(_message.Message):
+    __slots__ = ("index", "num_generated")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NUM_GENERATED_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    num_generated: int
+    def __init__(self, index: _Optional[int] = ..., num_generated: _Optional[int] = ...) -> None: ...
 
 class AdmitResponse(_message.Message):
     __slots__ = ("accepted", "reason")
@@ -314,16 +324,18 @@ class TransferKvResponse(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., reason: _Optional[str] = ..., num_payload_bytes: _Optional[int] = ...) -> None: ...
 
 class TokenUpdate(_message.Message):
-    __slots__ = ("request_id", "num_tokens", "finish_reason", "elapsed_s")
+    __slots__ = ("request_id", "num_tokens", "finish_reason", "elapsed_s", "index")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     num_tokens: int
     finish_reason: FinishReason
     elapsed_s: float
-    def __init__(self, request_id: _Optional[str] = ..., num_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., elapsed_s: _Optional[float] = ...) -> None: ...
+    index: int
+    def __init__(self, request_id: _Optional[str] = ..., num_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., elapsed_s: _Optional[float] = ..., index: _Optional[int] = ...) -> None: ...
 
 class TokenBatch(_message.Message):
     __slots__ = ("step_s", "updates", "due_in_s")

@@ -28,10 +28,11 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from tests.docker.engine import prepare_engine
+
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL_DOCKER = ROOT / "scripts" / "local-docker"
 # Per-run project name: two runs on one engine (two sessions, two CI jobs) never touch each
 # other's containers; a dead run's leftovers are removed by the next run (see _remove_stale).
 PROJECT_PREFIX = "supernode-citest-"
@@ -49,16 +50,6 @@ def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None,
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
-
-
-def _engine_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=30,
-                              check=False).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
 
 
 def _compose_command() -> list[str]:
@@ -183,16 +174,7 @@ def _down(stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    if LOCAL_DOCKER.exists():
-        prep = subprocess.run(["bash", str(LOCAL_DOCKER)], capture_output=True, text=True,
-                              timeout=900, check=False)
-        prep_out = (prep.stdout + prep.stderr).strip()
-    else:
-        prep, prep_out = None, f"{LOCAL_DOCKER} not found"
-    if not _engine_answers():
-        pytest.skip(f"no Docker engine can be started on this machine: {prep_out[-800:]}")
-    if prep is not None and prep.returncode != 0:
-        pytest.fail(f"local-docker failed although an engine answers:\n{prep_out[-3000:]}")
+    prepare_engine()
     env = dict(os.environ)
     env.setdefault("SUPERNODE_SPEEDUP", "1.0")
     stack = Stack(_compose_command(), env, http_port=0)

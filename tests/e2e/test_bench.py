@@ -137,3 +137,40 @@ def test_sweep_summary_and_plots(result_dir: Path) -> None:
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
     page = (plots / "index.html").read_text()
     assert all(name in page for name in pngs)
+
+
+def _run(cluster: Cluster, out: Path, name: str, *args: str) -> None:
+    status = bench_main([
+        "--base-url", cluster.endpoint, "--dataset-name", "random", "--num-prompts", "8",
+        "--random-input-len", "2048", "--random-output-len", "8", "--seed", "7",
+        "--save-result", "--result-dir", str(out), "--result-filename", name, "--no-progress",
+        *args])
+    assert status == 0
+
+
+def test_repeated_runs_and_sweep_points_start_cold(bench_cluster: Cluster,
+                                                    tmp_path: Path) -> None:
+    """Fresh prompts for every run and every sweep point: two identical runs report the same
+    cached-token figures (none, for random prompts), and so does each point of a sweep;
+    --reuse-prompts sends the same prompts again on purpose, and the second run hits."""
+    _run(bench_cluster, tmp_path, "a.json", "--request-rate", "4")
+    _run(bench_cluster, tmp_path, "b.json", "--request-rate", "4")
+    for name in ("a.json", "b.json"):
+        result = json.loads((tmp_path / name).read_text())
+        assert result["total_cached_tokens"] == 0 and result["prefix_cache_hit_rate"] == 0.0
+    _run(bench_cluster, tmp_path, "s.json", "--request-rate", "2,16")
+    points = json.loads((tmp_path / "s-sweep.json").read_text())["points"]
+    assert [p["total_cached_tokens"] for p in points] == [0, 0]
+    _run(bench_cluster, tmp_path, "r1.json", "--request-rate", "4", "--reuse-prompts")
+    _run(bench_cluster, tmp_path, "r2.json", "--request-rate", "4", "--reuse-prompts")
+    reused = json.loads((tmp_path / "r2.json").read_text())
+    assert reused["prefix_cache_hit_rate"] > 0.9
+
+
+def test_ttft_does_not_fall_with_load(bench_cluster: Cluster, tmp_path: Path) -> None:
+    """A random workload's median TTFT at 20 req/s (prefill queues) is not below its value at
+    2 req/s, and the achieved arrival rate is the offered one, not the throughput."""
+    _run(bench_cluster, tmp_path, "t.json", "--request-rate", "2,20", "--num-prompts", "30")
+    low, high = json.loads((tmp_path / "t-sweep.json").read_text())["points"]
+    assert high["median_ttft_ms"] >= low["median_ttft_ms"]
+    assert high["request_rate_achieved"] > 2 * low["request_rate_achieved"]

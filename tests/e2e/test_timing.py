@@ -63,3 +63,19 @@ async def test_concurrent_streams_keep_their_tpot(base_url: str) -> None:
     for r in results:
         assert r.usage["completion_tokens"] == 40
         assert r.tpot_s == pytest.approx(r.supernode["modelled_tpot_s"], rel=0.08, abs=0.002)
+
+
+async def test_health_reports_the_recent_lag(base_url: str) -> None:
+    """/health counts each first token in `lag` (what `supernode up` watches to warn that the
+    host cannot keep the speedup)."""
+    endpoint = base_url.removesuffix("/v1")
+    async with httpx.AsyncClient(timeout=60) as client:
+        before = (await client.get(f"{endpoint}/health")).json()["lag"]
+        for i in range(3):
+            await stream_completion(client, base_url, {
+                "model": "deepseek-r1", "prompt": prompt(256, 300 + i), "max_tokens": 2,
+                "ignore_eos": True})
+        after = (await client.get(f"{endpoint}/health")).json()["lag"]
+    assert after["recent"] == min(before["recent"] + 3, 200)
+    assert 0 <= after["late"] <= after["recent"]
+    assert after["max_s"] >= 0.0

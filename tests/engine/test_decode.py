@@ -159,7 +159,7 @@ def test_mean_kv_len_and_step_tokens_match_a_per_request_count() -> None:
         for f in outcome.finished:
             del kv[f.request_id]
         for request_id in e.schedule():
-            kv[request_id] = e.running[request_id].request.kv_len
+            kv[request_id] = e.running[request_id, 0].request.kv_len
         assert e.kv_used_tokens() == sum(kv.values()) + sum(
             r.kv_len for r in e.ready.values())
 
@@ -183,3 +183,104 @@ def test_step_ring_adds_pops_and_grows() -> None:
     assert [ring.pop(s) for s in range(8)] == [1, 2, 13, 20, 30, 40, 50, 60]
     with pytest.raises(ValueError):
         ring.add(3, np.array([1]))
+
+
+def parallel(request_id: str = "p", prompt: int = 100, max_tokens: int = 10, n: int = 3,
+             generated: int = 1) -> DecodeRequest:
+    return DecodeRequest(request_id, prompt, max_tokens, num_generated=generated, seed=7,
+                         ignore_eos=True, choices=tuple((i, generated) for i in range(n)))
+
+
+def test_parallel_sampling_reserves_the_prompt_once_and_max_tokens_per_choice() -> None:
+    """n choices hold prompt + n x max_tokens, as vLLM reserves them; too many for the KV or
+    for the batch cap are refused."""
+    e = make_engine(max_num_seqs=8, capacity=140)
+    with pytest.raises(ValueError, match="kv cache full"):
+        e.admit(parallel(n=5, max_tokens=10))  # 100 + 5 x 10 > 140
+    e.admit(parallel(n=4, max_tokens=10))
+    assert e.kv_reserved_tokens == 140 and e.kv_used_tokens() == 104
+    big = make_engine(max_num_seqs=2, capacity=10_000)
+    with pytest.raises(ValueError, match="batch cap"):
+        big.admit(parallel(n=3))
+
+
+def test_choices_join_together_share_the_prompt_and_end_on_their_own() -> None:
+    """A request's choices join the batch at once (each a slot, each reading the whole
+    prompt), draw their own plans, and free the prompt's KV with the last of them."""
+    e = make_engine(max_num_seqs=3, capacity=10_000, eos=0.2)
+    e.admit(DecodeRequest("p", 100, 40, num_generated=1, seed=7,
+                          choices=((0, 1), (1, 1), (2, 1))))
+    assert e.kv_reserved_tokens == 100 + 3 * 40
+    e.admit(req(9, prompt=100, max_tokens=10))
+    e.on_kv_arrived("p")
+    e.on_kv_arrived("r9")
+    assert e.schedule() == ["p"]  # r9 waits for a slot
+    assert e.num_running == 3
+    lengths: dict[int, int] = {0: 1, 1: 1, 2: 1}
+    ends: list[tuple[int, bool]] = []
+    while "p" in e:
+        assert e.mean_kv_len() > 100  # every choice reads the prompt
+        for out in e.step_outputs():
+            if out.request_id == "p":
+                lengths[out.index] += out.num_tokens
+        outcome = e.complete_step()
+        ends += [(f.index, f.last) for f in outcome.finished if f.request_id == "p"]
+        for f in outcome.finished:
+            if f.request_id == "p":
+                assert f.num_generated == lengths[f.index]
+        e.schedule()
+    assert sorted(i for i, _ in ends) == [0, 1, 2]
+    assert [last for _, last in ends].count(True) == 1 and ends[-1][1]
+    assert len(set(lengths.values())) > 1  # their own seeds: different lengths
+    assert e.kv_reserved_tokens == 110  # r9 alone
+    run_to_end(e)
+    assert e.kv_reserved_tokens == 0 and e.kv_used_tokens() == 0
+
+
+def test_kv_held_counts_the_shared_prompt_once() -> None:
+    """kv_used_tokens = prompt + each choice's tokens while the choices run."""
+    e = make_engine(max_num_seqs=8, capacity=10_000)
+    e.admit(parallel(n=3, prompt=100, max_tokens=6))
+    assert e.kv_used_tokens() == 103
+    e.on_kv_arrived("p")
+    e.schedule()
+    assert e.kv_used_tokens() == 103 and e.mean_kv_len() == 101
+    e.complete_step()
+    assert e.kv_used_tokens() == 106
+
+
+def test_aborting_a_parallel_request_frees_every_choice() -> None:
+    """An abort mid-run drops all its choices and every token of KV it held."""
+    e = make_engine(max_num_seqs=8, capacity=10_000)
+    e.admit(parallel(n=3, max_tokens=20))
+    e.admit(req(1, max_tokens=20))
+    for r in ("p", "r1"):
+        e.on_kv_arrived(r)
+    e.schedule()
+    e.complete_step()
+    assert e.abort("p") and "p" not in e and not e.abort("p")
+    assert e.num_running == 1
+    assert e.kv_reserved_tokens == 120 and e.kv_used_tokens() == 102
+    run_to_end(e)
+    assert e.kv_reserved_tokens == 0 and e.kv_used_tokens() == 0
+
+
+def test_a_resumed_parallel_request_runs_only_its_unfinished_choices() -> None:
+    """Resumed choices keep their indexes and counts; choice 0 of a request draws the same plan
+    as the request alone would."""
+    params = DecodeParams(mtp_tokens=1, mtp_acceptance=0.7, eos_probability=0.05)
+    alone = draw_plan(DecodeRequest("a", 10, 100, 1, seed=3), params)
+    first = draw_plan(DecodeRequest("a", 10, 100, 1, seed=3, choices=((0, 1), (1, 1))),
+                      params, 0, 1)
+    assert np.array_equal(alone.counts, first.counts)
+    e = make_engine(max_num_seqs=8, capacity=10_000)
+    e.admit(DecodeRequest("p", 100, 20, num_generated=1, seed=3, ignore_eos=True,
+                          choices=((1, 7), (4, 12))))
+    assert e.kv_reserved_tokens == 140 and e.kv_used_tokens() == 119
+    e.on_kv_arrived("p")
+    e.schedule()
+    finished = {}
+    while e.running:
+        for f in e.complete_step().finished:
+            finished[f.index] = f.num_generated
+    assert finished == {1: 20, 4: 20} and e.num_steps == 13  # ignore_eos: to max_tokens

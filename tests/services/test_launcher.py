@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.launcher import build_parser, model_load_banner, resolve_config
+from services.up.banner import model_load_banner
+from services.up.cli import build_parser, resolve_config
 from supernode.config import load_config
 
 

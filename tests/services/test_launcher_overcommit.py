@@ -9,7 +9,8 @@ import sys
 import httpx
 import pytest
 
-from services.launcher import build_parser, free_port, resolve_config
+from services.launcher import free_port
+from services.up.cli import build_parser, resolve_config
 
 TINY = ["--set", "decode.num_devices=2", "--set", "decode.dp=4", "--set", "decode.ep=4"]
 
