@@ -35,6 +35,8 @@ class PrefillWorker:
         ahead of the modelled transfer's end; decode and the scheduler hold it until then."""
         self.instance = instance
         self.engine = instance.engine
+        self.own_deployment = instance.deployment
+        """The instance's own hardware (faults price on slowed copies of it)."""
         self.clock = clock
         self.metrics = metrics
         self.sender = sender
@@ -110,6 +112,13 @@ class PrefillWorker:
         own, or a copy with slowed links while an injected fault lasts
         (services.common.faults)."""
         self.instance.use_hardware(deployment)
+
+    def use_instance(self, instance: PrefillInstance) -> None:
+        """Become `instance` (another model's, after a switch); only while idle."""
+        if self.instance.batch is not None or self.engine.waiting:
+            raise RuntimeError("a prefill instance changes models only while idle")
+        self.instance, self.engine = instance, instance.engine
+        self.own_deployment = instance.deployment
 
     def abort(self, request_id: str) -> bool:
         future = self._futures.pop(request_id, None)

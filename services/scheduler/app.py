@@ -70,6 +70,23 @@ class FrontEnd:
     instance_id: str
     """This scheduler process's id, in /health and /ready."""
     api_keys: auth.ApiKeys = field(default_factory=auth.ApiKeys)
+    models: Mapping[str, ServedModelCard] = field(default_factory=dict)
+    """Every served model by the name clients use (empty: just `model_name`)."""
+
+
+@dataclass(frozen=True)
+class ServedModelCard:
+    """What /v1/models says about one served model."""
+
+    name: str
+    root: str
+    """Its versioned id, `<profile>@<version>`."""
+    max_model_len: int
+
+
+def _served(fe: FrontEnd) -> Mapping[str, ServedModelCard]:
+    return fe.models or {fe.model_name: ServedModelCard(fe.model_name, fe.model_name,
+                                                        fe.max_model_len)}
 
 
 def build_app(fe: FrontEnd) -> FastAPI:
@@ -113,7 +130,8 @@ def build_app(fe: FrontEnd) -> FastAPI:
                  "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
                  "num_inflight": w.num_inflight, "draining": w.draining,
                  "load": dataclasses.asdict(w.load), "state": w.state.value,
-                 "model_load": dataclasses.asdict(w.model_load) if w.model_load else None}
+                 "model_load": dataclasses.asdict(w.model_load) if w.model_load else None,
+                 "model": w.model, "switching_to": w.switching_to}
                 for w in fe.registry.all()]
 
     @app.get("/sd/targets", dependencies=admin)
@@ -126,9 +144,9 @@ def build_app(fe: FrontEnd) -> FastAPI:
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{
-            "id": fe.model_name, "object": "model", "created": fe.created,
-            "owned_by": "supernode", "root": fe.model_name, "parent": None,
-            "max_model_len": fe.max_model_len}]}
+            "id": m.name, "object": "model", "created": fe.created, "owned_by": "supernode",
+            "root": m.root, "parent": None, "max_model_len": m.max_model_len}
+            for m in _served(fe).values()]}
 
     @app.post("/v1/completions")
     async def completions(request: HttpRequest) -> Response:
@@ -156,7 +174,7 @@ async def _json(request: HttpRequest) -> Any:
 
 
 def _check_model(fe: FrontEnd, model: str) -> None:
-    if model != fe.model_name:
+    if model not in _served(fe):
         raise ApiError(404, f"The model `{model}` does not exist.", "model")
 
 
@@ -177,12 +195,13 @@ class _RandomIds:
 
 def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int],
                 max_tokens: int | None) -> Request:
-    room = fe.max_model_len - len(tokens)
+    max_model_len = _served(fe)[body.model].max_model_len
+    room = max_model_len - len(tokens)
     if room < 1:
-        raise ApiError(400, f"This model's maximum context length is {fe.max_model_len} tokens. "
+        raise ApiError(400, f"This model's maximum context length is {max_model_len} tokens. "
                        f"However, your prompt has {len(tokens)} tokens.", "messages")
     if max_tokens is not None and max_tokens > room:
-        raise ApiError(400, f"This model's maximum context length is {fe.max_model_len} tokens. "
+        raise ApiError(400, f"This model's maximum context length is {max_model_len} tokens. "
                        f"However, you requested {len(tokens) + max_tokens} tokens "
                        f"({len(tokens)} in the messages, {max_tokens} in the completion).",
                        "max_tokens")
@@ -190,8 +209,8 @@ def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int]
     return Request(
         request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
         num_prompt_tokens=len(tokens), max_tokens=max_tokens or room, seed=seed,
-        arrived_at=fe.flow.clock.now(), ignore_eos=body.ignore_eos,
-        cache_namespace=cache_namespace(fe.model_name, auth.tenant_namespace(request)),
+        arrived_at=fe.flow.clock.now(), ignore_eos=body.ignore_eos, model=body.model,
+        cache_namespace=cache_namespace(body.model, auth.tenant_namespace(request)),
         prompt_token_ids=tokens, output_token_ids=[], sampler=_RandomIds(fe.tokenizer, seed))
 
 
@@ -241,7 +260,7 @@ async def _generate(fe: FrontEnd, request: HttpRequest, kind: Kind, body: Any,
     created = int(time.time())
     headers = {"x-request-id": request.headers.get("x-request-id") or record.request_id}
     if body.stream:
-        writer = ChunkWriter(kind, response_id, created, fe.model_name, body.include_usage)
+        writer = ChunkWriter(kind, response_id, created, record.model, body.include_usage)
         return StreamingResponse(_stream(fe, record, writer, body), headers=headers,
                                  media_type="text/event-stream")
     text: list[str] = []
@@ -250,7 +269,7 @@ async def _generate(fe: FrontEnd, request: HttpRequest, kind: Kind, body: Any,
             text.append(piece)
     except LifecycleError as e:
         raise _api_error(fe, e) from None
-    return JSONResponse(full_response(kind, response_id, created, fe.model_name, "".join(text),
+    return JSONResponse(full_response(kind, response_id, created, record.model, "".join(text),
                                       record.finish_reason, record), headers=headers)
 
 
