@@ -258,6 +258,10 @@ class ClusterConfig:
     """Wall seconds the emulator sends a result (a prefill's KV and reply, a decode step's
     tokens) ahead of its modelled time; the receiver holds it until that time, so the
     emulator's own delivery latency up to this much is hidden instead of added."""
+    arrival_grace_s: float = 0.01
+    """Wall seconds a prefill instance waits past a batch's modelled start before packing it,
+    so a request whose timeline puts it before the start, but whose RPC is still on the way,
+    makes the batch as the model says (the batch's modelled start does not move)."""
     heartbeat_interval_s: float = 0.5
     """Wall seconds between worker heartbeats."""
     worker_lease_s: float = 3.0
@@ -283,6 +287,8 @@ class ClusterConfig:
             raise ValueError(f"eos_probability must be in [0, 1), got {self.eos_probability}")
         if not 0 <= self.delivery_lead_s <= 1:
             raise ValueError(f"delivery_lead_s must be in [0, 1], got {self.delivery_lead_s}")
+        if not 0 <= self.arrival_grace_s <= 1:
+            raise ValueError(f"arrival_grace_s must be in [0, 1], got {self.arrival_grace_s}")
         if self.worker_lease_s <= self.heartbeat_interval_s:
             raise ValueError("worker_lease_s must exceed heartbeat_interval_s")
         if self.drain_timeout_s < 0:

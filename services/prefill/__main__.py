@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes, token)
         instance = PrefillInstance(PrefillEngine(budget), deployment, cache_source(config))
         worker = PrefillWorker(instance, WallClock(config.speedup), metrics, sender, cache,
-                               delivery_lead_s=config.delivery_lead_s)
+                               delivery_lead_s=config.delivery_lead_s,
+                               arrival_grace_s=config.arrival_grace_s)
         worker.start()
 
         def registration(address: str, metrics_address: str) -> pb.RegisterRequest:
