@@ -31,6 +31,8 @@ from services.common.credentials import Credentials, child_environment
 from services.runtime.base import runs_ems
 from services.runtime.readiness import wait_ready
 from supernode.config import ClusterConfig, to_dict
+from supernode.deployment import served_models
+from supernode.lifecycle.models import initial_model
 
 
 @dataclass
@@ -116,10 +118,14 @@ class Cluster:
 
     def add_worker(self, role: str, worker_id: str) -> None:
         """Start one more `role` ("prefill" or "decode") worker with the cluster's config; it
-        is supervised like the others once `supernode up` supervises."""
+        is supervised like the others once `supernode up` supervises. With several served
+        models, the n-th worker of a role starts with the lifecycle's placement for index n."""
         args = ["--config", str(self.config_path), "--host", self.config.ports.host,
                 "--log-level", self.log_level, "--scheduler", self.scheduler_grpc,
                 "--worker-id", worker_id, "--port", str(self._port())]
+        if len(served_models(self.config)) > 1:
+            index = sum(c.argv[2] == f"services.{role}" for c in self.children)
+            args += ["--served-model", initial_model(self.config, index).name]
         if self.runs_ems:
             args += ["--ems", self.ems_grpc]
         self._spawn(worker_id, f"services.{role}", args)

@@ -125,10 +125,22 @@ class ModelLoadConfig:
     """A load not served by EMS stores the model's blocks in EMS for the next instance."""
     block_bytes: int = 1 << 30
     """Modelled bytes of one model block in EMS (an emulation choice: the paper gives none)."""
+    dram_cache_models: int = 1
+    """With source 'dram' (the local DRAM cache): models a node's host DRAM keeps, the ones its
+    instance loaded last (LRU). 1 keeps the model the instance serves, the paper's "a copy in
+    each node's DRAM"; no node DRAM size is published (calibration notes s8 item 2)."""
+    prefetch: bool = False
+    """EMS prefetches every served model from OBS when the run starts; a load of a model being
+    prefetched waits for the prefetch, then reads EMS (the paper's cold start with EMS)."""
 
     def __post_init__(self) -> None:
         if self.block_bytes < 1:
             raise ValueError(f"model_load.block_bytes must be >= 1, got {self.block_bytes}")
+        if self.dram_cache_models < 1:
+            raise ValueError("model_load.dram_cache_models must be >= 1, got "
+                             f"{self.dram_cache_models}")
+        if self.prefetch and not self.cache_in_ems:
+            raise ValueError("model_load.prefetch needs model_load.cache_in_ems")
         if self.source not in typing.get_args(ModelLoadSource):
             raise ValueError(f"model_load.source must be one of "
                              f"{typing.get_args(ModelLoadSource)}, got {self.source!r}")
@@ -171,13 +183,19 @@ class SchedulerConfig:
     request_timeout_s: float = 0.0
     """Default per-request deadline: a request still waiting for its first token after this
     long ends with HTTP 408 / a stream error; 0: none (a request may set its own)."""
+    switch_policy: str = "lru"
+    """Which instance switches to a served model no instance of a pool holds: 'lru' (the one
+    routed to least recently) or 'least-loaded' (`supernode.lifecycle.switching`)."""
+    model_wait_s: float = 600.0
+    """How long a request may wait for an instance to switch to its model (a 671 GB load from
+    OBS alone takes about 270 s); past it the request fails with 503."""
 
     def __post_init__(self) -> None:
         if not 0 < self.admission_backoff_s <= self.admission_backoff_max_s:
             raise ValueError("scheduler.admission_backoff_s must be > 0 and <= "
                              "admission_backoff_max_s")
         for name in ("admission_wait_s", "failover_backoff_s", "prefill_timeout_s",
-                     "ttft_slo_s", "request_timeout_s"):
+                     "ttft_slo_s", "request_timeout_s", "model_wait_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"scheduler.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_failovers < 0 or self.max_num_waiting < 0:
@@ -249,6 +267,12 @@ class ClusterConfig:
     model: str = "deepseek-r1"
     """Model profile name; also the served model name unless `served_model_name` is set."""
     served_model_name: str | None = None
+    served_models: tuple[str, ...] = ()
+    """Models served on the shared pools, each a model profile with an optional version,
+    `profile[@version]` (default version: `model_load.version`); clients name one by the entry
+    as written. Empty: just `model`. One entry's profile must be `model` (the primary model:
+    the tokenizer's and the metrics'); every entry must fit the instance shapes. Instance i of
+    each pool starts with entry i mod len (docs/model-cache.md)."""
     hardware: str = "ascend-910c"
     tokenizer_path: str | None = None
     """A local Hugging Face tokenizer.json; None: the model's own (DeepSeek's shipped BPE for
@@ -276,6 +300,10 @@ class ClusterConfig:
     """Wall seconds the emulator sends a result (a prefill's KV and reply, a decode step's
     tokens) ahead of its modelled time; the receiver holds it until that time, so the
     emulator's own delivery latency up to this much is hidden instead of added."""
+    arrival_grace_s: float = 0.01
+    """Wall seconds a prefill instance waits past a batch's modelled start before packing it,
+    so a request whose timeline puts it before the start, but whose RPC is still on the way,
+    makes the batch as the model says (the batch's modelled start does not move)."""
     heartbeat_interval_s: float = 0.5
     """Wall seconds between worker heartbeats."""
     worker_lease_s: float = 3.0
@@ -302,20 +330,46 @@ class ClusterConfig:
             raise ValueError(f"eos_probability must be in [0, 1), got {self.eos_probability}")
         if not 0 <= self.delivery_lead_s <= 1:
             raise ValueError(f"delivery_lead_s must be in [0, 1], got {self.delivery_lead_s}")
+        if not 0 <= self.arrival_grace_s <= 1:
+            raise ValueError(f"arrival_grace_s must be in [0, 1], got {self.arrival_grace_s}")
         if self.worker_lease_s <= self.heartbeat_interval_s:
             raise ValueError("worker_lease_s must exceed heartbeat_interval_s")
         if self.drain_timeout_s < 0:
             raise ValueError(f"drain_timeout_s must be >= 0, got {self.drain_timeout_s}")
+        self._check_served_models()
         block_payload = self.model_load.block_bytes * self.kv_payload_scale
         if self.model_load.enabled and block_payload > MAX_MODEL_BLOCK_PAYLOAD_BYTES:
             raise ValueError(
                 f"model_load.block_bytes x kv_payload_scale = {block_payload:.0f} payload bytes "
                 f"per model block exceeds {MAX_MODEL_BLOCK_PAYLOAD_BYTES}; lower either")
 
+    def _check_served_models(self) -> None:
+        entries = self.served_models
+        if isinstance(entries, str) or not all(isinstance(e, str) for e in entries):
+            raise ValueError(f"served_models must be a list of model names, got {entries!r}")
+        if not entries:
+            return
+        if self.served_model_name is not None:
+            raise ValueError("served_model_name names the single served model; with "
+                             "served_models, each entry is its own name")
+        if len(set(entries)) != len(entries):
+            raise ValueError(f"served_models has duplicates: {list(entries)}")
+        for entry in entries:
+            profile, sep, version = entry.partition("@")
+            if not profile or (sep and not MODEL_VERSION.match(version)):
+                raise ValueError(f"served_models entry {entry!r} must be profile[@version], "
+                                 f"the version matching {MODEL_VERSION.pattern}")
+        if not any(e.partition("@")[0] == self.model for e in entries):
+            raise ValueError(f"served_models {list(entries)} must include the model "
+                             f"{self.model!r} (the primary model)")
+
     @property
     def model_name(self) -> str:
-        """The name clients use in `model`."""
-        return self.served_model_name or self.model
+        """The primary model's name as clients use it in `model`."""
+        if self.served_model_name:
+            return self.served_model_name
+        return next((e for e in self.served_models if e.partition("@")[0] == self.model),
+                    self.model)
 
 
 T = TypeVar("T")

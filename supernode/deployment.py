@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 from supernode.config import ClusterConfig, InstanceConfig
@@ -27,23 +28,59 @@ def parse_eplb(text: str) -> str | float:
     return factor
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """One model the deployment serves: the name clients use, its profile and its version."""
+
+    name: str
+    profile: str
+    version: str
+
+    @property
+    def model_id(self) -> str:
+        """The versioned id, `<profile>@<version>` (EMS keys its blocks by it)."""
+        return f"{self.profile}@{self.version}"
+
+
+def served_models(config: ClusterConfig) -> tuple[ServedModel, ...]:
+    """The served models in config order (`served_models`, or just the primary model)."""
+    if not config.served_models:
+        return (ServedModel(config.model_name, config.model, config.model_load.version),)
+    models = []
+    for entry in config.served_models:
+        profile, _, version = entry.partition("@")
+        models.append(ServedModel(entry, profile, version or config.model_load.version))
+    return tuple(models)
+
+
 def check_deployment(config: ClusterConfig) -> None:
     """Raise ValueError (or KeyError for an unknown profile) when `config` cannot run: an
-    unknown routing policy, or an instance the hardware model rejects."""
+    unknown routing or switch policy, or an instance the hardware model rejects with any of
+    the served models."""
+    from supernode.lifecycle.switching import make_switch_policy
+
     make_policy(config.routing_policy)
-    instance_deployment(config, "prefill")
-    instance_deployment(config, "decode")
+    make_switch_policy(config.scheduler.switch_policy)
+    for model in served_models(config):
+        for role in ("prefill", "decode"):
+            try:
+                instance_deployment(config, role, model.profile)
+            except ValueError as e:
+                raise ValueError(f"served model {model.name!r} on the {role} instances: "
+                                 f"{e}") from None
 
 
 def instance_config(config: ClusterConfig, role: Role) -> InstanceConfig:
     return config.prefill if role == "prefill" else config.decode
 
 
-def instance_deployment(config: ClusterConfig, role: Role) -> Deployment:
-    """The Deployment (hardware, model, parallelism) of one `role` instance of `config`."""
+def instance_deployment(config: ClusterConfig, role: Role, model: str | None = None
+                        ) -> Deployment:
+    """The Deployment (hardware, model, parallelism) of one `role` instance of `config`
+    holding model profile `model` (default: the primary model)."""
     inst = instance_config(config, role)
     return Deployment.build(
-        hardware=config.hardware, model=config.model, num_devices=inst.num_devices,
+        hardware=config.hardware, model=model or config.model, num_devices=inst.num_devices,
         dp=inst.dp, tp=inst.tp, ep=inst.ep, quant=inst.quant, microbatch=inst.microbatch,
         mtp_tokens=inst.mtp_tokens if role == "decode" else 0,
         mtp_acceptance=inst.mtp_acceptance, eplb=parse_eplb(inst.eplb),
@@ -71,8 +108,9 @@ def check_memory(config: ClusterConfig) -> list[str]:
     at start-up). Each problem names the instance, what one die needs and what it has.
     """
     problems = []
-    for role in ("prefill", "decode"):
-        d = instance_deployment(config, role)
+    profiles = dict.fromkeys(m.profile for m in served_models(config))
+    for role, profile in ((r, p) for p in profiles for r in ("prefill", "decode")):
+        d = instance_deployment(config, role, profile)
         min_kv_tokens = (math.ceil(prefill_token_budget(config, d) / d.dp) if role == "prefill"
                          else d.model.max_context_len)
         budget = memory_budget(d)
@@ -80,8 +118,9 @@ def check_memory(config: ClusterConfig) -> list[str]:
         need = budget.weight_bytes + budget.ep_buffer_bytes + budget.reserve_bytes + kv_bytes
         if need > budget.hbm_bytes:
             inst = instance_config(config, role)
+            holding = "" if profile == config.model else f" holding {profile}"
             problems.append(
-                f"{role} instance ({inst.num_devices} x {config.hardware}, dp={d.dp} tp={d.tp} "
+                f"{role} instance{holding} ({inst.num_devices} x {config.hardware}, dp={d.dp} tp={d.tp} "
                 f"ep={d.ep}, {d.quant}) needs {need / 2**30:.1f} GiB of HBM per die (weights "
                 f"{budget.weight_bytes / 2**30:.1f} GiB, EP buffers "
                 f"{budget.ep_buffer_bytes / 2**30:.1f} GiB, reserve "

@@ -1,7 +1,15 @@
 """From a config to instances: the memory check that `supernode up` and `sim` enforce."""
 
+import pytest
+
 from supernode.config import load_config
-from supernode.deployment import check_memory, instance_deployment, overcommit_message, pool_nodes
+from supernode.deployment import (
+    check_deployment,
+    check_memory,
+    instance_deployment,
+    overcommit_message,
+    pool_nodes,
+)
 
 TINY_DECODE = {"decode.num_devices": 2, "decode.dp": 4, "decode.ep": 4}
 
@@ -47,3 +55,19 @@ def test_allow_overcommit_is_a_config_field():
     """`allow_overcommit` is a config field, off by default, settable from YAML or --set."""
     assert load_config().allow_overcommit is False
     assert load_config(None, {"allow_overcommit": True}).allow_overcommit is True
+
+
+def test_every_served_model_must_fit_the_instance_shapes():
+    """check_deployment names a served model the instances cannot run, and check_memory
+    checks each served profile (and an unknown switch policy is refused)."""
+    with pytest.raises(ValueError, match=r"served model 'llama-3\.1-70b' on the prefill"):
+        check_deployment(load_config(None, {"served_models": ["deepseek-r1", "llama-3.1-70b"]}))
+    with pytest.raises(ValueError, match="switch policy"):
+        check_deployment(load_config(None, {"scheduler.switch_policy": "fifo"}))
+    small = {"model": "qwen3-235b-a22b", "decode.mtp_tokens": 0, "prefill.num_devices": 8,
+             "prefill.dp": 16, "prefill.ep": 16}
+    assert check_memory(load_config(None, small)) == []
+    both = load_config(None, {**small, "served_models": ["qwen3-235b-a22b", "deepseek-r1"]})
+    check_deployment(both)
+    (problem,) = check_memory(both)
+    assert problem.startswith("prefill instance holding deepseek-r1 (8 x ascend-910c")

@@ -40,7 +40,8 @@ class RandomWorkload:
         input_lens = _uniform_lengths(rng, self.input_len, self.range_ratio, num_prompts)
         output_lens = _uniform_lengths(rng, self.output_len, self.range_ratio, num_prompts)
         for in_len, out_len in zip(input_lens, output_lens):
-            prompt = prefix + random_token_ids(rng, int(in_len))
+            own = random_token_ids(rng, int(in_len))
+            prompt = prefix + own if prefix else own  # no copy of 2k ids without a prefix
             yield SampleRequest(prompt, len(prompt), max(1, int(out_len)))
 
 

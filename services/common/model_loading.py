@@ -15,7 +15,8 @@ A block that fails its checksum, or an EMS read cut short, loads again without E
 that goes away mid-load is asked again (the load starts over), `MAX_ATTEMPTS` times in all.
 Then the worker reports `ready` (`Registrar.set_state`), which puts it into routing. While it
 loads, its gRPC health service says NOT_SERVING, so orchestrators' readiness probes (Kubernetes,
-compose healthchecks) see what routing sees.
+compose healthchecks) see what routing sees. A model switch (services.common.model_switch) loads
+its new model the same way (`switch`), whatever `model_load.source` says about start-up.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from services.common.grpc_server import GrpcServer, insecure_channel
 from services.common.registration import Registrar
 from services.common.shape import instance_shape
 from services.common.vllm_metrics import LABELS
-from supernode.cache.models import model_id
 from supernode.cache.payload import checksum
 from supernode.clock import Clock
 from supernode.config import ClusterConfig
+from supernode.deployment import ServedModel
 from supernode.perf import Deployment
 from supernode.perf.load import SOURCES, load_time
 from supernode.v1 import supernode_pb2 as pb
@@ -81,7 +82,10 @@ class ModelLoader:
 
     def __init__(self, config: ClusterConfig, deployment: Deployment, worker_id: str,
                  ems_address: str | None, clock: Clock, series: ModelLoadSeries,
-                 ems_wait_s: float = EMS_WAIT_S, cluster_token: str | None = None) -> None:
+                 ems_wait_s: float = EMS_WAIT_S, cluster_token: str | None = None,
+                 model: ServedModel | None = None) -> None:
+        """`model`: the served model the worker starts with (default: the primary model at
+        `model_load.version`); `deployment` is an instance holding it."""
         self.config = config
         self.cluster_token = cluster_token
         self.ems_wait_s = ems_wait_s
@@ -90,7 +94,8 @@ class ModelLoader:
         self.ems_address = ems_address
         self.clock = clock
         self.series = series
-        self.model_id = model_id(deployment.model.name, config.model_load.version)
+        self.model = model or ServedModel(config.model_name, deployment.model.name,
+                                          config.model_load.version)
         self._task: asyncio.Task[None] | None = None
 
     def start(self, registrar: Registrar, server: GrpcServer | None = None) -> None:
@@ -99,7 +104,8 @@ class ModelLoader:
         if not self.config.model_load.enabled:
             return
         self.series.set_state("loading")
-        registrar.set_state(pb.WORKER_STATE_LOADING, pb.ModelLoadStatus(model_id=self.model_id))
+        registrar.set_state(pb.WORKER_STATE_LOADING,
+                            pb.ModelLoadStatus(model_id=self.model.model_id))
         self._task = asyncio.create_task(self._run(registrar, server), name="model-load")
 
     async def wait(self) -> None:
@@ -115,31 +121,48 @@ class ModelLoader:
     async def _run(self, registrar: Registrar, server: GrpcServer | None) -> None:
         if server is not None:
             await server.set_serving(False)
-
-        def on_plan(source: str, estimated_s: float) -> None:
-            log.info("loading %s from %s: %.1f model seconds expected", self.model_id, source,
-                     estimated_s)
-            registrar.set_state(pb.WORKER_STATE_LOADING, self._status(source, estimated_s))
-
-        done = await self._load_via_ems(on_plan) if self.ems_address else None
-        if done is None:
-            done = await self._load_alone(on_plan)
-        source, estimated_s, load_s, lag_s = done
-        log.info("loaded %s from %s in %.1f model seconds (%.1f behind); ready", self.model_id,
-                 source, load_s, lag_s)
-        self.series.load_seconds.labels(**self.series.labels, source=source).set(load_s)
-        self.series.load_lag_seconds.labels(**self.series.labels).set(lag_s)
-        self.series.set_state("ready")
-        registrar.set_state(pb.WORKER_STATE_READY, self._status(source, estimated_s, load_s))
+        await self._load(registrar, self.deployment, self.model,
+                         self.config.model_load.source == "dram")
         if server is not None:
             await server.set_serving(True)
 
-    def _status(self, source: str, estimated_s: float, load_s: float = 0.0
+    async def switch(self, registrar: Registrar, deployment: Deployment, model: ServedModel,
+                     local_dram: bool) -> None:
+        """Load `model` onto the instance (now of `deployment`) for a switch, then report
+        ready with it; `local_dram`: the instance's nodes hold it in host DRAM."""
+        self.deployment, self.model = deployment, model
+        self.series.set_state("loading")
+        await self._load(registrar, deployment, model, local_dram)
+
+    async def _load(self, registrar: Registrar, d: Deployment, model: ServedModel,
+                    local_dram: bool) -> None:
+        def on_plan(source: str, estimated_s: float) -> None:
+            log.info("loading %s from %s: %.1f model seconds expected", model.model_id, source,
+                     estimated_s)
+            registrar.set_state(pb.WORKER_STATE_LOADING,
+                                self._status(model, source, estimated_s))
+
+        done = (await self._load_via_ems(d, model, local_dram, on_plan) if self.ems_address
+                else None)
+        if done is None:
+            done = await self._load_alone(d, model, local_dram, on_plan)
+        source, estimated_s, load_s, lag_s = done
+        log.info("loaded %s from %s in %.1f model seconds (%.1f behind); ready",
+                 model.model_id, source, load_s, lag_s)
+        self.series.load_seconds.labels(**self.series.labels, source=source).set(load_s)
+        self.series.load_lag_seconds.labels(**self.series.labels).set(lag_s)
+        self.series.set_state("ready")
+        registrar.set_state(pb.WORKER_STATE_READY,
+                            self._status(model, source, estimated_s, load_s))
+
+    @staticmethod
+    def _status(model: ServedModel, source: str, estimated_s: float, load_s: float = 0.0
                 ) -> pb.ModelLoadStatus:
-        return pb.ModelLoadStatus(model_id=self.model_id, source=source,
+        return pb.ModelLoadStatus(model_id=model.model_id, source=source,
                                   estimated_s=estimated_s, load_s=load_s)
 
-    async def _load_via_ems(self, on_plan) -> tuple[str, float, float, float] | None:
+    async def _load_via_ems(self, d: Deployment, model: ServedModel, local_dram: bool,
+                            on_plan) -> tuple[str, float, float, float] | None:
         """(source, estimated_s, load_s, lag_s) of a load through EMS; None if EMS cannot."""
         assert self.ems_address is not None
         exclude_ems = False
@@ -153,7 +176,8 @@ class ModelLoader:
             stub = pb_grpc.EmsServiceStub(channel)
             for attempt in range(MAX_ATTEMPTS):
                 try:
-                    return await self._one_ems_load(stub, exclude_ems, on_plan)
+                    return await self._one_ems_load(stub, d, model, local_dram, exclude_ems,
+                                                    on_plan)
                 except _RetryWithoutEms as e:
                     log.warning("model load through EMS failed (%s); again without EMS", e)
                     exclude_ems = True
@@ -167,12 +191,12 @@ class ModelLoader:
         log.warning("model load through EMS failed %d times: loading without it", MAX_ATTEMPTS)
         return None
 
-    async def _one_ems_load(self, stub: pb_grpc.EmsServiceStub, exclude_ems: bool, on_plan
+    async def _one_ems_load(self, stub: pb_grpc.EmsServiceStub, d: Deployment,
+                            model: ServedModel, local_dram: bool, exclude_ems: bool, on_plan
                             ) -> tuple[str, float, float, float]:
         request = pb.LoadModelRequest(
-            shape=instance_shape(self.deployment), version=self.config.model_load.version,
-            worker_id=self.worker_id, local_dram=self.config.model_load.source == "dram",
-            exclude_ems=exclude_ems, plane=self.config.cache.plane)
+            shape=instance_shape(d), version=model.version, worker_id=self.worker_id,
+            local_dram=local_dram, exclude_ems=exclude_ems, plane=self.config.cache.plane)
         plan: pb.ModelLoadPlan | None = None
         num_blocks = 0
         async for event in stub.LoadModel(request):
@@ -190,11 +214,12 @@ class ModelLoader:
                 return plan.source, plan.estimated_s, event.done.load_s, event.done.lag_s
         raise _RetryWithoutEms("the load stream ended without finishing")
 
-    async def _load_alone(self, on_plan) -> tuple[str, float, float, float]:
-        source = "dram" if self.config.model_load.source == "dram" else "obs"
-        timing = load_time(self.deployment, source, 1, plane=self.config.cache.plane)
+    async def _load_alone(self, d: Deployment, model: ServedModel, local_dram: bool,
+                          on_plan) -> tuple[str, float, float, float]:
+        source = "dram" if local_dram else "obs"
+        timing = load_time(d, source, 1, plane=self.config.cache.plane)
         log.warning("loading %s from %s without EMS: priced alone (no sharing with other "
-                    "loads is known)", self.model_id, source)
+                    "loads is known)", model.model_id, source)
         on_plan(source, timing.total_s)
         started = self.clock.now()
         await self.clock.sleep_until(started + timing.total_s)

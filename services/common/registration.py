@@ -6,7 +6,9 @@ refused registration is retried the same way: UNAUTHENTICATED (this worker's clu
 not the scheduler's) and ALREADY_EXISTS (a live worker holds the id; it frees once that
 worker's lease lapses) are logged as errors with their cause. The worker's state (loading its
 model, then ready) rides on both messages; `set_state` sends it at once rather than at the
-next heartbeat, so readiness reaches routing without delay.
+next heartbeat, so readiness reaches routing without delay. So does the served model it holds;
+a model switch (`switch_model`) registers again at once, since the shape and capacity change
+with the model.
 Shutting down is two steps: `drain` (the scheduler routes nothing new here; heartbeats go on,
 so the lease and the token streams stay up while running requests finish), then `leave`. Both
 carry this registration's lease token, as heartbeats do: only the process that registered can
@@ -54,6 +56,7 @@ class Registrar:
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._register_again = False
 
     def set_state(self, state: pb.WorkerState.ValueType,
                   model_load: pb.ModelLoadStatus | None = None) -> None:
@@ -61,6 +64,19 @@ class Registrar:
         self.registration.state = state
         if model_load is not None:
             self.registration.model_load.CopyFrom(model_load)
+        self._wake.set()
+
+    def switch_model(self, model: str, shape: pb.InstanceShape, capacity: pb.Capacity,
+                     model_load: pb.ModelLoadStatus) -> None:
+        """The worker holds `model` now (with this shape and capacity) and is loading it:
+        register again at once."""
+        r = self.registration
+        r.model = model
+        r.shape.CopyFrom(shape)
+        r.capacity.CopyFrom(capacity)
+        r.state = pb.WORKER_STATE_LOADING
+        r.model_load.CopyFrom(model_load)
+        self._register_again = True
         self._wake.set()
 
     def start(self) -> None:
@@ -140,9 +156,13 @@ class Registrar:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
             self._wake.clear()
+            if self._register_again and not self.draining:
+                self._register_again = False
+                return
             request = pb.HeartbeatRequest(worker_id=self.registration.worker_id,
                                           load=self.current_load(),
                                           state=self.registration.state,
+                                          model=self.registration.model,
                                           lease_token=self._lease_token)
             if self.registration.HasField("model_load"):
                 request.model_load.CopyFrom(self.registration.model_load)

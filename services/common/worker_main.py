@@ -30,10 +30,13 @@ from services.common.grpc_server import GrpcServer, start_grpc_server
 from services.common.logs import configure_logging
 from services.common.metrics_http import serve_metrics
 from services.common.model_loading import ModelLoader
+from services.common.model_switch import ModelSwitcher
 from services.common.ports import tcp_port
 from services.common.registration import Registrar
 from supernode.config import ClusterConfig, load_config
+from supernode.deployment import ServedModel, served_models
 from supernode.v1 import supernode_pb2 as pb
+from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,20 @@ def add_worker_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker-id", default=None, help="unique id (default: role + random)")
     parser.add_argument("--ems", default=None, metavar="HOST:PORT",
                         help="EMS gRPC address: the prefix cache (prefill) and model loads")
+    parser.add_argument("--served-model", default=None, metavar="NAME",
+                        help="the served model the instance starts with (default: the primary "
+                             "model); one of the config's served_models")
+
+
+def start_model(config: ClusterConfig, args: argparse.Namespace,
+                parser: argparse.ArgumentParser) -> ServedModel:
+    """The served model `--served-model` names (default: the primary one); exits otherwise."""
+    models = {m.name: m for m in served_models(config)}
+    name = args.served_model or config.model_name
+    if name not in models:
+        parser.error(f"--served-model {name!r} is not one of the served models "
+                     f"({', '.join(models)})")
+    return models[name]
 
 
 def parse_overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -126,6 +143,7 @@ class WorkerProcess:
     hooks: WorkerHooks
     drain_timeout_s: float
     loader: ModelLoader | None = None
+    switcher: ModelSwitcher | None = None
 
     async def drain(self) -> None:
         """Leave routing, then wait (up to `drain_timeout_s` wall seconds) until every running
@@ -145,6 +163,8 @@ class WorkerProcess:
                         load.num_waiting)
 
     async def stop(self) -> None:
+        if self.switcher is not None:
+            await self.switcher.stop()
         if self.loader is not None:
             await self.loader.stop()
         await self.registrar.leave()
@@ -158,24 +178,31 @@ async def serve_worker(worker: Stoppable, add_servicer: Callable[[grpc.aio.Serve
                        registration: Callable[[str, str], pb.RegisterRequest],
                        hooks: WorkerHooks, drain_timeout_s: float,
                        cluster_token: str | None = None,
-                       loader: ModelLoader | None = None) -> WorkerProcess:
+                       loader: ModelLoader | None = None,
+                       switcher: ModelSwitcher | None = None) -> WorkerProcess:
     """Expose a started worker: gRPC (with health), /metrics, and registration with the
     scheduler, whose heartbeat replies bring the injected faults (see services.common.faults).
     `registration(address, metrics_address)` builds the register message; `cluster_token` is
     demanded by its gRPC server and presented to the scheduler; with a `loader` the worker
-    registers as loading and turns ready when its model load is over."""
-    server = await start_grpc_server([add_servicer], args.host, args.port, cluster_token)
+    registers as loading and turns ready when its model load is over; a `switcher` serves
+    the scheduler's model switch orders (WorkerService)."""
+    servicers = [add_servicer]
+    if switcher is not None:
+        servicers.append(lambda s: pb_grpc.add_WorkerServiceServicer_to_server(switcher, s))
+    server = await start_grpc_server(servicers, args.host, args.port, cluster_token)
     metrics_server, metrics_port = serve_metrics(registry, args.host, args.metrics_port)
     host = args.advertise_host or args.host
     request = registration(f"{host}:{server.port}", f"{host}:{metrics_port}")
     faults = WorkerFaults(registry, request.worker_id, hooks.faults)
     registrar = Registrar(args.scheduler, request, hooks.load, on_faults=faults.update,
                           cluster_token=cluster_token)
+    if switcher is not None:
+        switcher.registrar = registrar
     if loader is not None:
         loader.start(registrar, server)
     registrar.start()
     return WorkerProcess(worker, server, registrar, metrics_server, hooks, drain_timeout_s,
-                         loader)
+                         loader, switcher)
 
 
 def default_worker_id(role: str) -> str:

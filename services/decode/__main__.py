@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.faults import FaultHooks
 from services.common.model_loading import ModelLoader
+from services.common.model_switch import ModelSwitcher, SwitchHooks
 from services.common.shape import instance_shape
 from services.common.worker_main import (
     WorkerHooks,
@@ -20,6 +21,7 @@ from services.common.worker_main import (
     default_worker_id,
     run_service,
     serve_worker,
+    start_model,
 )
 from services.decode.metrics import DecodeMetrics
 from services.decode.servicer import DecodeServicer
@@ -39,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args, parser)
     token = credentials_from_flags(args, parser).cluster_token
     worker_id = args.worker_id or default_worker_id("decode")
+    model = start_model(config, args, parser)
     try:
-        deployment = instance_deployment(config, "decode")
+        deployment = instance_deployment(config, "decode", model.profile)
     except ValueError as e:
         parser.error(f"decode instance: {e}")
 
@@ -59,27 +62,42 @@ def main(argv: list[str] | None = None) -> int:
             return pb.RegisterRequest(
                 worker_id=worker_id, kind=pb.WORKER_KIND_DECODE, address=address,
                 shape=instance_shape(deployment), metrics_address=metrics_address,
-                capacity=pb.Capacity(kv_capacity_tokens=capacity, max_num_seqs=max_num_seqs))
+                capacity=pb.Capacity(kv_capacity_tokens=capacity, max_num_seqs=max_num_seqs),
+                model=model.name)
 
         def load() -> pb.Load:
             return pb.Load(num_running=engine.num_running, num_waiting=engine.num_waiting,
                            kv_used_tokens=engine.kv_used_tokens())
 
         def slow_links(planes: Mapping[str, float]) -> None:
-            worker.use_hardware(deployment.replace(
-                hardware=degrade_links(deployment.hardware, planes)))
+            own = worker.own_deployment
+            worker.use_hardware(own.replace(hardware=degrade_links(own.hardware, planes)))
 
         def begin_drain() -> None:
             servicer.draining = True
 
-        servicer = DecodeServicer(worker)
+        def become(d, served) -> pb.Capacity:
+            new = build_decode_engine(config, d)
+            worker.use_instance(DecodeInstance(new, d))
+            servicer.model = served.name
+            return pb.Capacity(kv_capacity_tokens=new.kv_capacity_tokens,
+                               max_num_seqs=new.max_num_seqs)
+
+        def set_switching(on: bool) -> None:
+            servicer.switching = on
+
+        servicer = DecodeServicer(worker, model.name)
         hooks = WorkerHooks(load=load, is_idle=lambda: worker.is_idle, begin_drain=begin_drain,
                             faults=FaultHooks(slow_links=slow_links))
         loader = ModelLoader(config, deployment, worker_id, args.ems, WallClock(config.speedup),
-                             metrics.model_load, cluster_token=token)
+                             metrics.model_load, cluster_token=token, model=model)
+        switcher = ModelSwitcher(config, "decode", model, loader, SwitchHooks(
+            begin=lambda: set_switching(True), is_idle=lambda: worker.is_idle,
+            become=become, end=lambda: set_switching(False)))
         return await serve_worker(
             worker, lambda s: pb_grpc.add_DecodeServiceServicer_to_server(servicer, s),
-            args, registry, registration, hooks, config.drain_timeout_s, token, loader)
+            args, registry, registration, hooks, config.drain_timeout_s, token, loader,
+            switcher)
 
     return run_service(f"decode[{worker_id}]", args.log_level, start)
 

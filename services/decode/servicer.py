@@ -15,16 +15,25 @@ log = logging.getLogger(__name__)
 
 
 class DecodeServicer(pb_grpc.DecodeServiceServicer):
-    def __init__(self, worker: DecodeWorker) -> None:
+    def __init__(self, worker: DecodeWorker, model: str = "") -> None:
         self.worker = worker
+        self.model = model
+        """The served model the instance holds: requests for another are refused."""
         self.draining = False
         """Set when the worker drains: admissions are refused (the scheduler, which stopped
         routing here, tries another instance for one that raced the drain)."""
+        self.switching = False
+        """Set while the instance switches models: admissions are refused likewise."""
 
     async def Admit(self, request: pb.AdmitRequest, context: grpc.aio.ServicerContext
                     ) -> pb.AdmitResponse:
         if self.draining:
             return pb.AdmitResponse(accepted=False, reason="draining: shutting down")
+        if self.switching:
+            return pb.AdmitResponse(accepted=False, reason="switching models")
+        if request.model and self.model and request.model != self.model:
+            return pb.AdmitResponse(accepted=False,
+                                    reason=f"holds model {self.model}, not {request.model}")
         accepted, reason = self.worker.admit(request)
         return pb.AdmitResponse(accepted=accepted, reason=reason)
 

@@ -56,6 +56,8 @@ class DecodeWorker:
         (the scheduler holds them until then)."""
         self.instance = instance
         self.engine = instance.engine
+        self.own_deployment = instance.deployment
+        """The instance's own hardware (faults price on slowed copies of it)."""
         self.clock = clock
         self.metrics = metrics
         self._subscribers: dict[str, asyncio.Queue[pb.TokenBatch]] = {}
@@ -84,6 +86,14 @@ class DecodeWorker:
         """Price the next steps on `deployment`: the instance's own, or a copy with slowed
         links while an injected fault lasts (services.common.faults)."""
         self.instance.use_hardware(deployment)
+
+    def use_instance(self, instance: DecodeInstance) -> None:
+        """Become `instance` (another model's, after a switch); only while idle."""
+        if not self.is_idle:
+            raise RuntimeError("a decode instance changes models only while idle")
+        self.instance, self.engine = instance, instance.engine
+        self.own_deployment = instance.deployment
+        self._publish_gauges()
 
     @property
     def is_idle(self) -> bool:

@@ -30,7 +30,7 @@ from supernode.cache.models import ModelCatalog
 from supernode.cache.store import StoreUnavailable
 from supernode.clock import WallClock
 from supernode.config import CacheConfig, ClusterConfig
-from supernode.deployment import instance_deployment
+from supernode.deployment import instance_deployment, served_models
 from supernode.v1 import supernode_pb2 as pb
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -75,14 +75,21 @@ def build_ems(config: ClusterConfig, store_cfg: StoreConfig,
 
 
 async def seed_models(servicer: EmsServicer, config: ClusterConfig) -> None:
-    """With `model_load.source: ems` the pool holds the served model when the run starts."""
-    if config.model_load.source != "ems":
+    """With `model_load.source: ems` the pool holds every served model when the run starts;
+    with `model_load.prefetch`, EMS starts fetching each from OBS."""
+    load = config.model_load
+    if load.source != "ems" and not load.prefetch:
         return
-    deployments = [instance_deployment(config, role) for role in ("prefill", "decode")]
-    try:
-        await servicer.models.seed(deployments, config.model_load.version)
-    except StoreUnavailable as e:
-        _log.warning("could not seed the model into EMS (loads will read OBS): %s", e)
+    for model in served_models(config):
+        deployments = [instance_deployment(config, role, model.profile)
+                       for role in ("prefill", "decode")]
+        try:
+            if load.source == "ems":
+                await servicer.models.seed(deployments, model.version)
+            else:
+                await servicer.models.prefetch_all(deployments, model.version)
+        except StoreUnavailable as e:
+            _log.warning("could not put %s into EMS (loads will read OBS): %s", model.name, e)
 
 
 async def _refresh_forever(servicer: EmsServicer, server: GrpcServer) -> None:

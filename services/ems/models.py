@@ -9,7 +9,8 @@ loads, see `supernode.cache.models`):
   it runs, or for a cached image, starts nothing); FAILED_PRECONDITION when model caching is
   off or the image is larger than the pool.
 - LoadModel(request): the source is EMS when every block is cached (unless `exclude_ems`), else
-  the instance's DRAM when `local_dram`, else OBS. The stream is one plan, then (from EMS) the
+  the instance's DRAM when `local_dram`, else OBS (`supernode.lifecycle.model_tiers.load_source`,
+  the simulator's rule too); a load of an image being prefetched waits for the prefetch first. The stream is one plan, then (from EMS) the
   blocks as the modelled read passes them (leased while read), then done once the load's
   modelled time is over; a block gone mid-read ends the call with ABORTED (retry without EMS).
 - Pacing: loads and prefetches through the same source share it max-min fairly
@@ -40,6 +41,7 @@ from supernode.cache.store import StoredBlock, StoreUnavailable
 from supernode.clock import Clock
 from supernode.config import ClusterConfig
 from supernode.hardware.storage import load_storage
+from supernode.lifecycle.model_tiers import load_source
 from supernode.perf import Deployment
 from supernode.perf.load import MODEL_BLOCK_BYTES, LoadPlan, load_plan, prefetch_plan
 from supernode.v1 import supernode_pb2 as pb
@@ -107,6 +109,25 @@ class ModelService:
             return pb.PrefetchModelResponse(model_key=key, estimated_s=self._eta("obs_bucket", key))
         if reason := await self._cannot_cache(manifest):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, reason)
+        estimated_s = await self._start_prefetch(d, manifest)
+        return pb.PrefetchModelResponse(model_key=key, started=True, estimated_s=estimated_s)
+
+    async def prefetch_all(self, deployments: list[Deployment], version: str) -> None:
+        """Start fetching the images of `deployments` from OBS (`model_load.prefetch`)."""
+        for d in deployments:
+            manifest = manifest_for(d, version, self.settings.block_bytes)
+            key = manifest.model_key
+            if key in self._prefetches or await self.catalog.is_cached(manifest):
+                continue
+            if reason := await self._cannot_cache(manifest):
+                log.warning("not prefetching %s: %s", key, reason)
+                continue
+            log.info("prefetching %s from OBS: %.1f model s", key,
+                     await self._start_prefetch(d, manifest))
+
+    async def _start_prefetch(self, d: Deployment, manifest: ModelManifest) -> float:
+        """Begin the background fetch; model seconds to its end at the bucket's sharing."""
+        key = manifest.model_key
         await self.catalog.record(manifest)
         plan = prefetch_plan(d, load_storage(d.hardware.name))
         resource = self._start(key, plan, self.clock.now())
@@ -114,8 +135,7 @@ class ModelService:
         self._prefetches[key] = task
         task.add_done_callback(lambda _: self._prefetches.pop(key, None))
         self.metrics.model_prefetches.labels("started").inc()
-        return pb.PrefetchModelResponse(model_key=key, started=True,
-                                        estimated_s=self._eta(resource.name, key))
+        return self._eta(resource.name, key)
 
     async def load(self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[pb.ModelLoadEvent]:
@@ -180,9 +200,11 @@ class ModelService:
 
     # ---- sources and pacing
     async def _choose_source(self, request: pb.LoadModelRequest, manifest: ModelManifest) -> str:
-        if not request.exclude_ems and await self.catalog.is_cached(manifest):
-            return "ems"
-        return "dram" if request.local_dram else "obs"
+        prefetch = self._prefetches.get(manifest.model_key)
+        if prefetch is not None and not request.exclude_ems:
+            await asyncio.wait({prefetch})  # it fills EMS: read it from there once it has
+        in_ems = not request.exclude_ems and await self.catalog.is_cached(manifest)
+        return load_source(in_ems, request.local_dram)
 
     def _start(self, stream_id: str, plan: LoadPlan, now_s: float) -> SharedResource:
         """Add a stream for `plan` to its resource (created on first use) at `now_s` and wake

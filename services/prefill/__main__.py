@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.faults import FaultHooks
 from services.common.model_loading import ModelLoader
+from services.common.model_switch import ModelSwitcher, SwitchHooks
 from services.common.shape import instance_shape
 from services.common.worker_main import (
     WorkerHooks,
@@ -20,6 +21,7 @@ from services.common.worker_main import (
     default_worker_id,
     run_service,
     serve_worker,
+    start_model,
 )
 from services.prefill.cache_client import PrefixCache, PrefixCacheClient
 from services.prefill.kv_sender import KvSender
@@ -64,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args, parser)
     token = credentials_from_flags(args, parser).cluster_token
     worker_id = args.worker_id or default_worker_id("prefill")
+    model = start_model(config, args, parser)
     try:
-        deployment = instance_deployment(config, "prefill")
+        deployment = instance_deployment(config, "prefill", model.profile)
     except ValueError as e:
         parser.error(f"prefill instance: {e}")
 
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         sender = KvSender(worker_id, config.kv_payload_scale, config.kv_chunk_bytes, token)
         instance = PrefillInstance(PrefillEngine(budget), deployment, cache_source(config))
         worker = PrefillWorker(instance, WallClock(config.speedup), metrics, sender, cache,
-                               delivery_lead_s=config.delivery_lead_s)
+                               delivery_lead_s=config.delivery_lead_s,
+                               arrival_grace_s=config.arrival_grace_s)
         worker.start()
 
         def registration(address: str, metrics_address: str) -> pb.RegisterRequest:
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 worker_id=worker_id, kind=pb.WORKER_KIND_PREFILL, address=address,
                 shape=instance_shape(deployment), metrics_address=metrics_address,
                 capacity=pb.Capacity(kv_capacity_tokens=kv_capacity_tokens(deployment),
-                                     max_num_batched_tokens=budget))
+                                     max_num_batched_tokens=budget), model=model.name)
 
         def load() -> pb.Load:
             return pb.Load(num_running=worker.num_running,
@@ -95,17 +99,32 @@ def main(argv: list[str] | None = None) -> int:
                            num_queued_tokens=worker.engine.num_queued_tokens)
 
         def slow_links(planes: Mapping[str, float]) -> None:
-            worker.use_hardware(deployment.replace(
-                hardware=degrade_links(deployment.hardware, planes)))
+            own = worker.own_deployment
+            worker.use_hardware(own.replace(hardware=degrade_links(own.hardware, planes)))
 
-        servicer = PrefillServicer(worker)
+        def become(d: Deployment, served) -> pb.Capacity:
+            budget = prefill_token_budget(config, d)
+            worker.use_instance(PrefillInstance(PrefillEngine(budget), d, cache_source(config)))
+            servicer.model = served.name
+            return pb.Capacity(kv_capacity_tokens=kv_capacity_tokens(d),
+                               max_num_batched_tokens=budget)
+
+        def set_switching(on: bool) -> None:
+            servicer.switching = on
+
+        servicer = PrefillServicer(worker, model.name)
         hooks = WorkerHooks(load=load, is_idle=lambda: servicer.num_inflight == 0,
                             faults=FaultHooks(slow_links=slow_links))
         loader = ModelLoader(config, deployment, worker_id, args.ems, WallClock(config.speedup),
-                             metrics.model_load, cluster_token=token)
+                             metrics.model_load, cluster_token=token, model=model)
+        switcher = ModelSwitcher(config, "prefill", model, loader, SwitchHooks(
+            begin=lambda: set_switching(True),
+            is_idle=lambda: servicer.num_inflight == 0 and worker.instance.batch is None,
+            become=become, end=lambda: set_switching(False)))
         return await serve_worker(
             worker, lambda s: pb_grpc.add_PrefillServiceServicer_to_server(servicer, s),
-            args, registry, registration, hooks, config.drain_timeout_s, token, loader)
+            args, registry, registration, hooks, config.drain_timeout_s, token, loader,
+            switcher)
 
     return run_service(f"prefill[{worker_id}]", args.log_level, start)
 

@@ -15,8 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class PrefillServicer(pb_grpc.PrefillServiceServicer):
-    def __init__(self, worker: PrefillWorker) -> None:
+    def __init__(self, worker: PrefillWorker, model: str = "") -> None:
         self.worker = worker
+        self.model = model
+        """The served model the instance holds: requests for another are refused."""
+        self.switching = False
+        """Set while the instance switches models: new requests are refused."""
         self.num_inflight = 0
         """Prefill calls in progress (a drain waits for them: they end with the KV handoff)."""
 
@@ -24,6 +28,11 @@ class PrefillServicer(pb_grpc.PrefillServiceServicer):
                       ) -> pb.PrefillResponse:
         if not request.prompt_token_ids:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty prompt")
+        if self.switching or (request.model and self.model and request.model != self.model):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"this instance holds model {self.model!r}"
+                                f"{' and is switching' if self.switching else ''}; the "
+                                f"request is for {request.model!r}")
         self.num_inflight += 1
         try:
             return await self.worker.prefill(request)

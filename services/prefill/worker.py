@@ -30,17 +30,23 @@ log = logging.getLogger(__name__)
 class PrefillWorker:
     def __init__(self, instance: PrefillInstance, clock: Clock, metrics: PrefillMetrics,
                  sender: KvSender, cache: PrefixCache | None,
-                 kv_transfer_timeout_s: float = 30.0, delivery_lead_s: float = 0.0) -> None:
+                 kv_transfer_timeout_s: float = 30.0, delivery_lead_s: float = 0.0,
+                 arrival_grace_s: float = 0.0) -> None:
         """`delivery_lead_s`: wall seconds a request's last KV chunk (hence its reply) leaves
-        ahead of the modelled transfer's end; decode and the scheduler hold it until then."""
+        ahead of the modelled transfer's end; decode and the scheduler hold it until then.
+        `arrival_grace_s`: wall seconds a batch is packed after its modelled start, for
+        requests that belong in it and are still on their way."""
         self.instance = instance
         self.engine = instance.engine
+        self.own_deployment = instance.deployment
+        """The instance's own hardware (faults price on slowed copies of it)."""
         self.clock = clock
         self.metrics = metrics
         self.sender = sender
         self.cache = cache
         self.kv_transfer_timeout_s = kv_transfer_timeout_s
         self._lead_s = clock.to_model_s(delivery_lead_s)
+        self._grace_s = clock.to_model_s(arrival_grace_s)
         self._futures: dict[str, asyncio.Future[tuple[Batch, Handoff]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -111,6 +117,13 @@ class PrefillWorker:
         (services.common.faults)."""
         self.instance.use_hardware(deployment)
 
+    def use_instance(self, instance: PrefillInstance) -> None:
+        """Become `instance` (another model's, after a switch); only while idle."""
+        if self.instance.batch is not None or self.engine.waiting:
+            raise RuntimeError("a prefill instance changes models only while idle")
+        self.instance, self.engine = instance, instance.engine
+        self.own_deployment = instance.deployment
+
     def abort(self, request_id: str) -> bool:
         future = self._futures.pop(request_id, None)
         found = self.instance.abort(request_id)
@@ -140,12 +153,19 @@ class PrefillWorker:
 
     async def _batch_loop(self) -> None:
         while True:
-            batch = self.instance.start_batch(self.clock.now())
-            if batch is None:
+            begin = self.instance.next_begin()
+            if begin is None:
                 self._wake.clear()
                 self._publish_gauges()
                 await self._wake.wait()
                 continue
+            # A request whose timeline puts it before `begin` may still be on its way (the
+            # scheduler's and the RPC's own time): pack a little later in wall time; the
+            # batch's modelled start stays `begin`.
+            await self.clock.sleep_until(begin + self._grace_s)
+            batch = self.instance.start_batch(self.clock.now())
+            if batch is None:
+                continue  # its jobs were aborted meanwhile
             self._publish_gauges()
             self._record_batch(batch)
             await self.clock.sleep_until(batch.done_at)

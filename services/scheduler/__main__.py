@@ -22,7 +22,7 @@ from services.common.worker_main import (
     run_service,
 )
 from services.ems.client import DecodeKvWriter
-from services.scheduler.app import FrontEnd, build_app
+from services.scheduler.app import FrontEnd, ServedModelCard, build_app
 from services.scheduler.auth import ApiKeys
 from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
@@ -33,12 +33,11 @@ from services.scheduler.registry_servicer import RegistryServicer
 from services.scheduler.token_streams import TokenStreams
 from supernode.clock import WallClock
 from supernode.config import ClusterConfig
-from supernode.deployment import instance_deployment
+from supernode.deployment import check_deployment, instance_deployment, served_models
 from supernode.engine.registry import WorkerRegistry
 from supernode.lifecycle.cache import stores_decode_kv
 from supernode.lifecycle.scheduler import Lifecycle
 from supernode.models import load_model
-from supernode.policy import make_policy
 from supernode.tokenizer import make_tokenizer, model_text
 from supernode.v1 import supernode_pb2_grpc as pb_grpc
 
@@ -98,6 +97,7 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
     registry_servicer = RegistryServicer(registry, streams, metrics, config.heartbeat_interval_s,
                                          faults)
     streams.on_broken = registry_servicer.on_stream_broken
+    registry_servicer.on_change = flow.switches.on_worker_change
     server = await start_grpc_server(
         [lambda s: pb_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s)],
         host, grpc_port, token)
@@ -106,7 +106,10 @@ async def start_scheduler(config: ClusterConfig, host: str, http_port: int, grpc
                   flow=flow, registry=registry, metrics=metrics, prometheus=prometheus,
                   created=int(time.time()), faults=faults, expected_workers=expected,
                   instance_id=instance_id or uuid.uuid4().hex, api_keys=ApiKeys(credentials),
-                  chat_template=model_text(config.model).chat_template, limits=config.api)
+                  chat_template=model_text(config.model).chat_template, limits=config.api,
+                  models={m.name: ServedModelCard(m.name, m.model_id,
+                                                  load_model(m.profile).max_context_len)
+                          for m in served_models(config)})
     http = uvicorn.Server(uvicorn.Config(build_app(fe), host=host, port=http_port,
                                          log_level=log_level.lower(), access_log=False,
                                          timeout_keep_alive=30, lifespan="off"))
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args, parser)
     credentials = credentials_from_flags(args, parser)
     try:
-        make_policy(config.routing_policy)
+        check_deployment(config)
         make_tokenizer(config.tokenizer_path, load_model(config.model).vocab_size, config.model)
     except (ValueError, KeyError, FileNotFoundError) as e:
         parser.error(f"--config/--set: {e}")

@@ -63,6 +63,24 @@ class FrontEnd:
     api_keys: auth.ApiKeys = field(default_factory=auth.ApiKeys)
     chat_template: str = "deepseek-r1"
     limits: ApiConfig = field(default_factory=ApiConfig)
+    models: Mapping[str, ServedModelCard] = field(default_factory=dict)
+    """Every served model by the name clients use (empty: just `model_name`)."""
+
+    def served(self) -> Mapping[str, ServedModelCard]:
+        """The served models by name (one tokenizer and chat template for all: the primary
+        model's, as the metrics are)."""
+        return self.models or {self.model_name: ServedModelCard(
+            self.model_name, self.model_name, self.max_model_len)}
+
+
+@dataclass(frozen=True)
+class ServedModelCard:
+    """What /v1/models says about one served model."""
+
+    name: str
+    root: str
+    """Its versioned id, `<profile>@<version>`."""
+    max_model_len: int
 
 
 def build_app(fe: FrontEnd) -> FastAPI:
@@ -117,7 +135,8 @@ def build_app(fe: FrontEnd) -> FastAPI:
                  "num_dies": w.num_dies, "kv_capacity_tokens": w.kv_capacity_tokens,
                  "num_inflight": w.num_inflight, "draining": w.draining,
                  "load": dataclasses.asdict(w.load), "state": w.state.value,
-                 "model_load": dataclasses.asdict(w.model_load) if w.model_load else None}
+                 "model_load": dataclasses.asdict(w.model_load) if w.model_load else None,
+                 "model": w.model, "switching_to": w.switching_to}
                 for w in fe.registry.all()]
 
     @app.get("/sd/targets", dependencies=admin)
@@ -171,5 +190,5 @@ def validation_error(exc: RequestValidationError) -> ApiError:
 
 
 def _check_model(fe: FrontEnd, model: str) -> None:
-    if model != fe.model_name:
+    if model not in fe.served():
         raise ApiError(404, f"The model `{model}` does not exist.", "model")

@@ -6,7 +6,10 @@ only carries the decisions out: Admit / Prefill / Abort RPCs, the decode token s
 waits on the scheduler's model clock (`WallClock` at the deployment's speedup), so every wait
 and deadline is in model seconds, as in the simulator.
 
-Per request: accept -> decode admission (Admit RPCs in the policy's order; none has room: wait
+Per request: accept -> [several served models] before each pool, wait while an instance
+switches to the request's model (the lifecycle's `model_wait`; services.scheduler.model_switches
+carries the switch out) ->
+decode admission (Admit RPCs in the policy's order; none has room: wait
 until the lifecycle's retry time) -> Prefill RPC (carrying the stage's age, so the prefill
 instance anchors the request's timeline at its arrival) -> its reply is the first token ->
 TokenBatches from the decode instance's stream -> the end. A worker lost on the way (its
@@ -25,11 +28,12 @@ import grpc
 
 from services.common.grpc_server import insecure_channel
 from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.model_switches import ModelSwitches
 from services.scheduler.token_streams import TokenEvent, TokenStreams, WorkerLost
 from supernode.cache.hashing import block_keys
 from supernode.clock import Clock
 from supernode.engine.decode import DecodeRequest
-from supernode.engine.registry import WorkerInfo
+from supernode.engine.registry import WorkerInfo, WorkerKind
 from supernode.lifecycle.errors import RequestFailed
 from supernode.lifecycle.request import Request
 from supernode.lifecycle.scheduler import Lifecycle, PrefillResult
@@ -70,17 +74,19 @@ class RequestFlow:
         self.on_finished = on_finished
         self.cluster_token = cluster_token
         self.block_size = lifecycle.router.block_size
-        self._prefill_channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._turns: dict[str, _Turn] = {}
         lifecycle.on_turn = self._on_turn  # this flow is the lifecycle's live driver
+        self.switches = ModelSwitches(lifecycle, clock, metrics, self._channel)
 
     @property
     def active(self) -> dict[str, Request]:
         return self.lifecycle.active
 
     async def close(self) -> None:
-        for _, channel in self._prefill_channels.values():
+        await self.switches.close()
+        for _, channel in self._channels.values():
             await channel.close()
 
     def accept(self, request: Request, timeout_s: float | None = None) -> None:
@@ -141,6 +147,7 @@ class RequestFlow:
         room (until the lifecycle gives the request its turn, or its wake-up time comes)."""
         lc = self.lifecycle
         while True:
+            await self._await_model(request, WorkerKind.DECODE)
             for decode in lc.decode_order(request):
                 try:
                     admitted = await self._try_admit(request, decode)
@@ -153,6 +160,12 @@ class RequestFlow:
                     return decode
                 lc.on_admit_refused(request, decode)
             wake_at = lc.next_admission_at(request, self.clock.now())
+            lc.retry_admission(request, await self._wait_turn(request, wake_at))
+
+    async def _await_model(self, request: Request, kind: WorkerKind) -> None:
+        """Until an instance of `kind` holds the request's model (at once when one does)."""
+        lc = self.lifecycle
+        while (wake_at := lc.model_wait(request, kind, self.clock.now())) is not None:
             lc.retry_admission(request, await self._wait_turn(request, wake_at))
 
     def _on_turn(self, request: Request, now: float) -> None:
@@ -178,7 +191,8 @@ class RequestFlow:
         try:
             await asyncio.wait_for(link.ready.wait(), timeout=ADMIT_TIMEOUT_S)
             response = await link.stub.Admit(
-                _admit_message(self.lifecycle.decode_request(request), self.streams.subscriber_id),
+                _admit_message(self.lifecycle.decode_request(request), self.streams.subscriber_id,
+                               request.model),
                 timeout=ADMIT_TIMEOUT_S)
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError) as e:
             # The decode may have admitted it before the call failed: free that reservation.
@@ -198,9 +212,10 @@ class RequestFlow:
         ends with this token). Returns the token it samples for each running choice (the
         first, or on a resume the next) and the request's finish reason if it ends here."""
         lc = self.lifecycle
+        await self._await_model(request, WorkerKind.PREFILL)
         prefill = lc.choose_prefill(request, self.clock.now())
         self.metrics.routed_to("prefill", prefill.worker_id)
-        stub = pb_grpc.PrefillServiceStub(self._prefill_channel(prefill))
+        stub = pb_grpc.PrefillServiceStub(self._channel(prefill))
         now = self.clock.now()
         timeout_s = min(lc.limits.prefill_timeout_s, request.deadline_at - now)
         own_deadline = timeout_s < lc.limits.prefill_timeout_s
@@ -211,7 +226,7 @@ class RequestFlow:
                 cache_namespace=request.cache_namespace,
                 decode_worker_id=decode.worker_id if decode else "",
                 decode_address=decode.address if decode else "",
-                stage_age_s=max(0.0, now - request.stage_at),
+                stage_age_s=max(0.0, now - request.stage_at), model=request.model,
             ), timeout=self.clock.to_wall_s(max(timeout_s, 0.0)))
         except asyncio.CancelledError:
             lc.on_prefill_lost(request)
@@ -227,6 +242,7 @@ class RequestFlow:
                 # The worker's server is gone (its own failures come back as ABORTED). Do not
                 # wait for its lease: a live worker re-registers at its next heartbeat.
                 self.registry.remove(prefill.worker_id)
+                self.switches.on_worker_change(prefill.worker_id)
             raise _PrefillLost(prefill.worker_id, f"prefill failed: {e.code().name}: "
                                f"{e.details()}") from e
         self.metrics.on_prefill(prefill.worker_id, response)
@@ -277,11 +293,11 @@ class RequestFlow:
         await self.clock.sleep_until(retry_at)
 
     # ---- helpers
-    def _prefill_channel(self, worker: WorkerInfo) -> grpc.aio.Channel:
-        entry = self._prefill_channels.get(worker.worker_id)
+    def _channel(self, worker: WorkerInfo) -> grpc.aio.Channel:
+        entry = self._channels.get(worker.worker_id)
         if entry is None or entry[0] != worker.address:
             entry = (worker.address, insecure_channel(worker.address, self.cluster_token))
-            self._prefill_channels[worker.worker_id] = entry
+            self._channels[worker.worker_id] = entry
         return entry[1]
 
     async def _abort_on_decode(self, request: Request) -> None:
@@ -340,13 +356,15 @@ class _PrefillLost(Exception):
         self.worker_id = worker_id
 
 
-def _admit_message(admission: DecodeRequest, subscriber_id: str) -> pb.AdmitRequest:
-    """The Admit RPC for what the lifecycle asks a decode instance to reserve."""
+def _admit_message(admission: DecodeRequest, subscriber_id: str, model: str
+                   ) -> pb.AdmitRequest:
+    """The Admit RPC for what the lifecycle asks a decode instance to reserve (of `model`)."""
     return pb.AdmitRequest(
         request_id=admission.request_id, num_prompt_tokens=admission.num_prompt_tokens,
         max_tokens=admission.max_tokens, num_generated=admission.num_generated,
         seed=admission.seed, ignore_eos=admission.ignore_eos, subscriber_id=subscriber_id,
-        choices=[pb.ChoiceProgress(index=i, num_generated=g) for i, g in admission.choices])
+        choices=[pb.ChoiceProgress(index=i, num_generated=g) for i, g in admission.choices],
+        model=model)
 
 
 async def _quietly(call: Awaitable[object]) -> None:

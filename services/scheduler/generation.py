@@ -75,12 +75,13 @@ def new_job(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int],
 
 def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int],
                 max_tokens: int | None, seed: int, output: OutputPlan) -> Request:
-    room = fe.max_model_len - len(tokens)
+    max_model_len = fe.served()[body.model].max_model_len
+    room = max_model_len - len(tokens)
     if room < 1:
-        raise ApiError(400, f"This model's maximum context length is {fe.max_model_len} tokens. "
+        raise ApiError(400, f"This model's maximum context length is {max_model_len} tokens. "
                        f"However, your prompt has {len(tokens)} tokens.", "messages")
     if max_tokens is not None and max_tokens > room:
-        raise ApiError(400, f"This model's maximum context length is {fe.max_model_len} tokens. "
+        raise ApiError(400, f"This model's maximum context length is {max_model_len} tokens. "
                        f"However, you requested {len(tokens) + max_tokens} tokens "
                        f"({len(tokens)} in the messages, {max_tokens} in the completion).",
                        "max_tokens")
@@ -91,8 +92,8 @@ def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int]
     return Request(
         request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
         num_prompt_tokens=len(tokens), max_tokens=max_tokens or room, seed=seed,
-        arrived_at=fe.flow.clock.now(), ignore_eos=ignore_eos,
-        cache_namespace=cache_namespace(fe.model_name, auth.tenant_namespace(request)),
+        arrived_at=fe.flow.clock.now(), ignore_eos=ignore_eos, model=body.model,
+        cache_namespace=cache_namespace(body.model, auth.tenant_namespace(request)),
         prompt_token_ids=tokens, output_token_ids=[])
 
 
@@ -154,14 +155,14 @@ async def generate(fe: FrontEnd, request: HttpRequest, kind: Kind, body: Any, jo
     created = int(time.time())
     headers = {"x-request-id": request.headers.get("x-request-id") or jobs[0].record.request_id}
     if body.stream:
-        writer = ChunkWriter(kind, response_id, created, fe.model_name, body.include_usage)
+        writer = ChunkWriter(kind, response_id, created, body.model, body.include_usage)
         return StreamingResponse(_stream(fe, jobs, writer, body), headers=headers,
                                  media_type="text/event-stream")
     try:
         choices = await _collect_all(fe, jobs, body)
     except LifecycleError as e:
         raise _api_error(fe, e) from None
-    return JSONResponse(full_response(kind, response_id, created, fe.model_name, choices,
+    return JSONResponse(full_response(kind, response_id, created, body.model, choices,
                                       [j.record for j in jobs]), headers=headers)
 
 

@@ -5,7 +5,8 @@ pool has at least its configured number of live workers (`expected_pools`: `num_
 `num_decode`, and one EMS replica when the deployment runs one, for the shared prefix cache or
 for model loads; a draining worker no longer counts), else
 `degraded` (HTTP 503) naming the pools that are short. `loading` counts the registered workers
-of each pool still loading their model (not routed to, so not live yet).
+of each pool still loading their model (not routed to, so not live yet); `switching` maps the
+workers on their way to another served model (out of routing meanwhile) to that model.
 `/ready` is the can-serve check for load balancers and readiness probes: 200 while every pool
 a request needs has a live worker. Both carry the scheduler's `instance_id`, so a launcher can
 tell its own scheduler from another server on the same port.
@@ -43,7 +44,9 @@ def health_report(registry: WorkerRegistry, expected: Mapping[WorkerKind, int],
             "expected": {kind.value: n for kind, n in expected.items()},
             "degraded_pools": short,
             "loading": loading_counts(registry),
-            "draining": [w.worker_id for w in registry.all() if w.draining]}
+            "draining": [w.worker_id for w in registry.all() if w.draining],
+            "switching": {w.worker_id: w.switching_to for w in registry.all()
+                          if w.switching_to}}
     return body, 503 if short else 200
 
 

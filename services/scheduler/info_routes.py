@@ -25,14 +25,19 @@ if TYPE_CHECKING:
 
 
 def add_info_routes(app: FastAPI, fe: FrontEnd) -> None:
-    def model_card() -> dict[str, Any]:
-        return {"id": fe.model_name, "object": "model", "created": fe.created,
-                "owned_by": "supernode", "root": fe.model_name, "parent": None,
-                "max_model_len": fe.max_model_len}
+    def model_card(name: str) -> dict[str, Any]:
+        m = fe.served()[name]
+        return {"id": m.name, "object": "model", "created": fe.created,
+                "owned_by": "supernode", "root": m.root, "parent": None,
+                "max_model_len": m.max_model_len}
 
-    def check_model(model: str | None) -> None:
-        if model is not None and model != fe.model_name:
+    def check_model(model: str | None) -> str:
+        """The served model named (None: the primary)."""
+        if model is None:
+            return fe.model_name
+        if model not in fe.served():
             raise ApiError(404, f"The model `{model}` does not exist.", "model")
+        return model
 
     @app.get("/version")
     async def version() -> dict[str, str]:
@@ -40,18 +45,17 @@ def add_info_routes(app: FastAPI, fe: FrontEnd) -> None:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [model_card(name) for name in fe.served()]}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        check_model(model_id)
-        return model_card()
+        return model_card(check_model(model_id))
 
     @app.post("/tokenize")
     async def tokenize(body: TokenizeChatRequest | TokenizeCompletionRequest
                        ) -> dict[str, Any]:
         """vLLM's shape: {count, max_model_len, tokens[, token_strs]}."""
-        check_model(body.model)
+        model = check_model(body.model)
         if isinstance(body, TokenizeChatRequest):
             if body.continue_final_message:
                 raise ApiError(400, "continue_final_message is not supported",
@@ -61,7 +65,7 @@ def add_info_routes(app: FastAPI, fe: FrontEnd) -> None:
         else:
             tokens = await text_ids(fe.tokenizer, fe.limits, body.prompt,
                                     body.add_special_tokens)
-        out: dict[str, Any] = {"count": len(tokens), "max_model_len": fe.max_model_len,
+        out: dict[str, Any] = {"count": len(tokens), "max_model_len": fe.served()[model].max_model_len,
                                "tokens": tokens, "token_strs": None}
         if body.return_token_strs:
             out["token_strs"] = [fe.tokenizer.token_bytes(t).decode("utf-8", "replace")

@@ -19,6 +19,7 @@ from services.common.vllm_metrics import (
 )
 from services.scheduler.lag import LagMonitor
 from supernode.engine.registry import WorkerKind, WorkerState
+from supernode.lifecycle.models import ModelSwitch, SwitchDone
 from supernode.lifecycle.request import Request, RequestStatus
 from supernode.v1 import supernode_pb2 as pb
 
@@ -26,6 +27,8 @@ LABELS = ("model_name",)
 IN_FLIGHT_STATES = (RequestStatus.QUEUED, RequestStatus.PREFILLING, RequestStatus.DECODING)
 REJECTION_REASONS = ("overloaded", "too_large", "no_workers", "timeout", "failed")
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SWITCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
+                  2400.0)
 
 
 class SchedulerMetrics:
@@ -94,6 +97,20 @@ class SchedulerMetrics:
         self.cached_tokens = Counter("supernode_cached_prompt_tokens",
                                      "Prompt tokens served from the EMS prefix cache.",
                                      LABELS, registry=r)
+        self.switches_started = Counter("supernode_model_switches_started",
+                                        "Instances told to switch to a served model, by model "
+                                        "and pool.", ("model", "pool"), registry=r)
+        self.switches = Counter("supernode_model_switches",
+                                "Instances that finished switching to a model, by model, pool "
+                                "and the tier the load read (obs, dram, ems).",
+                                ("model", "pool", "source"), registry=r)
+        self.switches_failed = Counter("supernode_model_switches_failed",
+                                       "Switches refused by the instance or lost with it.",
+                                       ("model", "pool"), registry=r)
+        self.switch_seconds = Histogram("supernode_model_switch_seconds",
+                                        "Model seconds from a switch's decision to the instance "
+                                        "ready with the new model (drain, then load).",
+                                        ("pool",), buckets=SWITCH_BUCKETS, registry=r)
         self._policy = {"prefill": "", "decode": ""}
         self._precreate()
 
@@ -144,6 +161,17 @@ class SchedulerMetrics:
         if response.kv_num_bytes:
             self.kv_transfer_seconds.observe(response.transfer_s)
         self.cached_tokens.labels(**self.labels).inc(response.num_cached_tokens)
+
+    def on_switch_started(self, switch: ModelSwitch) -> None:
+        self.switches_started.labels(model=switch.to.name, pool=switch.kind.value).inc()
+
+    def on_switch_failed(self, switch: ModelSwitch) -> None:
+        self.switches_failed.labels(model=switch.to.name, pool=switch.kind.value).inc()
+
+    def on_switch_done(self, done: SwitchDone, source: str) -> None:
+        pool = done.switch.kind.value
+        self.switches.labels(model=done.switch.to.name, pool=pool, source=source).inc()
+        self.switch_seconds.labels(pool=pool).observe(done.seconds)
 
     def routed_to(self, pool: str, worker_id: str) -> None:
         self.routed.labels(pool=pool, worker=worker_id, policy=self._policy[pool]).inc()

@@ -8,6 +8,10 @@ Register for that id is refused with ALREADY_EXISTS until the lease lapses. Each
 returns a fresh lease token and only heartbeats carrying it renew the lease, so no other
 caller can keep an entry alive after its worker died. Deregister needs the same token (and
 the registered address): no other caller can take a live worker out of routing.
+
+Every change the lifecycle must hear of (a registration, a new state or model, a worker gone)
+is passed to `on_change(worker_id)`: that is how a finished model switch, or a worker ready
+with a model requests wait for, reaches the scheduler's lifecycle.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import secrets
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -87,6 +92,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         self.metrics = metrics
         self.heartbeat_interval_s = heartbeat_interval_s
         self.faults = faults
+        self.on_change: Callable[[str], None] = lambda worker_id: None
         self._leases: dict[str, Lease] = {}
 
     async def Register(self, request: pb.RegisterRequest, context: grpc.aio.ServicerContext
@@ -110,15 +116,17 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
             metrics_address=request.metrics_address, num_devices=shape.num_devices,
             num_dies=shape.num_dies, kv_capacity_tokens=cap.kv_capacity_tokens,
             max_num_seqs=cap.max_num_seqs, max_num_batched_tokens=cap.max_num_batched_tokens,
-            state=_state(request.state), model_load=_model_load(request),
+            state=_state(request.state), model_load=_model_load(request), model=request.model,
         ), now)
         lease = Lease(secrets.token_hex(16), request.address, host)
         self._leases[request.worker_id] = lease
         if kind == WorkerKind.DECODE:
             self.streams.connect(request.worker_id, request.address)
-        log.info("worker %s (%s) registered at %s, %s", request.worker_id, kind.value,
-                 request.address, _state(request.state).value)
+        log.info("worker %s (%s) registered at %s, %s%s", request.worker_id, kind.value,
+                 request.address, _state(request.state).value,
+                 f", model {request.model}" if request.model else "")
         self._count()
+        self.on_change(request.worker_id)
         return pb.RegisterResponse(heartbeat_interval_s=self.heartbeat_interval_s,
                                    lease_s=self.registry.lease_s, lease_token=lease.token)
 
@@ -138,10 +146,13 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         before = self.registry.get(request.worker_id)
         state = _state(request.state)
         known = self.registry.heartbeat(request.worker_id, _load(request.load), now,
-                                        state, _model_load(request))
-        if before is not None and before.state is not state:
-            log.info("worker %s is %s", request.worker_id, state.value)
+                                        state, _model_load(request), request.model or None)
+        if before is not None and (before.state is not state
+                                   or (request.model and before.model != request.model)):
+            log.info("worker %s is %s%s", request.worker_id, state.value,
+                     f" with model {request.model}" if request.model else "")
             self._count()
+            self.on_change(request.worker_id)
         info = self.registry.get(request.worker_id) if known else None
         faults = (self.faults.for_worker(info.worker_id, info.kind, now)
                   if info is not None and self.faults is not None else ())
@@ -170,6 +181,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
                 await self.streams.disconnect(info.worker_id)
             log.info("worker %s (%s) left", info.worker_id, info.kind.value)
         self._count()
+        self.on_change(info.worker_id)
         return pb.DeregisterResponse(found=True)
 
     def on_stream_broken(self, worker_id: str, address: str) -> None:
@@ -184,6 +196,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         log.warning("decode %s unreachable (its token stream broke); removed from routing "
                     "until it registers again", worker_id)
         self._count()
+        self.on_change(worker_id)
 
     async def expire_forever(self) -> None:
         """Drop workers whose lease lapsed, every heartbeat interval."""
@@ -192,6 +205,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
             gone = self.registry.expire(time.monotonic())
             for worker in gone:  # before any await, so a re-registration keeps its new lease
                 self._leases.pop(worker.worker_id, None)
+                self.on_change(worker.worker_id)
             for worker in gone:
                 log.warning("worker %s (%s) missed its heartbeats; removed from routing",
                             worker.worker_id, worker.kind.value)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from services.runtime.base import Runtime
 from supernode.config import ClusterConfig
-from supernode.deployment import check_memory, instance_deployment
+from supernode.deployment import check_memory, instance_deployment, served_models
 from supernode.perf.load import load_time, model_image
 
 
@@ -35,7 +35,8 @@ def up_banner(config: ClusterConfig, runtime: Runtime, log_dir: Path, control_ur
     overcommitted = (f"  OVERCOMMITTED (--allow-overcommit): {'; '.join(problems)}"
                      if problems else "")
     return [
-        f"supernode is up: {runtime.endpoint}/v1  model: {config.model_name}  "
+        f"supernode is up: {runtime.endpoint}/v1  "
+        f"model: {', '.join(m.name for m in served_models(config))}  "
         f"({config.num_prefill} prefill x {config.prefill.num_devices} devices, "
         f"{config.num_decode} decode x {config.decode.num_devices} devices, "
         f"{config.hardware}, speedup {config.speedup}, runtime {runtime.name}){overcommitted}",

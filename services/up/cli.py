@@ -42,8 +42,7 @@ from services.up.controller import UpController
 from services.up.lag_watch import LagWatch
 from supernode.cli.control import ControlError, UpState, state_path, write_state
 from supernode.config import ClusterConfig, load_config
-from supernode.deployment import check_memory, instance_deployment, overcommit_message
-from supernode.policy import make_policy
+from supernode.deployment import check_deployment, check_memory, overcommit_message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,9 +110,7 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         overrides["allow_overcommit"] = True
     try:
         config = load_config(args.config, overrides)
-        make_policy(config.routing_policy)
-        instance_deployment(config, "prefill")
-        instance_deployment(config, "decode")
+        check_deployment(config)
         problems = check_memory(config)
     except (ValueError, TypeError, OSError, KeyError) as e:
         parser.error(str(e))

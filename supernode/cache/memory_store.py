@@ -116,6 +116,9 @@ class MemoryBlockStore:
         """`put` without the coroutine (the simulator's synchronous use)."""
         space_id = (check_kind(kind), namespace)
         space = self._namespace(space_id)
+        fast = self._put_all(space_id, space, blocks)
+        if fast is not None:
+            return fast
         num_stored = num_deduplicated = num_rejected = num_evicted = 0
         present: list[bytes] = []
         protected: set[_BlockId] = set()
@@ -136,6 +139,28 @@ class MemoryBlockStore:
             protected.add((*space_id, block.key))
         self._touch(space_id, present)
         return PutResult(num_stored, num_deduplicated, num_rejected, num_evicted)
+
+    def _put_all(self, space_id: _SpaceId, space: _Namespace, blocks: Sequence[StoredBlock]
+                 ) -> PutResult | None:
+        """Store blocks that are all new and distinct with one eviction plan for them all (the
+        simulator's common case); None (nothing changed) otherwise, or when they do not all
+        fit, and `put_now` then goes block by block.
+
+        The same victims as block by block: each block's plan would continue from the least
+        recent end, where the blocks of this put are not."""
+        lru = space.lru
+        fresh = {block.key: block for block in blocks if block.key not in lru}
+        if len(fresh) != len(blocks):
+            return None
+        victims = self._plan_eviction(space_id, sum(b.true_num_bytes for b in blocks), set())
+        if victims is None:
+            return None
+        for victim in victims:
+            self._evict(victim)
+        for block in blocks:
+            self._insert(space_id, space, block)
+        self._touch(space_id, list(fresh))
+        return PutResult(len(blocks), 0, 0, len(victims))
 
     async def stats(self, namespace: str | None = None, kind: str | None = None) -> StoreStats:
         if namespace is None:

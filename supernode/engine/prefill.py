@@ -44,7 +44,16 @@ class PrefillEngine:
         """Uncached prompt tokens waiting."""
 
     def add(self, job: PrefillJob) -> None:
-        self.waiting.append(job)
+        """Queue `job` in order of arrival: a job that reached a live worker after a later one
+        (its RPC took longer) takes its place by its `arrived_at`."""
+        waiting = self.waiting
+        if waiting and job.arrived_at < waiting[-1].arrived_at:
+            i = len(waiting) - 1
+            while i > 0 and waiting[i - 1].arrived_at > job.arrived_at:
+                i -= 1
+            waiting.insert(i, job)
+        else:
+            waiting.append(job)
         self.num_queued_tokens += job.num_new_tokens
 
     def abort(self, request_id: str) -> bool:

@@ -4,7 +4,10 @@ Workers register, then heartbeat with their load; a worker whose last heartbeat 
 the lease leaves routing. A worker is `loading` (its model's weights) or `ready`; only ready
 workers are routed to (`live`), while `registered` and `all` list every state. A draining
 worker (it is shutting down) also leaves routing at once but stays known, heartbeating, until
-its running requests finish. Times are passed in (wall seconds, monotonic), never read here.
+its running requests finish. A worker holds one served `model`; one told to switch to another
+(`begin_switch`) leaves routing at once, and is back, with the new model, when it reports
+ready with it (registering or heartbeating). Times are passed in (wall seconds, monotonic),
+never read here.
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ class WorkerInfo:
     last_seen_s: float = 0.0
     draining: bool = False
     """Shutting down: no new requests are routed to it; its running ones go on."""
+    model: str = ""
+    """The served model it holds (its name as clients use it); "" when it did not say."""
+    switching_to: str = ""
+    """The served model it was told to switch to, until it reports ready with it; no new
+    request is routed to it meanwhile."""
 
 
 def _evolve(info: WorkerInfo, **changes: object) -> WorkerInfo:
@@ -81,6 +89,11 @@ def _evolve(info: WorkerInfo, **changes: object) -> WorkerInfo:
     return new
 
 
+def _still_switching(switching_to: str, state: WorkerState, model: str) -> str:
+    """A switch is over once the worker is ready with its target model."""
+    return "" if state is WorkerState.READY and model == switching_to else switching_to
+
+
 class WorkerRegistry:
     """Registered workers by id, with lease expiry."""
 
@@ -91,15 +104,18 @@ class WorkerRegistry:
     def register(self, info: WorkerInfo, now_s: float) -> None:
         previous = self._workers.get(info.worker_id)
         inflight = previous.num_inflight if previous else 0
-        self._workers[info.worker_id] = _evolve(info, last_seen_s=now_s, num_inflight=inflight)
+        switching_to = _still_switching(previous.switching_to if previous else "", info.state,
+                                        info.model)
+        self._workers[info.worker_id] = _evolve(info, last_seen_s=now_s, num_inflight=inflight,
+                                                switching_to=switching_to)
         if previous is None:  # keep the table in worker-id order (the views' order)
             self._workers = dict(sorted(self._workers.items()))
 
     def heartbeat(self, worker_id: str, load: WorkerLoad, now_s: float,
                   state: WorkerState | None = None,
-                  model_load: ModelLoadInfo | None = None) -> bool:
-        """Record a heartbeat (with the worker's state and load status when given); False when
-        the worker is unknown (it must register again)."""
+                  model_load: ModelLoadInfo | None = None, model: str | None = None) -> bool:
+        """Record a heartbeat (with the worker's state, load status and model when given);
+        False when the worker is unknown (it must register again)."""
         info = self._workers.get(worker_id)
         if info is None:
             return False
@@ -108,8 +124,29 @@ class WorkerRegistry:
             changes["state"] = state
         if model_load is not None:
             changes["model_load"] = model_load
+        if model:
+            changes["model"] = model
+        changes["switching_to"] = _still_switching(info.switching_to,
+                                                   changes.get("state", info.state),
+                                                   changes.get("model", info.model))
         self._workers[worker_id] = _evolve(info, **changes)
         return True
+
+    def begin_switch(self, worker_id: str, model: str) -> bool:
+        """The worker is to switch to `model`: out of routing until it is ready with it.
+        False when unknown."""
+        info = self._workers.get(worker_id)
+        if info is None:
+            return False
+        self._workers[worker_id] = _evolve(info, switching_to=model)
+        return True
+
+    def end_switch(self, worker_id: str) -> None:
+        """Forget a switch that will not happen (refused, failed): the worker is routed to
+        again with whatever model it holds."""
+        info = self._workers.get(worker_id)
+        if info is not None:
+            self._workers[worker_id] = _evolve(info, switching_to="")
 
     def touch(self, worker_id: str, now_s: float) -> None:
         """Other proof of life (e.g. a token stream still flowing) renews the lease too."""
@@ -152,9 +189,13 @@ class WorkerRegistry:
 
     def live(self, kind: WorkerKind) -> list[WorkerInfo]:
         """The routing view: ready workers of `kind` that take new requests (a loading
-        worker is never routed to, nor a draining one)."""
+        worker is never routed to, nor a draining or switching one)."""
         return [w for w in self.registered(kind)
-                if w.state is WorkerState.READY and not w.draining]
+                if w.state is WorkerState.READY and not w.draining and not w.switching_to]
+
+    def switching(self, kind: WorkerKind) -> list[WorkerInfo]:
+        """Workers of `kind` on their way to another model (draining, then loading it)."""
+        return [w for w in self.registered(kind) if w.switching_to]
 
     def registered(self, kind: WorkerKind) -> list[WorkerInfo]:
         """Every registered worker of `kind`, whatever its state, by worker id."""

@@ -13,7 +13,9 @@ count:
   batch's token budget);
 - its KV hand-off to decode (`supernode.perf.kv_handoff_times`).
 A request is shed when that exceeds `scheduler.ttft_slo_s`, or when `scheduler.max_num_waiting`
-requests already wait. Everything is model seconds, so the simulator predicts the same 429s as
+requests already wait (for decode room, for a model switch, or in a prefill queue). A request
+for a model no instance holds is not shed for the switch it waits for: that wait is bounded by
+`scheduler.model_wait_s`. Everything is model seconds, so the simulator predicts the same 429s as
 the live scheduler.
 """
 
@@ -45,6 +47,8 @@ class LoadShedder:
         self.token_budget = token_budget
         self.num_waiting_decode = 0
         """Requests waiting in line for decode KV room."""
+        self.num_waiting_model = 0
+        """Requests waiting for an instance to switch to their model."""
         self._queued_tokens: dict[str, int] = {}
         self._num_queued = 0
         self._finish_rate = 0.0
@@ -78,8 +82,9 @@ class LoadShedder:
 
     @property
     def num_waiting(self) -> int:
-        """Requests waiting for decode room or sent to prefill and not yet prefilled."""
-        return self.num_waiting_decode + self._num_queued
+        """Requests waiting for decode room or a model switch, or sent to prefill and not yet
+        prefilled."""
+        return self.num_waiting_decode + self.num_waiting_model + self._num_queued
 
     # ---- the decision
     def check(self, num_prompt_tokens: int, prefill_workers: Sequence[WorkerInfo],

@@ -23,6 +23,16 @@ class NoWorkers(LifecycleError):
         self.kind = kind
 
 
+class UnknownModel(LifecycleError):
+    """The request names a model the deployment does not serve."""
+
+    status = 404
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model `{model}` does not exist.")
+        self.model = model
+
+
 class RequestTooLarge(LifecycleError):
     """The request can never fit a decode instance's KV cache."""
 

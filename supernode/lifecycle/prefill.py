@@ -102,15 +102,21 @@ class PrefillInstance:
                           num_dies=d.num_dies, kv_capacity_tokens=kv_capacity_tokens(d),
                           max_num_batched_tokens=self.engine.max_num_batched_tokens)
 
+    def next_begin(self) -> float | None:
+        """Model time the next batch would begin (None when idle or a batch is in flight)."""
+        if self.batch is not None or not self.engine.waiting:
+            return None
+        return max(self.free_at, self.engine.waiting[0].arrived_at)
+
     def start_batch(self, now: float) -> Batch | None:
         """Take and price the next batch (None when idle or busy).
 
         The batch starts when the instance is free and its first job has arrived, and packs
         only the jobs that had arrived by then: a job that reached a late worker in the same
         moment as a later one is still batched as the model's timeline says."""
-        if self.batch is not None or not self.engine.waiting:
+        begin = self.next_begin()
+        if begin is None:
             return None
-        begin = max(self.free_at, self.engine.waiting[0].arrived_at)
         jobs = tuple(self.engine.next_batch(arrived_by=begin))
         timing = prefill_time(PrefillBatch(tuple(j.num_prompt_tokens for j in jobs),
                                            tuple(j.num_cached_tokens for j in jobs),

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from supernode.engine.registry import WorkerKind
+
 
 class RequestStatus(str, Enum):
     QUEUED = "queued"
@@ -62,6 +64,8 @@ class Request:
     seed: int
     arrived_at: float
     ignore_eos: bool = False
+    model: str = ""
+    """The served model it asks for ("": the primary); only instances holding it serve it."""
     cache_namespace: str = ""
     prompt_token_ids: list[int] | None = None
     block_keys: tuple[bytes, ...] = ()
@@ -103,6 +107,10 @@ class Request:
     """No decode instance had room at the last attempt; it waits in line."""
     admission_epoch: int = 0
     """Counts the request's waits for decode room (a wake-up of an older wait is stale)."""
+    model_deadline: float = float("inf")
+    """Model time after which a request still waiting for a switch to its model fails."""
+    waiting_for_model: WorkerKind | None = None
+    """The pool it waits in for an instance to switch to its model."""
     decode_reserved: bool = False
     """The decode instance `decode_worker_id` holds a KV reservation for this request."""
     finished_on_decode: bool = False

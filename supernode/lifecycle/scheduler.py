@@ -4,7 +4,11 @@ The live scheduler (services/scheduler/flow.py: gRPC, HTTP) and the simulator
 (supernode/sim/driver.py: events in virtual time) carry out the same sequence, asking this
 class at each step; neither decides anything of its own:
 
-  accept (no pool: 503; can never fit: 400; would wait too long: 429) ->
+  accept (unknown model: 404; no pool: 503; can never fit: 400; would wait too long: 429) ->
+  [several served models] before each pool, `model_wait`: no instance there holds the
+      request's model -> it waits in that model's line while one switches to it
+      (supernode.lifecycle.models; `on_switch` tells the driver to carry the switch out,
+      `on_worker_update` hears of its end) ->
   [needs_decode] decode admission: `decode_order` -> reserve -> admitted | refused; none
       admitted: the request joins the FIFO of requests waiting for decode room
       (`next_admission_at`): only its head tries again, when decode KV is freed (the driver's
@@ -29,6 +33,7 @@ from supernode.engine.decode import DecodeRequest
 from supernode.engine.registry import WorkerInfo, WorkerKind, WorkerRegistry
 from supernode.lifecycle.admission import LoadShedder
 from supernode.lifecycle.errors import RequestFailed, RequestTimedOut
+from supernode.lifecycle.models import ModelStage, ModelSwitch, SwitchDone
 from supernode.lifecycle.request import Request, RequestStatus
 from supernode.lifecycle.routing import Router
 from supernode.policy import make_policy
@@ -53,19 +58,25 @@ class Lifecycle:
     """The scheduler's decisions and bookkeeping, over a live `WorkerRegistry`.
 
     `on_turn(request, now)` is how the lifecycle tells the driver that a request waiting for
-    decode room should try again now (the live flow wakes its task, the simulator schedules
-    its retry)."""
+    decode room, or for a switch to its model, should try again now (the live flow wakes its
+    task, the simulator schedules its retry). `on_switch(switch, now)` tells it to have an
+    instance switch models (`ModelSwitch`)."""
 
     def __init__(self, config: ClusterConfig, registry: WorkerRegistry,
-                 on_turn: Callable[[Request, float], None] = lambda request, now: None) -> None:
+                 on_turn: Callable[[Request, float], None] = lambda request, now: None,
+                 on_switch: Callable[[ModelSwitch, float], None] = lambda switch, now: None
+                 ) -> None:
         self.limits = config.scheduler
         self.on_turn = on_turn
+        self.on_switch = on_switch
         self.registry = registry
+        self.models = ModelStage(config, registry, lambda r, now: self.on_turn(r, now),
+                                 lambda switch, now: self.on_switch(switch, now))
         cache = config.cache
         local = cache.enabled and uses_local_cache(config.routing_policy)
         self.router = Router(registry, make_policy(config.routing_policy),
                              make_policy(config.routing_policy),
-                             cache.block_size if local else 0)
+                             cache.block_size if local else 0, self.models)
         prefill = instance_deployment(config, "prefill")
         self.shedder = LoadShedder(self.limits, prefill, prefill_token_budget(config, prefill))
         self.overcommitted = bool(check_memory(config))
@@ -82,11 +93,14 @@ class Lifecycle:
 
     # ---- arrival
     def accept(self, request: Request, now: float, timeout_s: float | None = None) -> None:
-        """Admit `request` to the system or raise NoWorkers, RequestTooLarge or Overloaded."""
+        """Admit `request` to the system or raise UnknownModel, NoWorkers, RequestTooLarge or
+        Overloaded."""
+        request.model = self.models.model(request.model).name
         self.router.check_pools()
         self.router.check_fits(request)
+        self.shedder.num_waiting_model = self.models.num_waiting
         self.shedder.check(request.num_prompt_tokens,
-                           self.registry.live(WorkerKind.PREFILL), now)
+                           self.models.holders(request.model, WorkerKind.PREFILL), now)
         limits = self.limits
         timeout_s = timeout_s if timeout_s is not None else limits.request_timeout_s
         request.deadline_at = now + timeout_s if timeout_s else float("inf")
@@ -95,10 +109,32 @@ class Lifecycle:
         request.admission_backoff_s = limits.admission_backoff_s
         request.overcommitted = self.overcommitted
         self.active[request.request_id] = request
+        self.models.on_accepted(request, self.needs_decode(request), now)
 
     def needs_decode(self, request: Request) -> bool:
         """A request with one token left needs no decode instance: its prefill samples it."""
         return request.num_remaining > 1
+
+    # ---- several models
+    def model_wait(self, request: Request, kind: WorkerKind, now: float) -> float | None:
+        """Before the `kind` pool: None when an instance there holds the request's model, else
+        the model time to wake at unless `on_turn` comes first (the request waits for a
+        switch). Raises RequestTimedOut or RequestFailed when it may wait no longer."""
+        if self.models.single:
+            return None
+        self.check_deadline(request, now)
+        wake_at = self.models.wait_for(request, kind, now)
+        if wake_at is not None and self._stop_waiting(request):
+            self._next_turn(now)  # out of the decode-room line: its next may go first
+        return wake_at
+
+    def on_worker_update(self, worker_id: str, now: float) -> SwitchDone | None:
+        """A worker registered, changed state or model, or left; the switch it completed."""
+        return self.models.on_worker_update(worker_id, now)
+
+    def on_switch_failed(self, worker_id: str, now: float) -> ModelSwitch | None:
+        """The driver could not carry out the worker's switch; the switch it was."""
+        return self.models.on_switch_failed(worker_id, now)
 
     # ---- decode admission
     def decode_order(self, request: Request) -> Iterator[WorkerInfo]:
@@ -114,6 +150,7 @@ class Lifecycle:
         request.decode_worker_id = worker.worker_id
         request.decode_reserved = True
         self.router.on_decode_chosen(request, worker)
+        self.models.on_routed(request, worker, now)
 
     def on_admit_refused(self, request: Request, worker: WorkerInfo) -> None:
         self.registry.add_inflight(worker.worker_id, -1)
@@ -132,6 +169,7 @@ class Lifecycle:
         self.check_deadline(request, now)
         if now >= request.admission_deadline:
             raise RequestFailed("no decode instance had KV room within the admission wait")
+        self.models.left(request, WorkerKind.DECODE, now)
         if not request.waiting_for_decode:
             request.waiting_for_decode = True
             self.waiting[request.request_id] = request
@@ -150,6 +188,7 @@ class Lifecycle:
         request.status = RequestStatus.PREFILLING
         request.prefill_worker_id = worker.worker_id
         self.registry.add_inflight(worker.worker_id, +1)
+        self.models.on_routed(request, worker, now)
         self.shedder.on_prefill_sent(worker.worker_id, self._prefill_len(request), now)
         return worker
 
@@ -247,6 +286,7 @@ class Lifecycle:
         """The request is over: its final status. Frees the scheduler's accounting; the driver
         frees the decode reservation when this returns True from `forget_decode` first."""
         self.active.pop(request.request_id, None)
+        self.models.forget(request, now)
         if request.status is RequestStatus.PREFILLING and request.prefill_worker_id:
             self._prefill_ended(request)
         if self._stop_waiting(request):

@@ -88,7 +88,13 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, simulate every rate, report; 0 when any request completed, 1 otherwise."""
+    """Parse, simulate every rate, report; 0 when any request completed, 1 otherwise.
+    `supernode sim models ...` runs the model-caching experiment instead (cli_models)."""
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] == ["models"]:
+        from supernode.sim import cli_models
+
+        return cli_models.main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)

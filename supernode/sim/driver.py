@@ -6,9 +6,11 @@ The same sequence as the live scheduler (services/scheduler/flow.py), every deci
 (`AdmissionRetry` events while no instance has room) -> choose a prefill instance, look the
 prefix up in its cache -> `PrefillQueued` once the fetch is done -> batches
 (`PrefillBatchDone`) -> `KvArrived` per request (the client's first token) -> decode steps
-(`DecodeStepDone`) -> the end. Workers are the live ones' engines and models
-(`PrefillInstance`, `DecodeInstance`); routing policies see their load as if heartbeats were
-instant.
+(`DecodeStepDone`) -> the end. With several served models, a request waits before each pool
+that lacks its model (`AdmissionRetry` again) while an instance switches (supernode.sim.models:
+start-up loads, switches, `LoadCheck` / `LoadDone` events). Workers are the live ones' engines
+and models (`PrefillInstance`, `DecodeInstance`); routing policies see their load as if
+heartbeats were instant.
 
 Cost: a decode step costs O(1 + requests joining or leaving), not O(batch); per-request token
 data is produced only when `detailed` (then each step is O(batch)).
@@ -21,17 +23,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from supernode.config import ClusterConfig
-from supernode.deployment import build_decode_engine, instance_deployment, prefill_token_budget
-from supernode.engine.prefill import PrefillEngine, PrefillJob
-from supernode.engine.registry import WorkerLoad, WorkerRegistry
-from supernode.lifecycle.cache import cache_source, stores_decode_kv
-from supernode.lifecycle.decode import DecodeInstance, Step
+from supernode.deployment import ServedModel, instance_deployment
+from supernode.engine.prefill import PrefillJob
+from supernode.engine.registry import WorkerKind, WorkerLoad, WorkerRegistry
+from supernode.lifecycle.cache import stores_decode_kv
+from supernode.lifecycle.decode import Step
 from supernode.lifecycle.errors import LifecycleError
+from supernode.lifecycle.models import SwitchDone
 from supernode.lifecycle.prefill import Batch, PrefillInstance
 from supernode.lifecycle.request import Request
 from supernode.lifecycle.scheduler import Lifecycle, PrefillResult
 from supernode.sim.cache import SimPrefixCache, build_caches
 from supernode.sim.kernel import Scheduled
+from supernode.sim.models import SimModels
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,13 @@ class Observer:
 
     def on_done(self, request: Request, now: float) -> Iterator[Scheduled]: ...
 
+    def on_model_loaded(self, worker_id: str, model: ServedModel, source: str,
+                        started_at: float, now: float) -> None:
+        """An instance finished loading `model` from `source` (its start-up or a switch)."""
+
+    def on_switch_done(self, done: SwitchDone, source: str) -> None:
+        """An instance is ready with the model it switched to (it loaded from `source`)."""
+
 
 @dataclass
 class _Prefill:
@@ -104,28 +115,39 @@ class SimCluster:
         self.detailed = detailed
         self.registry = WorkerRegistry(lease_s=float("inf"))
         self._turns: list[Scheduled] = []
-        self.lifecycle = Lifecycle(config, self.registry, self._on_turn)
+        self.lifecycle = Lifecycle(config, self.registry, self._on_turn,
+                                   lambda switch, now: self.models.on_switch(switch, now))
+        self.models = SimModels(self)
         prefill = instance_deployment(config, "prefill")
         kv_per_token = prefill.model.kv_bytes_per_token(prefill.kv_dtype)
-        budget = prefill_token_budget(config, prefill)
-        self.prefills = {
-            f"prefill-{i}": _Prefill(PrefillInstance(PrefillEngine(budget), prefill,
-                                                     cache_source(config)), cache)
-            for i, cache in enumerate(build_caches(config, kv_per_token))}
-        decode = instance_deployment(config, "decode")
-        self.decodes = {f"decode-{i}": DecodeInstance(build_decode_engine(config, decode), decode)
+        m = self.models
+        self.prefills = {f"prefill-{i}": _Prefill(m.new_prefill(m.first_model(i)), cache)
+                         for i, cache in enumerate(build_caches(config, kv_per_token))}
+        self.decodes = {f"decode-{i}": m.new_decode(m.first_model(i))
                         for i in range(config.num_decode)}
         self.store_decode_kv = stores_decode_kv(config)
-        for worker_id, p in self.prefills.items():
-            self.registry.register(p.instance.info(worker_id, "sim"), 0.0)
-        for worker_id, d in self.decodes.items():
-            self.registry.register(d.info(worker_id, "sim"), 0.0)
+        loading = config.model_load.enabled
+        for i, worker_id in enumerate(self.prefills):
+            m.register(worker_id, m.first_model(i), loading)
+        for i, worker_id in enumerate(self.decodes):
+            m.register(worker_id, m.first_model(i), loading)
 
     def handlers(self) -> dict[type, Callable[[float, object], Iterator[Scheduled]]]:
         return {RequestSent: self.on_sent, AdmissionRetry: self.on_admission_retry,
                 PrefillQueued: self.on_prefill_queued, PrefillBatchDone: self.on_batch_done,
                 KvArrived: self.on_kv_arrived, DecodeStepDone: self.on_step_done,
-                DeadlineReached: self.on_deadline}
+                DeadlineReached: self.on_deadline, **self.models.handlers()}
+
+    def start(self, now: float = 0.0) -> Iterator[Scheduled]:
+        """The run's first events: instances loading their models (when loads are modelled)."""
+        yield from self.models.start(now)
+
+    def drain_turns(self) -> Iterator[Scheduled]:
+        yield from self._drain_turns()
+
+    def schedule_soon(self, event: Scheduled) -> None:
+        """An event a lifecycle callback asks for; handlers pass it on (`_drain_turns`)."""
+        self._turns.append(event)
 
     # ---- handlers
     def on_sent(self, now: float, event: RequestSent) -> Iterator[Scheduled]:
@@ -141,9 +163,14 @@ class SimCluster:
 
     def on_admission_retry(self, now: float, event: AdmissionRetry) -> Iterator[Scheduled]:
         request = event.request
-        if request.waiting_for_decode and event.epoch == request.admission_epoch:
-            self.lifecycle.retry_admission(request, now)
-            yield from self._admit(request, now)
+        if event.epoch == request.admission_epoch and request.request_id in self.lifecycle.active:
+            pool = request.waiting_for_model
+            if pool is WorkerKind.PREFILL:
+                self.lifecycle.retry_admission(request, now)
+                yield from self._prefill(request, now)
+            elif pool is WorkerKind.DECODE or request.waiting_for_decode:
+                self.lifecycle.retry_admission(request, now)
+                yield from self._admit(request, now)
         yield from self._drain_turns()
 
     def on_prefill_queued(self, now: float, event: PrefillQueued) -> Iterator[Scheduled]:
@@ -189,6 +216,7 @@ class SimCluster:
         request = event.request
         finish = self.lifecycle.on_prefill_done(request, event.result, now)
         self.observer.on_first_token(request, now)
+        yield from self.models.after_work(request.prefill_worker_id, now)
         if finish is not None or request.decode_worker_id is None:
             request.finish_reason = finish or "length"
             yield from self._end(request, now)
@@ -221,6 +249,8 @@ class SimCluster:
     def _admit(self, request: Request, now: float) -> Iterator[Scheduled]:
         lc = self.lifecycle
         if lc.needs_decode(request):
+            if (yield from self._wait_for_model(request, WorkerKind.DECODE, now)):
+                return
             for worker in lc.decode_order(request):
                 decode = self.decodes[worker.worker_id]
                 if not decode.admit(lc.decode_request(request)):
@@ -240,7 +270,27 @@ class SimCluster:
                 return
         yield from self._prefill(request, now)
 
+    def _wait_for_model(self, request: Request, kind: WorkerKind, now: float
+                        ) -> Iterator[Scheduled]:
+        """True (the generator's value) when the request waits for a switch to its model
+        before pool `kind`, or has failed waiting."""
+        try:
+            wake_at = self.lifecycle.model_wait(request, kind, now)
+        except LifecycleError as e:
+            decode_id = request.decode_worker_id
+            if decode_id is not None and self.lifecycle.forget_decode(request, decode_id, now):
+                self.decodes[decode_id].abort(request.request_id)
+            yield from self._fail(request, now, _http_error(e))
+            return True
+        if wake_at is None:
+            return False
+        yield wake_at, AdmissionRetry(request, request.admission_epoch)
+        yield from self._drain_turns()
+        return True
+
     def _prefill(self, request: Request, now: float) -> Iterator[Scheduled]:
+        if (yield from self._wait_for_model(request, WorkerKind.PREFILL, now)):
+            return
         worker_id = self.lifecycle.choose_prefill(request, now).worker_id
         p = self.prefills[worker_id]
         num_cached = 0
@@ -256,12 +306,16 @@ class SimCluster:
         self._publish_prefill(worker_id)
         if batch is not None:
             yield batch.done_at, PrefillBatchDone(worker_id)
+        else:
+            yield from self.models.after_work(worker_id, now)
 
     def _next_step(self, now: float, worker_id: str) -> Iterator[Scheduled]:
         step = self.decodes[worker_id].start_step(now)
         self._publish_decode(worker_id)
         if step is not None:
             yield step.done_at, DecodeStepDone(worker_id)
+        else:
+            yield from self.models.after_work(worker_id, now)
 
     def _on_turn(self, request: Request, now: float) -> None:
         self._turns.append((now, AdmissionRetry(request, request.admission_epoch)))
@@ -273,6 +327,7 @@ class SimCluster:
     def _end(self, request: Request, now: float) -> Iterator[Scheduled]:
         self.lifecycle.release(request, now)
         yield from self._drain_turns()
+        yield from self._after_request(request, now)
         if self.store_decode_kv and request.finish_reason in ("stop", "length"):
             cache = self.prefills[request.prefill_worker_id].cache
             if cache is not None:
@@ -284,7 +339,13 @@ class SimCluster:
         request.error = error
         self.lifecycle.release(request, now)
         yield from self._drain_turns()
+        yield from self._after_request(request, now)
         yield from self.observer.on_done(request, now)
+
+    def _after_request(self, request: Request, now: float) -> Iterator[Scheduled]:
+        """The request no longer holds its instances: a switch waiting for them may begin."""
+        yield from self.models.after_work(request.decode_worker_id, now)
+        yield from self.models.after_work(request.prefill_worker_id, now)
 
     def _publish_prefill(self, worker_id: str) -> None:
         """What the instance's heartbeat would say, as of now: policies see fresh loads."""

@@ -4,8 +4,9 @@ Arrivals follow loadgen exactly (the same offsets for the same seed; a request w
 `max_concurrency` slot as the client would). Everything is in model seconds: the schedule's
 offsets are model seconds, as they are for `supernode bench`, and results are reported in model
 seconds, as `supernode bench --speedup S` reports them against `supernode up --speedup S`. The
-config's `speedup` therefore changes nothing here. Warm-up requests are not simulated: a
-simulation has no cold start.
+config's `speedup` therefore changes nothing here. Warm-up requests are not simulated. With
+`model_load.source` other than 'skip' the instances load their model first, as live ones do
+(requests meanwhile get 503).
 
 Memory stays flat however long the run: samples are streamed (one is made when it is released),
 each request lives only while in flight, and what the report needs is reduced as requests end
@@ -183,6 +184,8 @@ def simulate(config: ClusterConfig, samples: Iterator[SampleRequest] | list[Samp
                      on_result, detailed)
     cluster = SimCluster(config, client, detailed)
     loop = EventLoop({**cluster.handlers(), RequestReleased: client.on_released})
+    for event in cluster.start():
+        loop.schedule(*event)
     first = client.next_release()
     if first is not None:
         loop.schedule(*first)

@@ -114,7 +114,7 @@ class ModelLoadStatus(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., source: _Optional[str] = ..., estimated_s: _Optional[float] = ..., load_s: _Optional[float] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("worker_id", "kind", "address", "shape", "capacity", "metrics_address", "state", "model_load")
+    __slots__ = ("worker_id", "kind", "address", "shape", "capacity", "metrics_address", "state", "model_load", "model")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class RegisterRequest(_message.Message):
     METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODEL_LOAD_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     kind: WorkerKind
     address: str
@@ -131,7 +132,8 @@ class RegisterRequest(_message.Message):
     metrics_address: str
     state: WorkerState
     model_load: ModelLoadStatus
-    def __init__(self, worker_id: _Optional[str] = ..., kind: _Optional[_Union[WorkerKind, str]] = ..., address: _Optional[str] = ..., shape: _Optional[_Union[InstanceShape, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ..., metrics_address: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., model_load: _Optional[_Union[ModelLoadStatus, _Mapping]] = ...) -> None: ...
+    model: str
+    def __init__(self, worker_id: _Optional[str] = ..., kind: _Optional[_Union[WorkerKind, str]] = ..., address: _Optional[str] = ..., shape: _Optional[_Union[InstanceShape, _Mapping]] = ..., capacity: _Optional[_Union[Capacity, _Mapping]] = ..., metrics_address: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., model_load: _Optional[_Union[ModelLoadStatus, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("heartbeat_interval_s", "lease_s", "lease_token")
@@ -144,18 +146,20 @@ class RegisterResponse(_message.Message):
     def __init__(self, heartbeat_interval_s: _Optional[float] = ..., lease_s: _Optional[float] = ..., lease_token: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "load", "state", "model_load", "lease_token")
+    __slots__ = ("worker_id", "load", "state", "model_load", "model", "lease_token")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODEL_LOAD_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     load: Load
     state: WorkerState
     model_load: ModelLoadStatus
+    model: str
     lease_token: str
-    def __init__(self, worker_id: _Optional[str] = ..., load: _Optional[_Union[Load, _Mapping]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., model_load: _Optional[_Union[ModelLoadStatus, _Mapping]] = ..., lease_token: _Optional[str] = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., load: _Optional[_Union[Load, _Mapping]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., model_load: _Optional[_Union[ModelLoadStatus, _Mapping]] = ..., model: _Optional[str] = ..., lease_token: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("known", "faults")
@@ -202,20 +206,22 @@ class Fault(_message.Message):
     def __init__(self, fault_id: _Optional[str] = ..., kind: _Optional[_Union[FaultKind, str]] = ..., plane: _Optional[str] = ..., factor: _Optional[float] = ..., duration_s: _Optional[float] = ..., remaining_s: _Optional[float] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class PrefillRequest(_message.Message):
-    __slots__ = ("request_id", "prompt_token_ids", "cache_namespace", "decode_worker_id", "decode_address", "stage_age_s")
+    __slots__ = ("request_id", "prompt_token_ids", "cache_namespace", "decode_worker_id", "decode_address", "stage_age_s", "model")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     CACHE_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     DECODE_WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     DECODE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     STAGE_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
     cache_namespace: str
     decode_worker_id: str
     decode_address: str
     stage_age_s: float
-    def __init__(self, request_id: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., cache_namespace: _Optional[str] = ..., decode_worker_id: _Optional[str] = ..., decode_address: _Optional[str] = ..., stage_age_s: _Optional[float] = ...) -> None: ...
+    model: str
+    def __init__(self, request_id: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., cache_namespace: _Optional[str] = ..., decode_worker_id: _Optional[str] = ..., decode_address: _Optional[str] = ..., stage_age_s: _Optional[float] = ..., model: _Optional[str] = ...) -> None: ...
 
 class PrefillResponse(_message.Message):
     __slots__ = ("num_prompt_tokens", "num_cached_tokens", "queue_s", "compute_s", "cache_fetch_s", "transfer_s", "kv_num_bytes")
@@ -248,7 +254,7 @@ class AbortResponse(_message.Message):
     def __init__(self, found: _Optional[bool] = ...) -> None: ...
 
 class AdmitRequest(_message.Message):
-    __slots__ = ("request_id", "num_prompt_tokens", "max_tokens", "num_generated", "seed", "ignore_eos", "subscriber_id", "choices")
+    __slots__ = ("request_id", "num_prompt_tokens", "max_tokens", "num_generated", "seed", "ignore_eos", "subscriber_id", "choices", "model")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +263,7 @@ class AdmitRequest(_message.Message):
     IGNORE_EOS_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     CHOICES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     num_prompt_tokens: int
     max_tokens: int
@@ -265,7 +272,8 @@ class AdmitRequest(_message.Message):
     ignore_eos: bool
     subscriber_id: str
     choices: _containers.RepeatedCompositeFieldContainer[ChoiceProgress]
-    def __init__(self, request_id: _Optional[str] = ..., num_prompt_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., num_generated: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., subscriber_id: _Optional[str] = ..., choices: _Optional[_Iterable[_Union[ChoiceProgress, _Mapping]]] = ...) -> None: ...
+    model: str
+    def __init__(self, request_id: _Optional[str] = ..., num_prompt_tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., num_generated: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., subscriber_id: _Optional[str] = ..., choices: _Optional[_Iterable[_Union[ChoiceProgress, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ChoiceProgress(_message.Message):
     __slots__ = ("index", "num_generated")
@@ -344,6 +352,26 @@ class StreamTokensRequest(_message.Message):
     SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
     subscriber_id: str
     def __init__(self, subscriber_id: _Optional[str] = ...) -> None: ...
+
+class SwitchModelRequest(_message.Message):
+    __slots__ = ("model", "local_dram", "expected_source", "estimated_s")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_DRAM_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_S_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    local_dram: bool
+    expected_source: str
+    estimated_s: float
+    def __init__(self, model: _Optional[str] = ..., local_dram: _Optional[bool] = ..., expected_source: _Optional[str] = ..., estimated_s: _Optional[float] = ...) -> None: ...
+
+class SwitchModelResponse(_message.Message):
+    __slots__ = ("accepted", "reason")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
     __slots__ = ("namespace", "block_keys")

@@ -502,6 +502,78 @@ class DecodeService:
             _registered_method=True)
 
 
+class WorkerServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SwitchModel = channel.unary_unary(
+                '/supernode.v1.WorkerService/SwitchModel',
+                request_serializer=supernode_dot_v1_dot_supernode__pb2.SwitchModelRequest.SerializeToString,
+                response_deserializer=supernode_dot_v1_dot_supernode__pb2.SwitchModelResponse.FromString,
+                _registered_method=True)
+
+
+class WorkerServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def SwitchModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_WorkerServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SwitchModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchModel,
+                    request_deserializer=supernode_dot_v1_dot_supernode__pb2.SwitchModelRequest.FromString,
+                    response_serializer=supernode_dot_v1_dot_supernode__pb2.SwitchModelResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'supernode.v1.WorkerService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('supernode.v1.WorkerService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class WorkerService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def SwitchModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/supernode.v1.WorkerService/SwitchModel',
+            supernode_dot_v1_dot_supernode__pb2.SwitchModelRequest.SerializeToString,
+            supernode_dot_v1_dot_supernode__pb2.SwitchModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class EmsServiceStub:
     """Missing associated documentation comment in .proto file."""
 

@@ -35,3 +35,12 @@ def test_abort_removes_a_queued_job() -> None:
     e = PrefillEngine(100)
     e.add(PrefillJob("a", 10))
     assert e.abort("a") and not e.abort("a") and e.next_batch() == []
+
+
+def test_a_job_queues_in_order_of_arrival() -> None:
+    """A job that reached the worker after a later one takes its place by `arrived_at`."""
+    e = PrefillEngine(max_num_batched_tokens=10_000)
+    for request_id, at in (("a", 1.0), ("c", 3.0), ("b", 2.0), ("z", 0.5), ("d", 3.0)):
+        e.add(PrefillJob(request_id, 100, 0, at))
+    assert [j.request_id for j in e.waiting] == ["z", "a", "b", "c", "d"]
+    assert [j.request_id for j in e.next_batch(arrived_by=2.0)] == ["z", "a", "b"]

@@ -98,3 +98,31 @@ def test_a_draining_worker_leaves_routing_whatever_its_state() -> None:
     assert r.heartbeat("d0", WorkerLoad(), 1.0, WorkerState.READY)
     assert r.live(WorkerKind.DECODE) == []
     assert [w.worker_id for w in r.registered(WorkerKind.DECODE)] == ["d0", "d1"]
+
+
+def test_a_switching_worker_leaves_routing_until_ready_with_its_new_model() -> None:
+    """begin_switch takes the worker out of routing at once; registering again loading the
+    new model keeps it out; a heartbeat ready with that model ends the switch."""
+    r = WorkerRegistry(10.0)
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1", model="A"), 0.0)
+    assert r.begin_switch("d0", "B") and not r.begin_switch("nobody", "B")
+    assert r.live(WorkerKind.DECODE) == [] and [w.worker_id for w in
+                                               r.switching(WorkerKind.DECODE)] == ["d0"]
+    r.heartbeat("d0", WorkerLoad(), 1.0, WorkerState.READY, model="A")  # still draining A
+    assert r.get("d0").switching_to == "B"
+    r.register(WorkerInfo("d0", WorkerKind.DECODE, "a:1", model="B",
+                          state=WorkerState.LOADING), 2.0)
+    assert r.get("d0").switching_to == "B" and r.live(WorkerKind.DECODE) == []
+    r.heartbeat("d0", WorkerLoad(), 3.0, WorkerState.READY, model="B")
+    info = r.get("d0")
+    assert (info.model, info.switching_to) == ("B", "")
+    assert r.live(WorkerKind.DECODE) == [info]
+
+
+def test_an_ended_switch_puts_the_worker_back_with_its_model() -> None:
+    """end_switch (a refused or failed switch) routes to the worker again, model unchanged."""
+    r = WorkerRegistry(10.0)
+    r.register(WorkerInfo("p0", WorkerKind.PREFILL, "a:1", model="A"), 0.0)
+    r.begin_switch("p0", "B")
+    r.end_switch("p0")
+    assert [(w.worker_id, w.model) for w in r.live(WorkerKind.PREFILL)] == [("p0", "A")]

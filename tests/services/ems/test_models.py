@@ -191,3 +191,17 @@ async def test_a_redis_pool_keeps_models_across_an_ems_restart(start_ems, ems_re
     assert (await second.stub.ModelStatus(image(), timeout=TIMEOUT_S)).cached
     plan, blocks, _ = await load(second)
     assert plan.source == "ems" and len(blocks) == plan.num_blocks
+
+
+async def test_a_load_during_a_prefetch_waits_for_it_then_reads_ems(start_ems) -> None:
+    """A load of an image EMS is prefetching does not read OBS beside it: it waits for the
+    prefetch, then streams the image from EMS (the paper's cold start with EMS)."""
+    ems = await start(start_ems, backend="memory")
+    started = time.monotonic()
+    assert (await ems.stub.PrefetchModel(image(), timeout=TIMEOUT_S)).started
+    plan, blocks, done = await load(ems)
+    waited_s = (time.monotonic() - started) * SPEEDUP
+    assert plan.source == "ems" and len(blocks) == plan.num_blocks > 0
+    prefetch_s = plan_time(prefetch_plan(DEPLOYMENT)).total_s
+    assert waited_s >= prefetch_s + done.load_s
+    assert done.load_s == pytest.approx(load_time(DEPLOYMENT, "ems").total_s, rel=0.05)

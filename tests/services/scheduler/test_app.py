@@ -1,5 +1,5 @@
 """The scheduler's HTTP app composed, in process: a batch is accepted whole or refused whole,
-and the middleware order (API keys before body limits)."""
+the middleware order (API keys before body limits), several served models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.credentials import Credentials
 from services.scheduler import auth
-from services.scheduler.app import FrontEnd, build_app
+from services.scheduler.app import FrontEnd, ServedModelCard, build_app
 from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
 from services.scheduler.metrics import SchedulerMetrics
@@ -79,3 +79,26 @@ async def test_an_unauthenticated_request_is_refused_before_its_body_is_read() -
                                   headers={"authorization": "Bearer k-a"})
     assert stranger.status_code == 401, stranger.text
     assert known.status_code == 413, known.text
+
+
+async def test_every_served_model_is_listed_and_answers_with_its_own_limits() -> None:
+    """With several served models, /v1/models lists each, /v1/models/{id} and /tokenize
+    answer with the named model's context length (the primary's without a name), and an
+    unknown name is a 404 in OpenAI's error JSON."""
+    fe = front_end()
+    fe.models = {"deepseek-r1": ServedModelCard("deepseek-r1", "deepseek-r1@v1", 4096),
+                 "qwen3-235b-a22b": ServedModelCard("qwen3-235b-a22b", "qwen3-235b-a22b@v1",
+                                                    2048)}
+    async with client_for(fe) as client:
+        listed = (await client.get("/v1/models")).json()["data"]
+        qwen = (await client.get("/v1/models/qwen3-235b-a22b")).json()
+        by_name = (await client.post("/tokenize", json={"model": "qwen3-235b-a22b",
+                                                        "prompt": "hello"})).json()
+        primary = (await client.post("/tokenize", json={"prompt": "hello"})).json()
+        unknown = await client.post("/tokenize", json={"model": "nope", "prompt": "hello"})
+    assert [(m["id"], m["root"], m["max_model_len"]) for m in listed] == [
+        ("deepseek-r1", "deepseek-r1@v1", 4096), ("qwen3-235b-a22b", "qwen3-235b-a22b@v1", 2048)]
+    assert qwen["id"] == "qwen3-235b-a22b" and qwen["max_model_len"] == 2048
+    assert by_name["max_model_len"] == 2048 and primary["max_model_len"] == 4096
+    assert by_name["tokens"] == primary["tokens"]  # one tokenizer: the primary model's
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"

@@ -38,7 +38,8 @@ def front_end(credentials: Credentials) -> FrontEnd:
     flow = RequestFlow(Lifecycle(ClusterConfig(), registry), TokenStreams("test"),
                        WallClock(1.0), metrics)
     return FrontEnd(model_name=MODEL, max_model_len=4096,
-                    tokenizer=make_tokenizer(None, 129_280, MODEL), flow=flow, registry=registry, metrics=metrics, prometheus=prometheus,
+                    tokenizer=make_tokenizer(None, 129_280, MODEL), flow=flow,
+                    registry=registry, metrics=metrics, prometheus=prometheus,
                     created=0, faults=FaultBook(registry, prometheus),
                     expected_workers={WorkerKind.PREFILL: 1, WorkerKind.DECODE: 1},
                     instance_id="test", api_keys=auth.ApiKeys(credentials))

@@ -32,6 +32,7 @@ class Scheduler:
     registry: WorkerRegistry
     prometheus: CollectorRegistry
     address: str
+    servicer: RegistryServicer
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ async def scheduler() -> AsyncIterator[Scheduler]:
     server = await start_grpc_server(
         [lambda s: pb_grpc.add_RegistryServiceServicer_to_server(servicer, s)],
         "127.0.0.1", 0, cluster_token=TOKEN)
-    yield Scheduler(server, registry, prometheus, f"127.0.0.1:{server.port}")
+    yield Scheduler(server, registry, prometheus, f"127.0.0.1:{server.port}", servicer)
     await server.stop(0)
     await streams.close()
 
@@ -209,5 +210,35 @@ async def test_registrar_drains_then_leaves(scheduler: Scheduler) -> None:
         assert scheduler.registry.holder("prefill-l", time.monotonic()).draining
         await registrar.leave()
         assert scheduler.registry.get("prefill-l") is None
+    finally:
+        await registrar.stop()
+
+
+async def test_a_registrar_switching_models_registers_again_and_the_lifecycle_hears(
+        scheduler: Scheduler) -> None:
+    """The worker's model rides on its registration and heartbeats; `switch_model` registers
+    again at once (loading, with the new shape and capacity), and a ready heartbeat with the
+    new model ends the scheduler's switch. Every change reaches `on_change`."""
+    changes: list[str] = []
+    scheduler.servicer.on_change = changes.append
+    request = registration("decode-s", "10.0.0.9:4")
+    request.model, request.capacity.kv_capacity_tokens = "A", 100
+    registrar = Registrar(scheduler.address, request, pb.Load, cluster_token=TOKEN)
+    registrar.start()
+    try:
+        await asyncio.wait_for(registrar.registered.wait(), 10)
+        assert scheduler.registry.get("decode-s").model == "A" and changes == ["decode-s"]
+        scheduler.registry.begin_switch("decode-s", "B")
+        registrar.switch_model("B", pb.InstanceShape(model="deepseek-r1"),
+                               pb.Capacity(kv_capacity_tokens=200),
+                               pb.ModelLoadStatus(model_id="deepseek-r1@v2"))
+        await until(lambda: scheduler.registry.get("decode-s").model == "B")
+        info = scheduler.registry.get("decode-s")
+        assert (info.state.value, info.kv_capacity_tokens, info.switching_to) == (
+            "loading", 200, "B")
+        registrar.set_state(pb.WORKER_STATE_READY)
+        await until(lambda: scheduler.registry.get("decode-s").state.value == "ready")
+        assert scheduler.registry.get("decode-s").switching_to == ""
+        assert changes.count("decode-s") >= 3
     finally:
         await registrar.stop()
