@@ -224,6 +224,9 @@ class ApiConfig:
     """Characters per stop string."""
     max_batch_prompts: int = 256
     """Prompts in one batched /v1/completions request."""
+    max_n: int = 128
+    """Choices per prompt (`n`, parallel sampling); each is a decode sequence, so a decode
+    instance's batch cap also bounds it (400 beyond either)."""
     max_logprobs: int = 20
     """Most `logprobs` / `top_logprobs` alternatives per token (vLLM's default max_logprobs)."""
     max_tools: int = 128
@@ -234,7 +237,7 @@ class ApiConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_json_depth", "max_json_objects", "max_stop_strings",
-                     "max_stop_string_chars", "max_batch_prompts", "max_tools"):
+                     "max_stop_string_chars", "max_batch_prompts", "max_n", "max_tools"):
             if getattr(self, name) < 1:
                 raise ValueError(f"api.{name} must be >= 1, got {getattr(self, name)}")
         if not self.body_read_timeout_s > 0:

@@ -21,7 +21,7 @@ from services.scheduler import auth
 from services.scheduler.admin import InjectedFailures, admin_router
 from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
-from services.scheduler.generation import generate, new_job
+from services.scheduler.generation import generate, new_jobs
 from services.scheduler.health import health_report, ready_report
 from services.scheduler.info_routes import add_info_routes
 from services.scheduler.limits import BodyLimits
@@ -159,11 +159,12 @@ def build_app(fe: FrontEnd) -> FastAPI:
             else:
                 check_token_ids(prompt, fe.tokenizer.vocab_size)
                 tokens = prompt
-            job = new_job(fe, request, body, tokens, body.max_tokens, index)
+            choices = new_jobs(fe, request, body, tokens, body.max_tokens, index * body.n)
             if body.echo:
-                job.echo_text = prompt if isinstance(prompt, str) else \
-                    fe.tokenizer.decode(prompt)
-            jobs.append(job)
+                echo = prompt if isinstance(prompt, str) else fe.tokenizer.decode(prompt)
+                for job in choices:
+                    job.echo_text = echo
+            jobs.extend(choices)
         return await generate(fe, request, COMPLETION, body, jobs)
 
     @app.post("/v1/chat/completions")
@@ -172,8 +173,8 @@ def build_app(fe: FrontEnd) -> FastAPI:
         check_request(body, fe.limits)
         tokens = await chat_ids(fe.tokenizer, fe.limits, fe.chat_template, body.messages,
                                 body.add_generation_prompt)
-        job = new_job(fe, request, body, tokens, body.requested_max_tokens(), 0)
-        return await generate(fe, request, CHAT, body, [job])
+        jobs = new_jobs(fe, request, body, tokens, body.requested_max_tokens(), 0)
+        return await generate(fe, request, CHAT, body, jobs)
 
     return app
 

@@ -97,6 +97,11 @@ class RequestFlow:
                                                   request.cache_namespace))
         self.lifecycle.accept(request, self.clock.now(), timeout_s)
 
+    def end_choice(self, request: Request, index: int, finish_reason: str) -> None:
+        """A choice of a running request ended for the client (a stop string); the request's
+        `run` ends when it was the last."""
+        self.lifecycle.end_choice(request, index, finish_reason)
+
     def discard(self, request: Request) -> None:
         """Forget an accepted request that will never `run` (another choice of its response
         was refused, and the refusal is what the metrics count): nothing was sent for it."""
@@ -125,8 +130,10 @@ class RequestFlow:
                         if isinstance(event, WorkerLost):
                             lost = event
                             break
-                        yield self._on_tokens(request, event)
-                        if request.finished_on_decode:
+                        emitted = self._on_tokens(request, event)
+                        if emitted is not None:
+                            yield emitted
+                        if request.finish_reason is not None:
                             return
                 except _PrefillLost as e:
                     lost = WorkerLost(e.worker_id, str(e))
@@ -263,10 +270,12 @@ class RequestFlow:
         return [Emitted(self._ids(request, 1, c.finish_reason, c.index), c.finish_reason,
                         c.index) for c in choices], finish
 
-    def _on_tokens(self, request: Request, event: TokenEvent) -> Emitted:
+    def _on_tokens(self, request: Request, event: TokenEvent) -> Emitted | None:
+        """The client's tokens of one update (None: its choice had ended for the client)."""
         finish = FINISH_NAMES.get(event.finish_reason)
-        self.lifecycle.on_tokens(request, event.num_tokens, event.elapsed_s, finish,
-                                 event.index)
+        if not self.lifecycle.on_tokens(request, event.num_tokens, event.elapsed_s, finish,
+                                        event.index):
+            return None
         return Emitted(self._ids(request, event.num_tokens, finish, event.index), finish,
                        event.index)
 

@@ -221,9 +221,13 @@ class DetokenizeRequest(BaseModel):
 
 
 def check_request(request: _Common, limits: ApiConfig) -> None:
-    """ApiError(400) for what the emulator refuses: n>1, unsupported fields, limits."""
-    if request.n != 1:
-        raise ApiError(400, "only n=1 is supported", "n")
+    """ApiError(400) for what the emulator refuses: unsupported fields and combinations,
+    limits."""
+    if request.n > limits.max_n:
+        raise ApiError(400, f"n may be at most {limits.max_n}, got {request.n}", "n")
+    if request.n > 1 and (_calls_tools(request) or _formats_json(request)):
+        raise ApiError(400, "n > 1 with tools or a JSON response_format is not supported by "
+                       "this emulator", "n")
     if request.best_of not in (None, 1):
         raise ApiError(400, "'best_of' is not supported by this emulator", "best_of")
     if request.logit_bias:
@@ -258,6 +262,15 @@ def check_request(request: _Common, limits: ApiConfig) -> None:
             if getattr(request, name):
                 raise ApiError(400, f"'{name}' is not supported on chat by this emulator",
                                name)
+
+
+def _calls_tools(request: _Common) -> bool:
+    return (isinstance(request, ChatCompletionRequest) and bool(request.tools)
+            and request.tool_choice != "none")
+
+
+def _formats_json(request: _Common) -> bool:
+    return request.response_format is not None and request.response_format.type != "text"
 
 
 def completion_prompts(prompt: Any, limits: ApiConfig) -> list[str | list[int]]:

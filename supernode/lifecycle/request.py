@@ -43,6 +43,9 @@ class Choice:
     finish_reason: str | None = None
     decode_s: float = 0.0
     """Model seconds from the KV reaching decode to the choice's last token so far."""
+    ended_early: bool = False
+    """It ended for the client (a stop string) before decode ended it: later tokens are not
+    counted, and decode is told to drop it when the request ends."""
 
 
 @dataclass(slots=True, eq=False)

@@ -235,18 +235,21 @@ class Lifecycle:
                              generated, request.seed, request.ignore_eos, choices)
 
     def on_tokens(self, request: Request, num_tokens: int, elapsed_s: float,
-                  finish_reason: str | None, index: int = 0) -> None:
+                  finish_reason: str | None, index: int = 0) -> bool:
         """A decode step gave choice `index` `num_tokens`; `elapsed_s` model seconds since its
         previous ones (the first time: since the KV arrived). The request ends with its last
-        choice."""
-        request.num_output_tokens += num_tokens
+        choice. False when the tokens do not count (the choice had ended for the client)."""
         if request.choices is None:
+            request.num_output_tokens += num_tokens
             request.modelled_decode_s += elapsed_s
             if finish_reason is not None:
                 request.finish_reason = finish_reason
                 request.finished_on_decode = True
-            return
+            return True
         choice = request.choices[index]
+        if choice.finish_reason is not None:
+            return False
+        request.num_output_tokens += num_tokens
         choice.num_tokens += num_tokens
         choice.decode_s += elapsed_s
         request.modelled_decode_s = max(request.modelled_decode_s, choice.decode_s)
@@ -254,7 +257,19 @@ class Lifecycle:
             choice.finish_reason = finish_reason
             if not request.running_choices():
                 request.finish_reason = finish_reason
-                request.finished_on_decode = True
+                # Decode has freed it only if no choice ended early (that one still runs).
+                request.finished_on_decode = not any(c.ended_early for c in request.choices)
+        return True
+
+    def end_choice(self, request: Request, index: int, finish_reason: str) -> None:
+        """Choice `index` ended for the client before decode ended it (a stop string): its
+        later tokens are not counted. With the last choice the request ends."""
+        choice = request.choices[index]
+        if choice.finish_reason is not None:
+            return
+        choice.finish_reason, choice.ended_early = finish_reason, True
+        if not request.running_choices():
+            request.finish_reason = finish_reason
 
     # ---- failures and the end
     def on_worker_lost(self, request: Request, worker_id: str | None, now: float) -> float:

@@ -94,7 +94,7 @@ def test_single_token_request_needs_no_decode(client: openai.OpenAI) -> None:
     ({"model": "gpt-5", "prompt": "x"}, 404, "model"),
     ({"model": MODEL, "prompt": [5] * 163_841}, 400, "messages"),
     ({"model": MODEL, "prompt": "x", "max_tokens": 163_840}, 400, "max_tokens"),
-    ({"model": MODEL, "prompt": "x", "n": 2}, 400, "n"),
+    ({"model": MODEL, "prompt": "x", "n": 129}, 400, "n"),
     ({"model": MODEL, "prompt": [10**9]}, 400, "prompt"),
     ({"model": MODEL, "prompt": "x", "logprobs": 21}, 400, "logprobs"),
     ({"model": MODEL, "prompt": "x", "seed": 2**64}, 400, "seed"),

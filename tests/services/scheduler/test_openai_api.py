@@ -20,7 +20,8 @@ def completion(**fields) -> CompletionRequest:
 
 
 @pytest.mark.parametrize("fields, param", [
-    ({"n": 2}, "n"), ({"best_of": 3}, "best_of"), ({"logit_bias": {"5": 1.0}}, "logit_bias"),
+    ({"n": 129}, "n"), ({"n": 2, "response_format": {"type": "json_object"}}, "n"),
+    ({"best_of": 3}, "best_of"), ({"logit_bias": {"5": 1.0}}, "logit_bias"),
     ({"stop": ["a"] * 5}, "stop"), ({"stop": "x" * 9}, "stop"), ({"logprobs": 21}, "logprobs"),
     ({"suffix": "end"}, "suffix"), ({"min_tokens": 3}, "min_tokens"),
 ])
@@ -66,3 +67,13 @@ def test_chat_top_logprobs_need_logprobs() -> None:
         ChatCompletionRequest.model_validate({**base, "top_logprobs": 2}).num_top_logprobs()
     chat = ChatCompletionRequest.model_validate({**base, "logprobs": True, "top_logprobs": 2})
     assert chat.num_top_logprobs() == 2
+
+
+def test_n_with_tools_is_a_400_unless_tools_are_off() -> None:
+    """Parallel sampling does not combine with planned replies (a tool call may be made)."""
+    base = {"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2,
+            "tools": [{"type": "function", "function": {"name": "f"}}]}
+    with pytest.raises(ApiError) as e:
+        check_request(ChatCompletionRequest.model_validate(base), LIMITS)
+    assert e.value.param == "n"
+    check_request(ChatCompletionRequest.model_validate({**base, "tool_choice": "none"}), LIMITS)
