@@ -23,6 +23,7 @@ import pytest
 
 from services.launcher import Cluster, free_port
 from supernode.config import load_config
+from tests.e2e.running_up import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -69,16 +70,6 @@ def test_up_rejects_bad_flags_naming_them(args: list[str], message: str) -> None
 
 
 UP = [sys.executable, "-m", "supernode.cli.main", "up"]
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
-    """Poll `predicate` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 def health(port: int) -> tuple[int, dict]:
