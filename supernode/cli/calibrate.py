@@ -5,7 +5,8 @@ also ships ``h800.toml`` for the Hopper profiles), fits the calibration
 (``supernode.perf.calib.fit``) and writes it as TOML: to ``fitted-<hardware>.toml`` in the
 working directory by default, to ``--output``, or with ``--update-package`` over the shipped
 ``supernode/perf/fitted/<hardware>.toml`` and those of the profiles that share the fit.
-``--report`` prints the fitted parameters and the accuracy table of ``docs/accuracy.md`` (with
+Every run prints each serving target beside the fitted model's figure;
+``--report`` also prints the fitted parameters and the accuracy table of ``docs/accuracy.md`` (with
 this fit in place of the shipped one) and writes the validation plot to ``--plot``.
 """
 
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in _write(targets, cal, args):
             print(f"wrote {path}")
     rows = serving_rows(targets, cal)
+    _print_targets(targets.hardware, rows)
     if args.report:
         _print_report(targets.hardware, cal, [*targets.shared_with, targets.hardware])
         from supernode.perf.calib.plot import write_plot
@@ -97,6 +99,14 @@ def _write(targets, cal: Calibration, args) -> list[Path]:
         paths.append(_shipped_path(name))
         paths[-1].write_text(calibration_to_toml(shared, header), encoding="utf-8")
     return paths
+
+
+def _print_targets(hardware: str, rows) -> None:
+    """Each serving target beside the fitted model's figure, so a fit shows what it reproduced."""
+    print(f"{hardware} targets (fit: calibrated on; prediction: published, not fitted):")
+    for r in rows:
+        print(f"  {r.group:8} {r.name:36} {r.metric:16} target {r.target:10,.1f}  "
+              f"model {r.model:10,.1f}  {r.error:+6.1%}  {r.kind}")
 
 
 def _shipped_path(hardware: str) -> Path:

@@ -92,3 +92,16 @@ def test_help_works(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0 and "--update-package" in capsys.readouterr().out
+
+
+def test_dry_run_shows_each_target_beside_the_fit(tmp_path, monkeypatch, capsys):
+    """Every run prints what the fit reproduced: the H800 targets within 3%, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--targets", H800, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+    fits = [line for line in out.splitlines() if line.rstrip().endswith(" fit")]
+    assert len(fits) == 2 and all("H800" in line for line in fits)
+    for line in fits:
+        error = float(line.split("%")[0].split()[-1])
+        assert abs(error) <= 3.0
