@@ -27,6 +27,8 @@ import yaml
 
 from services.common.credentials import Credentials
 from supernode.config import ClusterConfig, to_dict
+from supernode.deployment import served_models
+from supernode.lifecycle.models import initial_model
 
 GRPC_PORT = 50051
 METRICS_PORT = 9400
@@ -97,9 +99,13 @@ def ems_spec(config: ClusterConfig, credentials: Credentials, log_level: str) ->
 
 
 def worker_spec(role: str, name: str, config: ClusterConfig, credentials: Credentials,
-                log_level: str, with_ems: bool) -> Spec:
+                log_level: str, with_ems: bool, index: int = 0) -> Spec:
+    """The `index`-th worker of `role`: with several served models it starts with the
+    lifecycle's placement for that index, as under the process runtime."""
     command = ["serve", role, "--port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT),
                "--scheduler", f"scheduler:{GRPC_PORT}", "--worker-id", name]
+    if len(served_models(config)) > 1:
+        command += ["--served-model", initial_model(config, index).name]
     if with_ems:
         command += ["--ems", f"ems:{GRPC_PORT}"]
     return Spec(command, _environment(log_level, credentials), common_files(config, credentials))

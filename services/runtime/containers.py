@@ -181,9 +181,10 @@ class DockerRuntime:
 
     def start_instance(self, role: str, name: str) -> None:
         o = self.options
-        spec = specs.worker_spec(role, name, self.config, o.credentials, o.log_level,
-                                 runs_ems(self.config))
         with self._lock:
+            index = sum(m.role == role for m in self.children)
+            spec = specs.worker_spec(role, name, self.config, o.credentials, o.log_level,
+                                     runs_ems(self.config), index)
             self._create(name, role, spec)
 
     def stop_instance(self, name: str) -> None:

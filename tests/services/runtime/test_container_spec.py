@@ -63,3 +63,14 @@ def test_the_containers_config_is_the_resolved_one_with_the_tokenizer_inside(tmp
     assert b"speedup: 0.5" in files["config.yaml"]
     assert b"tokenizer_path: /run/supernode/tokenizer/tokenizer.json" in files["config.yaml"]
     assert files["tokenizer/tokenizer.json"] == b"{}"
+
+
+def test_with_several_served_models_workers_start_round_robin_as_processes_do() -> None:
+    """The n-th container of a pool starts with the model the process runtime would give it."""
+    config = load_config(None, {"served_models": ["deepseek-r1", "deepseek-r1@v2"]})
+    models = [specs.worker_spec("decode", f"decode-{i}", config, SECRETS, "INFO", False, i)
+              .command for i in range(3)]
+    assert [c[c.index("--served-model") + 1] for c in models] == [
+        "deepseek-r1", "deepseek-r1@v2", "deepseek-r1"]
+    single = specs.worker_spec("decode", "decode-0", load_config(), SECRETS, "INFO", False, 1)
+    assert "--served-model" not in single.command
