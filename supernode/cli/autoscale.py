@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import sys
 from collections.abc import Mapping
 
@@ -204,6 +205,17 @@ def as_json(decision: Decision, outcome: str) -> str:
         "metrics": [p.__dict__ for p in decision.proposals]})
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the loop. Installed explicitly: a process started in the
+    background by a non-interactive shell inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -226,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{p.pool} {p.behavior.min_instances}..{p.behavior.max_instances} on "
               + ", ".join(f"{t.metric}={t.value:g}" for t in p.targets) for p in pools),
           file=sys.stderr, flush=True)
+    stop_on_signals()
     try:
         autoscaler.run(args.interval, args.duration)
     except KeyboardInterrupt:

@@ -34,6 +34,7 @@ from tests.e2e.running_up import (
     Up,
     burst,
     decisions,
+    ignore_sigint,
     running_up,
     wait_for,
     workers,
@@ -178,7 +179,8 @@ def test_autoscale_scales_up_under_a_burst_and_back_down(run: Run, tmp_path: Pat
             [*CLI, "autoscale", "--url", run.up.url, "--target", "decode:waiting=4",
              "--max-decode", "3", "--interval", "1", "--scale-down-window", "5",
              "--scale-up-policy", "2/1", "--scale-down-policy", "2/1", "--duration", "240",
-             "--json"], stdout=sink, stderr=subprocess.STDOUT, env=run.up.env)
+             "--json"], stdout=sink, stderr=subprocess.STDOUT, env=run.up.env,
+            preexec_fn=ignore_sigint)
     try:
         wait_for(lambda: decisions(out), 60, "a first decision")
         results = burst(run.up.url, 64, 250, API_KEY)
@@ -187,7 +189,7 @@ def test_autoscale_scales_up_under_a_burst_and_back_down(run: Run, tmp_path: Pat
                                  for d in decisions(out)) else None, 120, "a scale-down to 1")
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        assert proc.wait(timeout=30) == 0
     print(out.read_text())
     assert all(x["status"] == 200 and x["tokens"] == 250 for x in results)
     assert (scaled[0]["current"], scaled[0]["desired"]) == (1, 3), scaled

@@ -106,6 +106,12 @@ def burst(url: str, n: int, max_tokens: int, api_key: str = "unused") -> list[di
     return asyncio.run(_burst(url, n, max_tokens, api_key))
 
 
+def ignore_sigint() -> None:
+    """A `preexec_fn` giving a child what a shell's background job inherits, SIGINT ignored:
+    a CLI must still stop on Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def decisions(path: Path) -> list[dict[str, Any]]:
     """The JSON decisions `supernode autoscale --json` printed so far."""
     return [json.loads(line) for line in path.read_text().splitlines()

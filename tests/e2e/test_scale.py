@@ -20,6 +20,7 @@ from tests.e2e.running_up import (
     Up,
     burst,
     decisions,
+    ignore_sigint,
     running_up,
     wait_for,
     workers,
@@ -60,14 +61,16 @@ def test_scale_up_registers_and_serves_scale_down_drains(up: Up) -> None:
 def test_autoscale_scales_decode_up_under_a_burst_and_back_down(up: Up, tmp_path: Path) -> None:
     """A burst that queues on the one decode (32 slots, 64 requests): the autoscaler (target 4
     waiting per instance, at most 3) goes 1 -> 3 and, 5 s after the burst, back to 1; every
-    decision carries its inputs, every request completes."""
+    decision carries its inputs, every request completes; SIGINT stops it, even when it was
+    started with SIGINT ignored (a background job)."""
     out = tmp_path / "autoscale.out"
     with open(out, "wb") as sink:
         proc = subprocess.Popen(
             [*CLI, "autoscale", "--url", up.url, "--target", "decode:waiting=4",
              "--max-decode", "3", "--interval", "1", "--scale-down-window", "5",
              "--scale-up-policy", "2/1", "--scale-down-policy", "2/1", "--duration", "120",
-             "--json"], stdout=sink, stderr=subprocess.STDOUT, env=up.env)
+             "--json"], stdout=sink, stderr=subprocess.STDOUT, env=up.env,
+            preexec_fn=ignore_sigint)
     try:
         wait_for(lambda: decisions(out), 30, "a first decision")
         results = burst(up.url, 64, 250)
@@ -76,7 +79,7 @@ def test_autoscale_scales_decode_up_under_a_burst_and_back_down(up: Up, tmp_path
                                  for d in decisions(out)) else None, 90, "a scale-down to 1")
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        assert proc.wait(timeout=30) == 0
     assert all(x["status"] == 200 and x["tokens"] == 250 for x in results)
     first_up = scaled[0]
     assert (first_up["current"], first_up["desired"]) == (1, 3), scaled
