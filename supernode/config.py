@@ -182,7 +182,8 @@ class SchedulerConfig:
     queue); 0: no cap."""
     request_timeout_s: float = 0.0
     """Default per-request deadline: a request still waiting for its first token after this
-    long ends with HTTP 408 / a stream error; 0: none (a request may set its own)."""
+    long ends with HTTP 408 / a stream error; 0: none. (The lifecycle takes a per-request
+    deadline too; the HTTP API has no body field for it.)"""
     switch_policy: str = "lru"
     """Which instance switches to a served model no instance of a pool holds: 'lru' (the one
     routed to least recently) or 'least-loaded' (`supernode.lifecycle.switching`)."""
