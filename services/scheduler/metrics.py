@@ -21,6 +21,7 @@ from services.scheduler.lag import LagMonitor
 from supernode.engine.registry import WorkerKind, WorkerState
 from supernode.lifecycle.models import ModelSwitch, SwitchDone
 from supernode.lifecycle.request import Request, RequestStatus
+from supernode.perf.load import SOURCES as LOAD_SOURCES
 from supernode.v1 import supernode_pb2 as pb
 
 LABELS = ("model_name",)
@@ -124,10 +125,15 @@ class SchedulerMetrics:
         for reason in REJECTION_REASONS:
             self.rejected.labels(**self.labels, reason=reason)
         self.failed.labels(**self.labels, status="503")
+        model = self.labels["model_name"]
         for kind in WorkerKind:
             self.workers.labels(pool=kind.value)
             for state in WorkerState:
                 self.workers_by_state.labels(pool=kind.value, state=state.value)
+            self.switches_started.labels(model=model, pool=kind.value)
+            self.switches_failed.labels(model=model, pool=kind.value)
+            for source in LOAD_SOURCES:
+                self.switches.labels(model=model, pool=kind.value, source=source)
 
     def set_policies(self, prefill: str, decode: str) -> None:
         self._policy = {"prefill": prefill, "decode": decode}
