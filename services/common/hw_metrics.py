@@ -125,6 +125,10 @@ class HardwareSeries:
             load = expert_load(d, moe_tokens_per_die(d, self._role, timing))
             child(self.expert_imbalance).set(load.imbalance)
 
+    def forget_children(self) -> None:
+        """Drop the cached children: the labels changed (a model switch)."""
+        self._children.clear()
+
     def _child(self, metric: Any, **extra: str) -> Any:
         key = (id(metric), *extra.items())
         found = self._children.get(key)

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = build_decode_engine(config, deployment)
         capacity, max_num_seqs = engine.kv_capacity_tokens, engine.max_num_seqs
         registry = CollectorRegistry()
-        metrics = DecodeMetrics(registry, config.model_name, worker_id)
+        metrics = DecodeMetrics(registry, model.name, worker_id)
         metrics.hw.on_start(deployment, "decode", config.speedup, config.cache.block_size,
                             capacity, prefix_caching=False)
         worker = DecodeWorker(DecodeInstance(engine, deployment), WallClock(config.speedup),
@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             new = build_decode_engine(config, d)
             worker.use_instance(DecodeInstance(new, d))
             servicer.model = served.name
+            metrics.use_model(served.name)
+            metrics.hw.on_start(d, "decode", config.speedup, config.cache.block_size,
+                                new.kv_capacity_tokens, prefix_caching=False)
             return pb.Capacity(kv_capacity_tokens=new.kv_capacity_tokens,
                                max_num_seqs=new.max_num_seqs)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.hw_metrics import precreate
 from services.common.vllm_metrics import (
     FINISHED_REASONS,
     ITL_BUCKETS,
@@ -52,8 +51,10 @@ class DecodeMetrics(WorkerMetrics):
         self.kv_rejected = Counter("supernode_kv_transfer_rejected",
                                    "KV transfers refused (bad checksum, unknown request).",
                                    (*LABELS, "reason"), registry=r)
-        precreate(self, self.labels)
-        precreate(self.hw, self.labels)
+        self._precreate()
+
+    def _precreate(self) -> None:
+        super()._precreate()
         for reason in FINISHED_REASONS:
             self.success.labels(**self.labels, finished_reason=reason)
         self.kv_bytes_received.labels(**self.labels, plane="rdma", direction="in")

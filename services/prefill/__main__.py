@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     async def start() -> WorkerProcess:
         budget = prefill_token_budget(config, deployment)
         registry = CollectorRegistry()
-        metrics = PrefillMetrics(registry, config.model_name, worker_id)
+        metrics = PrefillMetrics(registry, model.name, worker_id)
         metrics.hw.on_start(deployment, "prefill", config.speedup, config.cache.block_size,
                             kv_capacity_tokens(deployment), config.cache.enabled)
         cache = build_cache(config, deployment, args.ems, metrics, token)
@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             budget = prefill_token_budget(config, d)
             worker.use_instance(PrefillInstance(PrefillEngine(budget), d, cache_source(config)))
             servicer.model = served.name
+            metrics.use_model(served.name)
+            metrics.hw.on_start(d, "prefill", config.speedup, config.cache.block_size,
+                                kv_capacity_tokens(d), config.cache.enabled)
             return pb.Capacity(kv_capacity_tokens=kv_capacity_tokens(d),
                                max_num_batched_tokens=budget)
 

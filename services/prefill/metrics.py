@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.hw_metrics import precreate
 from services.common.vllm_metrics import (
     LABELS,
     REQUEST_LATENCY_BUCKETS,
@@ -65,8 +64,7 @@ class PrefillMetrics(WorkerMetrics):
         self.kv_transfer_failures = Counter("supernode_kv_transfer_failures",
                                             "KV transfers to decode that failed.", LABELS,
                                             registry=r)
-        precreate(self, self.labels)
-        precreate(self.hw, self.labels)
+        self._precreate()
 
     def set_breaker_state(self, state: str) -> None:
         for name in BREAKER_STATES:

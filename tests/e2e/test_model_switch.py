@@ -83,6 +83,13 @@ def test_a_request_for_an_unheld_model_switches_instances_while_others_serve(tmp
         for pool_name in ("prefill", "decode"):
             assert (f'supernode_model_switches_total{{model="{MODELS[2]}",pool="{pool_name}",'
                     f'source="obs"}} 1.0') in metrics
+        own = httpx.get(f"http://{workers(endpoint)['decode-1']['metrics_address']}/metrics",
+                        timeout=5).text  # the switched instance's series follow its model
+        usage = [line for line in own.splitlines()
+                 if line.startswith("vllm:kv_cache_usage_perc{")]
+        assert len(usage) == 1 and f'model_name="{MODELS[2]}"' in usage[0], usage
+        assert f'vllm:generation_tokens_total{{engine="decode-1",model_name="{MODELS[2]}"}} ' \
+            in own
         assert "switched from deepseek-r1@v2 to deepseek-r1@v3" in (
             tmp_path / "scheduler.log").read_text()
         missing = httpx.post(f"{endpoint}/v1/completions", timeout=10, json={
