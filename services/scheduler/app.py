@@ -19,6 +19,7 @@ from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.metrics_http import exposition
 from services.scheduler import auth
 from services.scheduler.admin import InjectedFailures, admin_router
+from services.scheduler.arrival import ArrivalStamp
 from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
 from services.scheduler.generation import generate, new_jobs
@@ -87,13 +88,15 @@ def build_app(fe: FrontEnd) -> FastAPI:
     """The HTTP app; operator routes (/metrics, /workers, /sd/targets, /admin/*) need the
     admin key when one is configured (services.scheduler.auth).
 
-    Middleware, outermost first: API keys (an unauthenticated request is refused before its
-    body is read), body limits (size, read time, JSON shape), injected request failures."""
+    Middleware, outermost first: the arrival stamp (a request's timeline starts when it
+    reached the server), API keys (an unauthenticated request is refused before its body is
+    read), body limits (size, read time, JSON shape), injected request failures."""
     app = FastAPI(title="supernode", docs_url=None, redoc_url=None)
     app.include_router(admin_router(fe.faults, auth.require_admin))
     app.add_middleware(InjectedFailures, book=fe.faults)
     app.add_middleware(BodyLimits, limits=fe.limits)
     auth.install(app, fe.api_keys)
+    app.add_middleware(ArrivalStamp, clock=fe.flow.clock)
     admin = [Depends(auth.require_admin)]
 
     @app.exception_handler(ApiError)

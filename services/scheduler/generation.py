@@ -23,6 +23,7 @@ from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from services.scheduler import auth
+from services.scheduler.arrival import arrived_at
 from services.scheduler.flow import Emitted
 from services.scheduler.openai_api import ApiError, ChatCompletionRequest
 from services.scheduler.outputs import OutputPlan, plan_output
@@ -183,7 +184,7 @@ def _new_record(fe: FrontEnd, request: HttpRequest, body: Any, tokens: list[int]
     return Request(
         request_id=uuid.uuid4().hex,  # never the client's id: two requests may share one
         num_prompt_tokens=len(tokens), max_tokens=max_tokens or room, seed=seed,
-        arrived_at=fe.flow.clock.now(), ignore_eos=ignore_eos, model=body.model,
+        arrived_at=arrived_at(request), ignore_eos=ignore_eos, model=body.model,
         cache_namespace=cache_namespace(body.model, auth.tenant_namespace(request)),
         prompt_token_ids=tokens, output_token_ids=[], n=body.n)
 

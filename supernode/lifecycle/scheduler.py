@@ -104,7 +104,7 @@ class Lifecycle:
         limits = self.limits
         timeout_s = timeout_s if timeout_s is not None else limits.request_timeout_s
         request.deadline_at = now + timeout_s if timeout_s else float("inf")
-        request.stage_at = now
+        request.stage_at = min(now, request.arrived_at)  # the front end's work is absorbed
         request.admission_deadline = now + limits.admission_wait_s
         request.admission_backoff_s = limits.admission_backoff_s
         request.overcommitted = self.overcommitted
