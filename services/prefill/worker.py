@@ -49,6 +49,9 @@ class PrefillWorker:
         self._grace_s = clock.to_model_s(arrival_grace_s)
         self._futures: dict[str, asyncio.Future[tuple[Batch, Handoff]]] = {}
         self._wake = asyncio.Event()
+        self._looking_up: dict[str, float] = {}
+        """Requests whose real EMS lookup is in flight, by their timeline's arrival."""
+        self._looked_up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -78,7 +81,7 @@ class PrefillWorker:
         tokens = list(request.prompt_token_ids)
         hit = CacheHit((), 0, 0, 0)
         if self.cache is not None:  # the real lookup and read overlap the modelled fetch
-            hit = await self.cache.fetch(request.cache_namespace, tokens)
+            hit = await self._look_up(request, tokens, anchor)
         if hit.num_bytes:
             self._count_link(hit.num_bytes, 0.0, self.cache.link.name, "in")
         job = PrefillJob(request.request_id, len(tokens), hit.num_cached_tokens,
@@ -95,6 +98,25 @@ class PrefillWorker:
             num_prompt_tokens=len(tokens), num_cached_tokens=hit.num_cached_tokens,
             queue_s=batch.queue_s(job), compute_s=batch.compute_s, cache_fetch_s=batch.fetch_s,
             transfer_s=handoff.transfer_s, kv_num_bytes=handoff.kv_num_bytes)
+
+    async def _look_up(self, request: pb.PrefillRequest, tokens: list[int],
+                       arrived_at: float) -> CacheHit:
+        """The real EMS lookup and read. While it runs, a batch its timeline belongs in
+        waits for it (`_batch_loop`): the lookup's wall time is the emulator's, not the
+        model's, whose fetch is priced in the batch."""
+        self._looking_up[request.request_id] = arrived_at
+        try:
+            return await self.cache.fetch(request.cache_namespace, tokens)
+        finally:
+            del self._looking_up[request.request_id]
+            self._looked_up.set()
+
+    async def _lookups_before(self, begin: float) -> None:
+        """Until no lookup is in flight for a request that arrived by model time `begin`
+        (each lookup is bounded by the cache client's own timeouts)."""
+        while any(at <= begin for at in self._looking_up.values()):
+            self._looked_up.clear()
+            await self._looked_up.wait()
 
     async def _hand_off(self, request: pb.PrefillRequest, num_tokens: int,
                         handoff: Handoff) -> None:
@@ -160,9 +182,11 @@ class PrefillWorker:
                 await self._wake.wait()
                 continue
             # A request whose timeline puts it before `begin` may still be on its way (the
-            # scheduler's and the RPC's own time): pack a little later in wall time; the
-            # batch's modelled start stays `begin`.
+            # scheduler's and the RPC's own time, or its real EMS lookup): pack a little
+            # later in wall time, and after those lookups; the batch's modelled start stays
+            # `begin`.
             await self.clock.sleep_until(begin + self._grace_s)
+            await self._lookups_before(begin)
             batch = self.instance.start_batch(self.clock.now())
             if batch is None:
                 continue  # its jobs were aborted meanwhile
