@@ -13,6 +13,7 @@ from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.metrics_http import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -23,7 +24,7 @@ from services.scheduler.arrival import ArrivalStamp
 from services.scheduler.fault_book import FaultBook
 from services.scheduler.flow import RequestFlow
 from services.scheduler.generation import generate, new_jobs
-from services.scheduler.health import health_report, ready_report
+from services.scheduler.health import SERVING_POOLS, health_report, ready_report
 from services.scheduler.info_routes import add_info_routes
 from services.scheduler.limits import BodyLimits
 from services.scheduler.metrics import SchedulerMetrics
@@ -57,7 +58,7 @@ class FrontEnd:
     prometheus: CollectorRegistry
     created: int
     faults: FaultBook
-    expected_workers: Mapping[WorkerKind, int]
+    expected_workers: dict[WorkerKind, int]
     """Configured pool sizes: /health is degraded while a pool has fewer live workers."""
     instance_id: str
     """This scheduler process's id, in /health and /ready."""
@@ -72,6 +73,15 @@ class FrontEnd:
         model's, as the metrics are)."""
         return self.models or {self.model_name: ServedModelCard(
             self.model_name, self.model_name, self.max_model_len)}
+
+
+class PoolSize(BaseModel):
+    """Body of PUT /admin/pools/{pool}."""
+
+    instances: int = Field(ge=1, description="instances the pool should have")
+
+
+SERVING_POOL_NAMES = tuple(kind.value for kind in SERVING_POOLS)
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,17 @@ def build_app(fe: FrontEnd) -> FastAPI:
         body, status = health_report(fe.registry, fe.expected_workers, fe.instance_id)
         body["lag"] = fe.metrics.recent_lag.summary()
         return JSONResponse(body, status_code=status)
+
+    @app.put("/admin/pools/{pool}", dependencies=admin)
+    async def expected_pool(pool: str, body: PoolSize) -> dict[str, Any]:
+        """How many instances `pool` should have, as a launcher that resized it says:
+        /health is degraded below it."""
+        if pool not in SERVING_POOL_NAMES:
+            raise ApiError(400, f"pool must be one of {', '.join(SERVING_POOL_NAMES)}, "
+                           f"got {pool!r}", "pool")
+        fe.expected_workers[WorkerKind(pool)] = body.instances
+        fe.metrics.workers_expected.labels(pool=pool).set(body.instances)
+        return {"pool": pool, "expected": body.instances}
 
     @app.get("/ready")
     async def ready() -> Response:

@@ -21,8 +21,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from services.common.credentials import (
@@ -152,6 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     return run(runtime, config, args, log_dir, credentials.admin_key)
 
 
+def expected_pool_size(endpoint: str, admin_key: str | None) -> Callable[[str, int], None]:
+    """Tell the scheduler a pool's new size (PUT /admin/pools/{pool}), so /health judges the
+    pool against it; a failure is reported, and /health keeps the size it had."""
+    headers = {"authorization": f"Bearer {admin_key}"} if admin_key else {}
+
+    def tell(pool: str, num_instances: int) -> None:
+        try:
+            httpx.put(f"{endpoint}/admin/pools/{pool}", json={"instances": num_instances},
+                      headers=headers, timeout=5.0).raise_for_status()
+        except httpx.HTTPError as e:
+            _say(f"could not tell the scheduler that {pool} now has {num_instances} "
+                 f"instances ({e}); /health still expects the previous size")
+    return tell
+
+
 def run(runtime: Runtime, config: ClusterConfig, args: argparse.Namespace, log_dir: Path,
         admin_key: str | None) -> int:
     """Start, serve until a signal, stop; 1 when start-up fails, else 0."""
@@ -165,7 +182,8 @@ def run(runtime: Runtime, config: ClusterConfig, args: argparse.Namespace, log_d
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    controller = UpController(runtime, not args.no_restart, _say, CollectorRegistry())
+    controller = UpController(runtime, not args.no_restart, _say, CollectorRegistry(),
+                              expected_pool_size(runtime.endpoint, admin_key))
     token = secrets.token_urlsafe(32)
     server = ControlServer(controller, (token, admin_key or ""))
     state_file = state_path(config.ports.http)

@@ -56,8 +56,12 @@ class RuntimeFault:
 
 class UpController:
     def __init__(self, runtime: Runtime, restart: bool, report: Callable[[str], None],
-                 registry: CollectorRegistry) -> None:
+                 registry: CollectorRegistry,
+                 resized: Callable[[str, int], None] = lambda pool, num_instances: None
+                 ) -> None:
+        """`resized(pool, n)` is told each new pool size (the scheduler's /health expects it)."""
         self.runtime = runtime
+        self.resized = resized
         self.restart = restart
         self.report = report
         self.registry = registry
@@ -114,6 +118,8 @@ class UpController:
             self.scale_events.labels(pool=pool, direction="up").inc(len(started))
         if stopping:
             self.scale_events.labels(pool=pool, direction="down").inc(len(stopping))
+        if started or stopping:
+            self.resized(pool, num_instances)
         self.report(f"scale {pool} {len(current)} -> {num_instances}"
                     + (f"; starting {', '.join(started)}" if started else "")
                     + (f"; draining {', '.join(stopping)}" if stopping else ""))

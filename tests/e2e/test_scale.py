@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.launcher import free_port
@@ -43,6 +44,8 @@ def test_scale_up_registers_and_serves_scale_down_drains(up: Up) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["decode: 1 -> 2; starting decode-1", "decode: 2 registered"]
     assert workers(up)["decode-1"]["state"] == "ready"
+    health = httpx.get(f"{up.url}/health", timeout=5).json()
+    assert health["expected"]["decode"] == 2 and health["status"] == "ok"
     with ThreadPoolExecutor(1) as pool:
         load = pool.submit(burst, up.url, 12, 300)
         wait_for(lambda: workers(up)["decode-1"]["num_inflight"] > 0, 60, "decode-1 busy")
@@ -54,6 +57,7 @@ def test_scale_up_registers_and_serves_scale_down_drains(up: Up) -> None:
     assert all(x["num_failovers"] == 0 for x in results), results
     assert any(x["decode_worker"] == "decode-1" for x in results)
     assert [w for w in workers(up) if w.startswith("decode")] == ["decode-0"]
+    assert httpx.get(f"{up.url}/health", timeout=5).json()["expected"]["decode"] == 1
     out = up.output()
     assert "scale decode 2 -> 1; draining decode-1" in out and "decode-1 stopped (0)" in out
 

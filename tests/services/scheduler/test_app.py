@@ -102,3 +102,22 @@ async def test_every_served_model_is_listed_and_answers_with_its_own_limits() ->
     assert by_name["max_model_len"] == 2048 and primary["max_model_len"] == 4096
     assert by_name["tokens"] == primary["tokens"]  # one tokenizer: the primary model's
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
+
+
+async def test_a_resized_pool_sets_what_health_expects() -> None:
+    """PUT /admin/pools/decode (a launcher that scaled the pool) moves /health's expectation:
+    two decode instances expected, one live: degraded (503); back to one: ok. Bad pools and
+    sizes are 400s in OpenAI error JSON."""
+    fe = front_end()
+    async with client_for(fe) as client:
+        assert (await client.get("/health")).status_code == 200
+        r = await client.put("/admin/pools/decode", json={"instances": 2})
+        assert r.status_code == 200 and r.json() == {"pool": "decode", "expected": 2}
+        health = await client.get("/health")
+        assert health.status_code == 503 and health.json()["expected"]["decode"] == 2
+        await client.put("/admin/pools/decode", json={"instances": 1})
+        assert (await client.get("/health")).status_code == 200
+        bad_pool = await client.put("/admin/pools/ems", json={"instances": 2})
+        assert bad_pool.status_code == 400 and bad_pool.json()["error"]["param"] == "pool"
+        bad_size = await client.put("/admin/pools/decode", json={"instances": 0})
+        assert bad_size.status_code == 400 and "error" in bad_size.json()

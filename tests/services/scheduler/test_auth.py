@@ -193,3 +193,14 @@ async def test_require_admin_is_a_reusable_dependency() -> None:
             == "(default)"
         assert (await client.get("/admin/whoami", headers=bearer("k-a"))).status_code == 403
         assert (await client.get("/admin/whoami")).status_code == 401
+
+
+async def test_setting_a_pool_size_needs_the_admin_key(guarded: httpx.AsyncClient) -> None:
+    """PUT /admin/pools/{pool} moves what /health expects: 401 / 403 / 200 like the others."""
+    body = {"instances": 1}
+    assert_openai_error(await guarded.put("/admin/pools/decode", json=body), 401,
+                        "AuthenticationError")
+    assert_openai_error(await guarded.put("/admin/pools/decode", json=body,
+                                          headers=bearer("k-a")), 403, "PermissionDeniedError")
+    assert (await guarded.put("/admin/pools/decode", json=body,
+                              headers=bearer("k-admin"))).status_code == 200

@@ -94,3 +94,14 @@ def test_clearing_and_scaling_down_end_faults_early() -> None:
     assert runtime.calls[-2:] == [("resume", "decode-2"), ("stop", "decode-2")]
     controller.inject("pause", "decode-0", 60.0, 0.0)
     assert controller.clear_faults() == 1 and runtime.states["decode-0"][1] == "running"
+
+
+def test_each_resize_is_told_with_the_pool_s_new_size() -> None:
+    """The scheduler hears every change of size (for /health), and nothing when none."""
+    told: list[tuple[str, int]] = []
+    controller = UpController(FakeRuntime({"decode": 1, "prefill": 1}), True, lambda m: None,
+                              CollectorRegistry(), lambda pool, n: told.append((pool, n)))
+    controller.scale("decode", 3)
+    controller.scale("decode", 3)
+    controller.scale("decode", 2)
+    assert told == [("decode", 3), ("decode", 2)]
