@@ -12,6 +12,7 @@ absorbed while they are shorter than the modelled work.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 from services.common.crash import stop_process_if_crashed
@@ -49,8 +50,10 @@ class PrefillWorker:
         self._grace_s = clock.to_model_s(arrival_grace_s)
         self._futures: dict[str, asyncio.Future[tuple[Batch, Handoff]]] = {}
         self._wake = asyncio.Event()
-        self._looking_up: dict[str, float] = {}
-        """Requests whose real EMS lookup is in flight, by their timeline's arrival."""
+        self._looking_up: dict[int, float] = {}
+        """The timeline arrival of each request whose real EMS lookup is in flight (keyed by
+        call: a request id may come again, after a failover, while its first lookup runs)."""
+        self._lookup_ids = itertools.count()
         self._looked_up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -104,11 +107,12 @@ class PrefillWorker:
         """The real EMS lookup and read. While it runs, a batch its timeline belongs in
         waits for it (`_batch_loop`): the lookup's wall time is the emulator's, not the
         model's, whose fetch is priced in the batch."""
-        self._looking_up[request.request_id] = arrived_at
+        key = next(self._lookup_ids)
+        self._looking_up[key] = arrived_at
         try:
             return await self.cache.fetch(request.cache_namespace, tokens)
         finally:
-            del self._looking_up[request.request_id]
+            del self._looking_up[key]
             self._looked_up.set()
 
     async def _lookups_before(self, begin: float) -> None:
