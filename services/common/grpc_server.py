@@ -19,12 +19,26 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 2**20
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-]
+KEEPALIVE_TIME_MS = 20_000
+"""How often a peer pings an idle connection (dead peers are noticed within ~30 s)."""
+
+
+def channel_options(keepalive_time_ms: int = KEEPALIVE_TIME_MS) -> list[tuple[str, int]]:
+    """Options of every channel (and, with server_options, of every server)."""
+    return [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", 10_000)]
+
+
+def server_options(keepalive_time_ms: int = KEEPALIVE_TIME_MS) -> list[tuple[str, int]]:
+    """A server accepts its peers' keepalive pings, open call or not. gRPC's default accepts
+    one ping per 5 minutes without data and sends GOAWAY "too_many_pings" at the third: a
+    token stream that carried nothing for a while (an idle cluster) broke every ~2 minutes,
+    and its decode worker left routing until it registered again."""
+    return [*channel_options(keepalive_time_ms),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", keepalive_time_ms // 2),
+            ("grpc.keepalive_permit_without_calls", 1)]
 AUTH_METADATA_KEY = "authorization"
 OPEN_METHOD_PREFIX = "/grpc.health.v1.Health/"
 """Methods callable without the cluster token: the standard health service only."""
@@ -53,7 +67,7 @@ async def start_grpc_server(
     """Bind, register the servicers and the health service, start; SERVING once started.
     With `cluster_token`, every call but a health check must carry it."""
     interceptors = [ClusterTokenInterceptor(cluster_token)] if cluster_token else []
-    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=interceptors)
+    server = grpc.aio.server(options=server_options(), interceptors=interceptors)
     for add in add_servicers:
         add(server)
     health_servicer = health.aio.HealthServicer()
@@ -70,7 +84,8 @@ async def start_grpc_server(
 def insecure_channel(address: str, cluster_token: str | None = None) -> grpc.aio.Channel:
     """A plaintext channel to `address` that attaches `cluster_token` (if any) to every call."""
     interceptors = _token_interceptors(cluster_token) if cluster_token else None
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=channel_options(),
+                                     interceptors=interceptors)
 
 
 def _bearer(token: str) -> str:

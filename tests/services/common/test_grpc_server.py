@@ -10,7 +10,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.grpc_server import GrpcServer, insecure_channel, start_grpc_server
+from services.common.grpc_server import (
+    KEEPALIVE_TIME_MS,
+    GrpcServer,
+    channel_options,
+    insecure_channel,
+    server_options,
+    start_grpc_server,
+)
 
 TOKEN = "cluster-secret-1"
 SERVICE = "test.Echo"
@@ -140,3 +147,14 @@ async def test_without_a_configured_token_calls_pass() -> None:
                 assert await CALLS["unary"](channel, _requests) == b"x"
     finally:
         await s.stop(0)
+
+
+def test_servers_accept_the_keepalive_pings_their_peers_send() -> None:
+    """A server takes a ping at least as often as a channel sends one, open call or not: with
+    gRPC's defaults an idle token stream was cut (GOAWAY too_many_pings) every ~2 minutes."""
+    for keepalive_ms in (KEEPALIVE_TIME_MS, 1_000):
+        server = dict(server_options(keepalive_ms))
+        channel = dict(channel_options(keepalive_ms))
+        assert server["grpc.http2.min_recv_ping_interval_without_data_ms"] \
+            <= channel["grpc.keepalive_time_ms"] == keepalive_ms
+        assert server["grpc.keepalive_permit_without_calls"] == 1
