@@ -37,7 +37,7 @@ def server_options(keepalive_time_ms: int = KEEPALIVE_TIME_MS) -> list[tuple[str
     token stream that carried nothing for a while (an idle cluster) broke every ~2 minutes,
     and its decode worker left routing until it registered again."""
     return [*channel_options(keepalive_time_ms),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", keepalive_time_ms // 2),
+            ("grpc.http2.min_ping_interval_without_data_ms", keepalive_time_ms // 2),
             ("grpc.keepalive_permit_without_calls", 1)]
 AUTH_METADATA_KEY = "authorization"
 OPEN_METHOD_PREFIX = "/grpc.health.v1.Health/"

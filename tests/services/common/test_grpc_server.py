@@ -155,6 +155,6 @@ def test_servers_accept_the_keepalive_pings_their_peers_send() -> None:
     for keepalive_ms in (KEEPALIVE_TIME_MS, 1_000):
         server = dict(server_options(keepalive_ms))
         channel = dict(channel_options(keepalive_ms))
-        assert server["grpc.http2.min_recv_ping_interval_without_data_ms"] \
+        assert server["grpc.http2.min_ping_interval_without_data_ms"] \
             <= channel["grpc.keepalive_time_ms"] == keepalive_ms
         assert server["grpc.keepalive_permit_without_calls"] == 1
