@@ -23,9 +23,6 @@ from services.common.credentials import Credentials
 from supernode.config import ClusterConfig
 from supernode.policy.kv_affinity import uses_local_cache
 
-POOLS = ("prefill", "decode")
-"""The roles whose instance count can change while up."""
-
 
 class InstanceNotFound(LookupError):
     """No instance has the name given."""

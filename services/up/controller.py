@@ -19,9 +19,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from services.runtime.base import POOLS, Instance, InstanceNotFound, Runtime
+from services.runtime.base import Instance, InstanceNotFound, Runtime
+from supernode.cli.control import MAX_INSTANCES, POOLS
 
-MAX_INSTANCES = 32
 """Largest pool `scale` accepts: a bound on what one machine is asked to run."""
 FAULT_KINDS = ("kill", "pause", "disconnect")
 MAX_FAULT_S = 3600.0

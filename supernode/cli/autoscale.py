@@ -32,10 +32,8 @@ from supernode.autoscale.hpa import (
 )
 from supernode.autoscale.loop import Autoscaler
 from supernode.autoscale.signals import SchedulerSignals
-from supernode.cli.control import ControlClient, ControlError
+from supernode.cli.control import MAX_INSTANCES, POOLS, ControlClient, ControlError
 
-POOLS = ("prefill", "decode")
-MAX_INSTANCES = 32
 DECODE_ONLY = {"kv"}
 
 

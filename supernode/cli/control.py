@@ -33,6 +33,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+POOLS = ("prefill", "decode")
+"""The pools the control API resizes."""
+MAX_INSTANCES = 32
+"""The most instances a pool may hold (the control API refuses more)."""
+
 
 class ControlError(RuntimeError):
     """The control channel cannot be found or used; the message says why."""

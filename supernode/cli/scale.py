@@ -16,10 +16,7 @@ import time
 
 import httpx
 
-from supernode.cli.control import ControlClient, ControlError
-
-POOLS = ("prefill", "decode")
-MAX_INSTANCES = 32
+from supernode.cli.control import MAX_INSTANCES, POOLS, ControlClient, ControlError
 
 
 def pool_size(text: str) -> tuple[str, int]:
